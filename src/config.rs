@@ -1,0 +1,268 @@
+//! The one configuration struct of a shardlock node.
+//!
+//! Invariants: every field has a default, so an empty file (or none) gives a
+//! working single-node setup on 127.0.0.1; unknown keys are refused, so a
+//! typo is an error rather than a silent default; [`Config::validate`] runs
+//! once, at load, and everything after it may rely on the checked bounds.
+//! Units are in the names (`_ms`, `_bytes`). `config/shardlock.example.toml`
+//! documents every key and a test keeps it equal to the defaults.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::lock::Limits;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's id, unique in the cluster, at least 1.
+    pub node_id: u64,
+    /// Where the node keeps its RocksDB and its identity file.
+    pub data_dir: PathBuf,
+    /// gRPC and REST for clients.
+    pub client_addr: String,
+    /// Raft traffic between nodes.
+    pub peer_addr: String,
+    /// Number of Raft groups; fixed when the cluster is created.
+    pub groups: u32,
+    /// The voters of a new cluster; empty means a single node of itself.
+    pub initial_cluster: Vec<Peer>,
+    /// Lease TTL of an acquire that names none.
+    pub default_ttl_ms: u64,
+    /// How long an idle lock is kept before the leader collects it.
+    pub idle_lock_grace_ms: u64,
+    /// Page size of a List that names none, and the largest page allowed.
+    pub default_list_page: u32,
+    pub max_list_page: u32,
+    /// Largest gRPC message accepted.
+    pub max_message_bytes: usize,
+    pub raft: RaftConfig,
+    pub storage: StorageConfig,
+    pub limits: Limits,
+}
+
+/// One member of the initial cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub id: u64,
+    pub client_addr: String,
+    pub peer_addr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// A group snapshots its lock table every this many applied entries and
+    /// purges the log behind the snapshot.
+    pub snapshot_every_entries: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// UNSAFE, for benchmarks only: acknowledge log appends without fsync.
+    /// A crash may then lose acknowledged grants and releases.
+    pub unsafe_no_fsync: bool,
+    /// Most log entries the batched writer puts in one synced write.
+    pub max_batch_entries: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            data_dir: PathBuf::from("./data"),
+            client_addr: "127.0.0.1:7001".into(),
+            peer_addr: "127.0.0.1:7101".into(),
+            groups: 64,
+            initial_cluster: Vec::new(),
+            default_ttl_ms: 30_000,
+            idle_lock_grace_ms: 60_000,
+            default_list_page: 100,
+            max_list_page: 1000,
+            max_message_bytes: 4 * 1024 * 1024,
+            raft: RaftConfig::default(),
+            storage: StorageConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 200,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            snapshot_every_entries: 10_000,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { unsafe_no_fsync: false, max_batch_entries: 4096 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads, parses and validates a TOML config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text).map_err(|err| match err {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.into(), source },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: PathBuf::from("<text>"), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The voters of a new cluster: `initial_cluster`, or this node alone.
+    pub fn voters(&self) -> Vec<Peer> {
+        if self.initial_cluster.is_empty() {
+            let me = Peer { id: self.node_id, client_addr: self.client_addr.clone(), peer_addr: self.peer_addr.clone() };
+            return vec![me];
+        }
+        self.initial_cluster.clone()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.node_id == 0 {
+            return bad("node_id must be at least 1".into());
+        }
+        if !(1..=4096).contains(&self.groups) {
+            return bad(format!("groups is {}: use 1 to 4096", self.groups));
+        }
+        check_addr("client_addr", &self.client_addr)?;
+        check_addr("peer_addr", &self.peer_addr)?;
+        self.validate_cluster()?;
+        self.limits.validate().map_err(ConfigError::Invalid)?;
+        self.limits.check_ttl(self.default_ttl_ms).or_else(|e| bad(format!("default_ttl_ms: {e}")))?;
+        if self.default_list_page == 0 || self.default_list_page > self.max_list_page {
+            return bad("default_list_page must be 1 to max_list_page".into());
+        }
+        if self.max_message_bytes < 4096 {
+            return bad("max_message_bytes must be at least 4096".into());
+        }
+        if self.storage.max_batch_entries == 0 {
+            return bad("storage.max_batch_entries must be at least 1".into());
+        }
+        self.raft.validate()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let mut ids = HashSet::new();
+        for p in &self.initial_cluster {
+            if p.id == 0 || !ids.insert(p.id) {
+                return Err(ConfigError::Invalid(format!("initial_cluster: node id {} is 0 or repeated", p.id)));
+            }
+            check_addr("initial_cluster.client_addr", &p.client_addr)?;
+            check_addr("initial_cluster.peer_addr", &p.peer_addr)?;
+        }
+        if !self.initial_cluster.is_empty() && !ids.contains(&self.node_id) {
+            return Err(ConfigError::Invalid(format!("initial_cluster does not list this node (node_id {})", self.node_id)));
+        }
+        Ok(())
+    }
+}
+
+impl RaftConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let (hb, min, max) = (self.heartbeat_interval_ms, self.election_timeout_min_ms, self.election_timeout_max_ms);
+        if hb == 0 || min < 2 * hb || max <= min {
+            return Err(ConfigError::Invalid(format!(
+                "raft: need 0 < heartbeat_interval_ms ({hb}) <= election_timeout_min_ms ({min}) / 2 \
+                 and election_timeout_min_ms < election_timeout_max_ms ({max})"
+            )));
+        }
+        if self.snapshot_every_entries == 0 {
+            return Err(ConfigError::Invalid("raft.snapshot_every_entries must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+fn check_addr(field: &str, addr: &str) -> Result<(), ConfigError> {
+    addr.parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| ConfigError::Invalid(format!("{field} {addr:?} is not an ip:port address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config/shardlock.example.toml");
+
+    fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = value {
+            for (k, v) in t {
+                let path = format!("{prefix}{k}");
+                keys(v, &format!("{path}."), out);
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn example_equals_defaults_and_documents_every_key() {
+        let parsed = Config::parse(EXAMPLE).expect("example parses");
+        assert_eq!(parsed, Config::default());
+        let (mut documented, mut known) = (Vec::new(), Vec::new());
+        keys(&toml::from_str(EXAMPLE).unwrap(), "", &mut documented);
+        keys(&toml::Value::try_from(Config::default()).unwrap(), "", &mut known);
+        documented.sort();
+        known.sort();
+        assert_eq!(documented, known);
+    }
+
+    #[test]
+    fn empty_file_is_a_valid_single_node() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.voters().len(), 1);
+        assert_eq!(c.voters()[0].id, 1);
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let cases = [
+            ("grups = 3", "unknown field"),
+            ("groups = 0", "groups is 0"),
+            ("node_id = 0", "node_id"),
+            ("client_addr = \"localhost\"", "client_addr"),
+            ("default_ttl_ms = 1", "default_ttl_ms"),
+            ("[raft]\nelection_timeout_min_ms = 100", "raft"),
+            ("[limits]\nmax_size = 0", "max_size"),
+            ("[[initial_cluster]]\nid = 2\nclient_addr = \"127.0.0.1:1\"\npeer_addr = \"127.0.0.1:2\"", "does not list"),
+            ("groups = \"many\"", "invalid type"),
+        ];
+        for (text, needle) in cases {
+            let err = Config::parse(text).expect_err(text).to_string();
+            assert!(err.contains(needle), "{text:?} gave {err:?}");
+        }
+    }
+}

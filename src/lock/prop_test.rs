@@ -1,0 +1,325 @@
+//! Property tests: random command sequences against the table's invariants.
+//!
+//! Operations are abstract ("release the 2nd holder of lock 1") and are
+//! resolved against the live state, so most commands hit something real.
+//! Every Acquire uses a fresh key; only `Retry` reuses a live key. After
+//! each step the runner checks:
+//! - a refused command left the table unchanged and had no effect;
+//! - held permits equal the holders' sum and never exceed the size;
+//! - a lock's queue head never fits (hand-off was not missed);
+//! - an immediate grant happened only with an empty queue (no barging);
+//! - hand-off grants are a prefix of the queue in FIFO order;
+//! - tokens of each lock strictly increase, one per permit;
+//! - a key whose hold or wait ended never holds or waits again.
+
+use std::collections::{HashMap, HashSet};
+
+use proptest::prelude::*;
+
+use super::*;
+
+const LOCKS: [&str; 3] = ["l0", "l1", "l2"];
+const CASES: u32 = 512;
+
+fn limits() -> Limits {
+    Limits { max_waiters_per_lock: 4, ..Limits::default() }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Acquire { lock: usize, permits: u32, wait: bool, bad_size: bool },
+    Retry { lock: usize, pick: usize },
+    Release { lock: usize, pick: usize },
+    ReleaseDead { pick: usize },
+    Refresh { lock: usize, pick: usize },
+    Expire { lock: usize, pick: usize, stale: bool },
+    Timeout { lock: usize, pick: usize, stale: bool },
+    Cancel { lock: usize, pick: usize },
+    Force { lock: usize, pick: Option<usize> },
+    Gc { lock: usize, stale: bool },
+    Snapshot,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let lock = 0..LOCKS.len();
+    prop_oneof![
+        6 => (lock.clone(), 1..=3u32, any::<bool>(), prop::bool::weighted(0.05))
+            .prop_map(|(lock, permits, wait, bad_size)| Op::Acquire { lock, permits, wait, bad_size }),
+        1 => (lock.clone(), any::<usize>()).prop_map(|(lock, pick)| Op::Retry { lock, pick }),
+        4 => (lock.clone(), any::<usize>()).prop_map(|(lock, pick)| Op::Release { lock, pick }),
+        1 => any::<usize>().prop_map(|pick| Op::ReleaseDead { pick }),
+        1 => (lock.clone(), any::<usize>()).prop_map(|(lock, pick)| Op::Refresh { lock, pick }),
+        2 => (lock.clone(), any::<usize>(), any::<bool>()).prop_map(|(lock, pick, stale)| Op::Expire { lock, pick, stale }),
+        2 => (lock.clone(), any::<usize>(), any::<bool>()).prop_map(|(lock, pick, stale)| Op::Timeout { lock, pick, stale }),
+        1 => (lock.clone(), any::<usize>()).prop_map(|(lock, pick)| Op::Cancel { lock, pick }),
+        1 => (lock.clone(), prop::option::of(any::<usize>())).prop_map(|(lock, pick)| Op::Force { lock, pick }),
+        1 => (lock, any::<bool>()).prop_map(|(lock, stale)| Op::Gc { lock, stale }),
+        1 => Just(Op::Snapshot),
+    ]
+}
+
+/// Size of lock `i`: 1, 2 and 3, so mutexes and semaphores both appear.
+fn size_of(lock: usize) -> u32 {
+    lock as u32 + 1
+}
+
+struct Runner {
+    table: LockTable,
+    index: u64,
+    next_key: u64,
+    /// Every key ever used for an acquire, with the lock and permits it asked.
+    keys: Vec<(usize, LockKey, u32)>,
+    dead: HashSet<LockKey>,
+    last_token: HashMap<String, u64>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Runner {
+    fn new() -> Self {
+        Self {
+            table: LockTable::new(limits()),
+            index: 0,
+            next_key: 0,
+            keys: Vec::new(),
+            dead: HashSet::new(),
+            last_token: HashMap::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    fn holder(&self, lock: usize, pick: usize) -> Option<(LockKey, Holder)> {
+        let l = self.table.get(LOCKS[lock])?;
+        let n = l.holders().len();
+        (n > 0).then(|| l.holders().iter().nth(pick % n).map(|(k, h)| (k.clone(), h.clone())))?
+    }
+
+    fn waiter(&self, lock: usize, pick: usize) -> Option<Waiter> {
+        let l = self.table.get(LOCKS[lock])?;
+        let n = l.waiters().len();
+        (n > 0).then(|| l.waiters().iter().nth(pick % n).cloned())?
+    }
+
+    fn fresh_key(&mut self) -> LockKey {
+        self.next_key += 1;
+        LockKey::new(format!("k{}", self.next_key)).unwrap()
+    }
+
+    /// Turns an abstract operation into a command, or `None` if it has no target.
+    fn resolve(&mut self, op: &Op) -> Option<Command> {
+        let name = |lock: usize| LOCKS[lock].to_owned();
+        Some(match *op {
+            Op::Acquire { lock, permits, wait, bad_size } => {
+                let key = self.fresh_key();
+                let size = if bad_size { size_of(lock) + 1 } else { size_of(lock) };
+                let permits = permits.min(size);
+                self.keys.push((lock, key.clone(), permits));
+                let wait_ms = if wait { 1000 } else { 0 };
+                Command::Acquire(AcquireCmd { name: name(lock), key, size, permits, ttl_ms: 1000, wait_ms })
+            }
+            Op::Retry { lock, pick } => {
+                let live: Vec<_> = self.keys.iter().filter(|(l, k, _)| *l == lock && !self.dead.contains(k)).collect();
+                let (_, key, permits) = live.get(pick % live.len().max(1)).map(|t| (*t).clone())?;
+                let size = size_of(lock);
+                Command::Acquire(AcquireCmd { name: name(lock), key, size, permits, ttl_ms: 2000, wait_ms: 1000 })
+            }
+            Op::Release { lock, pick } => Command::Release { name: name(lock), key: self.holder(lock, pick)?.0 },
+            Op::ReleaseDead { pick } => {
+                let dead: Vec<_> = self.keys.iter().filter(|(_, k, _)| self.dead.contains(k)).collect();
+                let (lock, key, _) = dead.get(pick % dead.len().max(1)).map(|t| (*t).clone())?;
+                Command::Release { name: name(lock), key }
+            }
+            Op::Refresh { lock, pick } => {
+                Command::Refresh { name: name(lock), key: self.holder(lock, pick)?.0, ttl_ms: 3000 }
+            }
+            Op::Expire { lock, pick, stale } => {
+                let (key, h) = self.holder(lock, pick)?;
+                let lease_index = if stale { h.lease_index.saturating_sub(1) } else { h.lease_index };
+                Command::Expire { name: name(lock), key, lease_index }
+            }
+            Op::Timeout { lock, pick, stale } => {
+                let w = self.waiter(lock, pick)?;
+                let enqueue_index = if stale { w.enqueue_index + 1 } else { w.enqueue_index };
+                Command::WaitTimeout { name: name(lock), key: w.key, enqueue_index }
+            }
+            Op::Cancel { lock, pick } => Command::CancelWait { name: name(lock), key: self.waiter(lock, pick)?.key },
+            Op::Force { lock, pick } => {
+                let key = match pick {
+                    Some(pick) => Some(self.holder(lock, pick)?.0),
+                    None => None,
+                };
+                Command::ForceRelease { name: name(lock), key }
+            }
+            Op::Gc { lock, stale } => {
+                let since = self.table.get(LOCKS[lock])?.idle_since().unwrap_or(0);
+                Command::GcIdle { name: name(lock), idle_since: if stale { since + 1 } else { since } }
+            }
+            Op::Snapshot => return None,
+        })
+    }
+
+    fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        if let Op::Snapshot = op {
+            let json = serde_json::to_vec(&self.table.snapshot()).unwrap();
+            let restored = LockTable::restore(serde_json::from_slice(&json).unwrap(), limits()).unwrap();
+            prop_assert_eq!(&restored, &self.table);
+            self.table = restored;
+            return Ok(());
+        }
+        let Some(cmd) = self.resolve(op) else { return Ok(()) };
+        let before = self.table.clone();
+        self.index += 1;
+        let outcome = self.table.apply(self.index, &cmd);
+        self.check_step(&before, &cmd, &outcome)?;
+        self.check_state()?;
+        self.outcomes.push(outcome);
+        Ok(())
+    }
+
+    fn check_step(&mut self, before: &LockTable, cmd: &Command, outcome: &Outcome) -> Result<(), TestCaseError> {
+        if outcome.reply.is_err() {
+            prop_assert_eq!(&self.table, before, "refused {} changed the table", cmd);
+            prop_assert!(outcome.effects.is_empty());
+            return Ok(());
+        }
+        let prev = before.get(cmd.name());
+        let mut queue: Vec<LockKey> = prev.map_or(Vec::new(), |l| l.waiters().iter().map(|w| w.key.clone()).collect());
+        let mut handoffs = 0;
+        for effect in &outcome.effects {
+            match effect {
+                Effect::Granted { name, grant, handoff } => {
+                    let last = self.last_token.get(name).copied().unwrap_or(0);
+                    prop_assert!(grant.token > last, "token {} after {} on {}", grant.token, last, name);
+                    self.last_token.insert(name.clone(), grant.token + u64::from(grant.permits) - 1);
+                    if *handoff {
+                        prop_assert_eq!(queue.get(handoffs), Some(&grant.key), "hand-off out of FIFO order");
+                        handoffs += 1;
+                    } else {
+                        prop_assert!(prev.is_none_or(|l| l.waiters().is_empty()), "barged past a queue");
+                    }
+                }
+                Effect::HoldEnded { key, .. } => {
+                    self.dead.insert(key.clone());
+                }
+                Effect::WaitEnded { key, .. } => {
+                    queue.retain(|k| k != key);
+                    self.dead.insert(key.clone());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_state(&self) -> Result<(), TestCaseError> {
+        for (name, lock) in self.table.iter() {
+            let sum: u32 = lock.holders().values().map(|h| h.permits).sum();
+            prop_assert_eq!(sum, lock.held());
+            prop_assert!(lock.held() <= lock.size(), "{} holds {} of {}", name, lock.held(), lock.size());
+            if let Some(head) = lock.waiters().front() {
+                prop_assert!(lock.size() - lock.held() < head.permits, "{}: head fits but waits", name);
+            }
+            for key in lock.holders().keys().chain(lock.waiters().iter().map(|w| &w.key)) {
+                prop_assert!(!self.dead.contains(key), "dead key {} is back on {}", key, name);
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_over_random_sequences(ops in prop::collection::vec(op(), 1..150)) {
+        let mut runner = Runner::new();
+        for op in &ops {
+            runner.step(op)?;
+        }
+    }
+
+    #[test]
+    fn restored_snapshot_has_identical_future(ops in prop::collection::vec(op(), 2..120), cut in any::<prop::sample::Index>()) {
+        let cut = cut.index(ops.len());
+        let mut runner = Runner::new();
+        for op in &ops[..cut] {
+            runner.step(op)?;
+        }
+        let json = serde_json::to_vec(&runner.table.snapshot()).unwrap();
+        let restored = LockTable::restore(serde_json::from_slice(&json).unwrap(), limits()).unwrap();
+        prop_assert_eq!(&restored, &runner.table);
+        // Resolve the rest once, then feed the same commands to both tables.
+        let mut twin = restored;
+        for op in &ops[cut..] {
+            let Some(cmd) = runner.resolve(op) else { continue };
+            runner.index += 1;
+            let a = runner.table.apply(runner.index, &cmd);
+            let b = twin.apply(runner.index, &cmd);
+            prop_assert_eq!(a, b);
+        }
+        prop_assert_eq!(runner.table, twin);
+    }
+
+    #[test]
+    fn invalid_acquires_get_typed_errors(
+        name_len in 0usize..1100,
+        size in prop_oneof![Just(0u32), 1..=8u32, Just(u32::MAX)],
+        permits in prop_oneof![Just(0u32), 1..=9u32, Just(u32::MAX)],
+        ttl_ms in prop_oneof![Just(0u64), 1..2000u64, Just(u64::MAX)],
+        wait_ms in prop_oneof![Just(0u64), 1..2000u64, Just(u64::MAX)],
+    ) {
+        let limits = Limits::default();
+        let mut table = LockTable::new(limits.clone());
+        let name = "x".repeat(name_len);
+        let key = LockKey::new("k").unwrap();
+        let cmd = Command::Acquire(AcquireCmd { name: name.clone(), key, size, permits, ttl_ms, wait_ms });
+        let expected = if name_len == 0 {
+            Some(LockError::EmptyName { max: limits.max_name_bytes })
+        } else if name_len > limits.max_name_bytes {
+            Some(LockError::NameTooLong { len: name_len, max: limits.max_name_bytes })
+        } else if size == 0 || size > limits.max_size {
+            Some(LockError::InvalidSize { size, max: limits.max_size })
+        } else if permits == 0 || permits > size {
+            Some(LockError::InvalidPermits { permits, size })
+        } else if ttl_ms < limits.min_ttl_ms || ttl_ms > limits.max_ttl_ms {
+            Some(LockError::InvalidTtl { ttl_ms, min_ms: limits.min_ttl_ms, max_ms: limits.max_ttl_ms })
+        } else if wait_ms > limits.max_wait_ms {
+            Some(LockError::InvalidWait { wait_ms, max_ms: limits.max_wait_ms })
+        } else {
+            None
+        };
+        let outcome = table.apply(1, &cmd);
+        match expected {
+            Some(err) => {
+                prop_assert_eq!(outcome.reply, Err(err));
+                prop_assert!(table.is_empty());
+            }
+            None => prop_assert!(matches!(outcome.reply, Ok(Reply::Granted(_)))),
+        }
+    }
+
+    #[test]
+    fn mismatched_or_unknown_requests_change_nothing(ops in prop::collection::vec(op(), 1..60), lock in 0..LOCKS.len()) {
+        let mut runner = Runner::new();
+        for op in &ops {
+            runner.step(op)?;
+        }
+        let before = runner.table.clone();
+        let stranger = LockKey::new("stranger").unwrap();
+        let name = LOCKS[lock].to_owned();
+        let in_use = before.get(&name).is_some_and(|l| !l.is_idle());
+        let probes = [
+            Command::Release { name: name.clone(), key: stranger.clone() },
+            Command::Refresh { name: name.clone(), key: stranger.clone(), ttl_ms: 1000 },
+            Command::CancelWait { name: name.clone(), key: stranger.clone() },
+            Command::Acquire(AcquireCmd { name: name.clone(), key: stranger, size: 9, permits: 1, ttl_ms: 1000, wait_ms: 0 }),
+        ];
+        for (i, probe) in probes.iter().enumerate() {
+            let out = runner.table.apply(runner.index + 1 + i as u64, probe);
+            let granted_new = matches!(out.reply, Ok(Reply::Granted(_))) && !in_use;
+            if !granted_new {
+                prop_assert!(out.reply.is_err(), "{} was not refused", probe);
+                prop_assert_eq!(&runner.table, &before);
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! One sized lock: its holders, its queue and the rules between them.
+//!
+//! Invariants:
+//! - `held` is the sum of the holders' permits and never exceeds `size`;
+//! - a key is never both a holder and a waiter;
+//! - a request is granted at once only when nobody is queued (no barging);
+//!   whenever permits free up, head waiters are granted in the same step
+//!   while they fit, and a head that does not fit blocks those behind it;
+//! - `idle_since` is set exactly when there is no holder and no waiter;
+//! - every grant takes fresh tokens from the group's counter.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AcquireCmd, Effect, EndReason, FenceCounter, Grant, Limits, LockError, LockKey, Reply,
+    WaitQueue, Waiter,
+};
+
+/// A holder of some permits of a lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub permits: u32,
+    /// First fencing token; the holder owns `token..token + permits`.
+    pub token: u64,
+    pub ttl_ms: u64,
+    /// Log index of the grant or last refresh; an expiry must name it.
+    pub lease_index: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    /// Fixed by the first acquirer while the lock is in use; an idle lock
+    /// takes the size of its next acquirer.
+    size: u32,
+    /// Sum of the holders' permits, kept to avoid a scan per request.
+    held: u32,
+    holders: BTreeMap<LockKey, Holder>,
+    waiters: WaitQueue,
+    /// Log index at which the lock last became idle, for GC after a grace.
+    idle_since: Option<u64>,
+}
+
+/// What one apply step needs besides the lock itself.
+pub(super) struct Step<'a> {
+    pub name: &'a str,
+    pub index: u64,
+    pub fence: &'a mut FenceCounter,
+    pub effects: &'a mut Vec<Effect>,
+}
+
+impl Lock {
+    pub fn new(size: u32) -> Self {
+        Self { size, held: 0, holders: BTreeMap::new(), waiters: WaitQueue::default(), idle_since: None }
+    }
+
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    pub fn held(&self) -> u32 {
+        self.held
+    }
+
+    pub fn holders(&self) -> &BTreeMap<LockKey, Holder> {
+        &self.holders
+    }
+
+    pub fn waiters(&self) -> &WaitQueue {
+        &self.waiters
+    }
+
+    pub fn idle_since(&self) -> Option<u64> {
+        self.idle_since
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.holders.is_empty() && self.waiters.is_empty()
+    }
+
+    /// The holder whose token range contains `token`, if any.
+    pub fn holder_of_token(&self, token: u64) -> Option<(&LockKey, &Holder)> {
+        self.holders
+            .iter()
+            .find(|(_, h)| token >= h.token && token - h.token < u64::from(h.permits))
+    }
+
+    /// Grants, queues or refuses an acquire whose fields are already valid.
+    pub(super) fn acquire(
+        &mut self,
+        cmd: &AcquireCmd,
+        limits: &Limits,
+        step: &mut Step<'_>,
+    ) -> Result<Reply, LockError> {
+        if !self.is_idle() && self.size != cmd.size {
+            return Err(LockError::SizeMismatch { size: self.size, asked: cmd.size });
+        }
+        if let Some(reply) = self.retry(cmd, step)? {
+            return Ok(reply);
+        }
+        if self.is_idle() {
+            self.size = cmd.size;
+        }
+        if self.waiters.is_empty() && self.size - self.held >= cmd.permits {
+            let grant = self.grant(&cmd.key, cmd.permits, cmd.ttl_ms, false, step);
+            return Ok(Reply::Granted(grant));
+        }
+        if cmd.wait_ms == 0 {
+            return Err(LockError::Busy);
+        }
+        if self.waiters.len() >= limits.max_waiters_per_lock {
+            return Err(LockError::TooManyWaiters { max: limits.max_waiters_per_lock });
+        }
+        Ok(self.enqueue(cmd, step))
+    }
+
+    /// An acquire by a key that already holds or waits: the same answer
+    /// again (a holder's lease is refreshed), or `KeyInUse` if it asks for
+    /// a different number of permits.
+    fn retry(&mut self, cmd: &AcquireCmd, step: &mut Step<'_>) -> Result<Option<Reply>, LockError> {
+        if let Some(held) = self.holders.get(&cmd.key).map(|h| h.permits) {
+            if held != cmd.permits {
+                return Err(LockError::KeyInUse { held, asked: cmd.permits });
+            }
+            return self.refresh(&cmd.key, cmd.ttl_ms, step).map(|g| Some(Reply::Granted(g)));
+        }
+        if let Some(waiter) = self.waiters.get(&cmd.key) {
+            if waiter.permits != cmd.permits {
+                return Err(LockError::KeyInUse { held: 0, asked: cmd.permits });
+            }
+            let position = self.waiters.position(&cmd.key).unwrap_or(0) as u32;
+            let enqueue_index = waiter.enqueue_index;
+            return Ok(Some(Reply::Queued { position, enqueue_index }));
+        }
+        Ok(None)
+    }
+
+    fn enqueue(&mut self, cmd: &AcquireCmd, step: &mut Step<'_>) -> Reply {
+        let position = self.waiters.len() as u32;
+        self.waiters.push(Waiter {
+            key: cmd.key.clone(),
+            permits: cmd.permits,
+            ttl_ms: cmd.ttl_ms,
+            wait_ms: cmd.wait_ms,
+            enqueue_index: step.index,
+        });
+        self.idle_since = None;
+        step.effects.push(Effect::Queued {
+            name: step.name.to_owned(),
+            key: cmd.key.clone(),
+            permits: cmd.permits,
+            wait_ms: cmd.wait_ms,
+            enqueue_index: step.index,
+        });
+        Reply::Queued { position, enqueue_index: step.index }
+    }
+
+    fn grant(&mut self, key: &LockKey, permits: u32, ttl_ms: u64, handoff: bool, step: &mut Step<'_>) -> Grant {
+        let token = step.fence.issue(permits);
+        let holder = Holder { permits, token, ttl_ms, lease_index: step.index };
+        self.holders.insert(key.clone(), holder);
+        self.held += permits;
+        self.idle_since = None;
+        let grant = Grant { key: key.clone(), token, permits, ttl_ms, lease_index: step.index };
+        step.effects.push(Effect::Granted { name: step.name.to_owned(), grant: grant.clone(), handoff });
+        grant
+    }
+
+    /// Extends the lease of `key`; the lease now runs from this step.
+    pub(super) fn refresh(&mut self, key: &LockKey, ttl_ms: u64, step: &mut Step<'_>) -> Result<Grant, LockError> {
+        let holder = self.holders.get_mut(key).ok_or(LockError::NotHolder)?;
+        holder.ttl_ms = ttl_ms;
+        holder.lease_index = step.index;
+        step.effects.push(Effect::Refreshed {
+            name: step.name.to_owned(),
+            key: key.clone(),
+            ttl_ms,
+            lease_index: step.index,
+        });
+        let h = holder.clone();
+        Ok(Grant { key: key.clone(), token: h.token, permits: h.permits, ttl_ms, lease_index: h.lease_index })
+    }
+
+    /// Ends the hold of `key`, if `lease_index` (when given) still names its
+    /// lease, then hands the freed permits to the head of the queue.
+    pub(super) fn end_hold(
+        &mut self,
+        key: &LockKey,
+        lease_index: Option<u64>,
+        reason: EndReason,
+        step: &mut Step<'_>,
+    ) -> Result<(), LockError> {
+        let holder = self.holders.get(key).ok_or(LockError::NotHolder)?;
+        if lease_index.is_some_and(|at| at != holder.lease_index) {
+            return Err(LockError::StaleExpiry);
+        }
+        let permits = holder.permits;
+        self.holders.remove(key);
+        self.held -= permits;
+        step.effects.push(Effect::HoldEnded { name: step.name.to_owned(), key: key.clone(), permits, reason });
+        self.hand_off(step);
+        Ok(())
+    }
+
+    /// Removes every holder (admin force-release) and returns how many.
+    pub(super) fn end_all_holds(&mut self, step: &mut Step<'_>) -> u32 {
+        let keys: Vec<LockKey> = self.holders.keys().cloned().collect();
+        for key in &keys {
+            let permits = self.holders.remove(key).map_or(0, |h| h.permits);
+            self.held -= permits;
+            let reason = EndReason::Forced;
+            step.effects.push(Effect::HoldEnded { name: step.name.to_owned(), key: key.clone(), permits, reason });
+        }
+        self.hand_off(step);
+        keys.len() as u32
+    }
+
+    /// Takes `key` out of the queue, if `enqueue_index` (when given) still
+    /// names its wait; the waiters behind it may now fit.
+    pub(super) fn end_wait(
+        &mut self,
+        key: &LockKey,
+        enqueue_index: Option<u64>,
+        reason: EndReason,
+        step: &mut Step<'_>,
+    ) -> Result<(), LockError> {
+        let waiter = self.waiters.get(key).ok_or(LockError::NotWaiting)?;
+        if enqueue_index.is_some_and(|at| at != waiter.enqueue_index) {
+            return Err(LockError::NotWaiting);
+        }
+        self.waiters.remove(key);
+        step.effects.push(Effect::WaitEnded { name: step.name.to_owned(), key: key.clone(), reason });
+        self.hand_off(step);
+        Ok(())
+    }
+
+    /// Grants head waiters while they fit, then notes idleness.
+    fn hand_off(&mut self, step: &mut Step<'_>) {
+        while let Some(head) = self.waiters.front() {
+            if self.size - self.held < head.permits {
+                break;
+            }
+            let Some(w) = self.waiters.pop_front() else { break };
+            self.grant(&w.key, w.permits, w.ttl_ms, true, step);
+        }
+        if self.is_idle() {
+            self.idle_since = Some(step.index);
+            step.effects.push(Effect::Idle { name: step.name.to_owned(), since: step.index });
+        }
+    }
+
+    /// Checks the invariants of a lock read from a snapshot.
+    pub(super) fn check(&self, next_token: u64) -> Result<(), String> {
+        let sum: u64 = self.holders.values().map(|h| u64::from(h.permits)).sum();
+        if sum != u64::from(self.held) || self.held > self.size || self.size == 0 {
+            return Err(format!("held {} of size {} but holders sum to {sum}", self.held, self.size));
+        }
+        if self.holders.values().any(|h| h.token.saturating_add(u64::from(h.permits)) > next_token) {
+            return Err("a holder's token is not below the group's next token".into());
+        }
+        if self.waiters.iter().any(|w| self.holders.contains_key(&w.key)) {
+            return Err("a key is both holder and waiter".into());
+        }
+        if self.is_idle() != self.idle_since.is_some() {
+            return Err("idle_since disagrees with holders and waiters".into());
+        }
+        Ok(())
+    }
+}

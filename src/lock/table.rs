@@ -1,0 +1,198 @@
+//! The locks of one Raft group and the `apply` function every replica runs.
+//!
+//! Invariants: `apply` is deterministic and total — the same commands at the
+//! same log indexes give the same outcomes and state on every replica, and
+//! no input panics. Every command is validated again here (the edge already
+//! did) so that a bad entry can only be refused, never stored. A refused
+//! command changes nothing. Locks are kept in name order for listing.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::semaphore::Step;
+use super::{AcquireCmd, Command, EndReason, FenceCounter, Limits, Lock, LockError, Outcome, Reply};
+use super::{Effect, Holder, LockKey, SnapshotError, TableSnapshot};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockTable {
+    limits: Limits,
+    fence: FenceCounter,
+    locks: BTreeMap<String, Lock>,
+}
+
+/// One row of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockSummary {
+    pub name: String,
+    pub size: u32,
+    pub held: u32,
+    pub holders: usize,
+    pub waiters: usize,
+}
+
+impl LockTable {
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, fence: FenceCounter::default(), locks: BTreeMap::new() }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Applies the command committed at `index` and says what happened.
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Outcome {
+        let mut effects = Vec::new();
+        let reply = self.dispatch(index, cmd, &mut effects);
+        match reply {
+            Ok(reply) => Outcome { reply: Ok(reply), effects },
+            Err(err) => Outcome::refused(err),
+        }
+    }
+
+    fn dispatch(&mut self, index: u64, cmd: &Command, effects: &mut Vec<Effect>) -> Result<Reply, LockError> {
+        self.limits.check_name(cmd.name())?;
+        match cmd {
+            Command::Acquire(a) => self.acquire(index, a, effects),
+            Command::Release { name, key } => self
+                .with_lock(name, index, effects, |lock, step| lock.end_hold(key, None, EndReason::Released, step))
+                .map(|()| Reply::Released),
+            Command::Refresh { name, key, ttl_ms } => {
+                self.limits.check_ttl(*ttl_ms)?;
+                self.with_lock(name, index, effects, |lock, step| lock.refresh(key, *ttl_ms, step))
+                    .map(Reply::Refreshed)
+            }
+            Command::Expire { name, key, lease_index } => self
+                .with_lock(name, index, effects, |lock, step| {
+                    lock.end_hold(key, Some(*lease_index), EndReason::Expired, step)
+                })
+                .map(|()| Reply::Expired),
+            Command::WaitTimeout { name, key, enqueue_index } => self
+                .with_lock(name, index, effects, |lock, step| {
+                    lock.end_wait(key, Some(*enqueue_index), EndReason::TimedOut, step)
+                })
+                .map(|()| Reply::WaitEnded),
+            Command::CancelWait { name, key } => self
+                .with_lock(name, index, effects, |lock, step| lock.end_wait(key, None, EndReason::Cancelled, step))
+                .map(|()| Reply::WaitEnded),
+            Command::ForceRelease { name, key } => self.force_release(index, name, key.as_ref(), effects),
+            Command::GcIdle { name, idle_since } => self.gc(name, *idle_since, effects),
+        }
+    }
+
+    fn acquire(&mut self, index: u64, cmd: &AcquireCmd, effects: &mut Vec<Effect>) -> Result<Reply, LockError> {
+        self.limits.check_size(cmd.size)?;
+        self.limits.check_permits(cmd.permits, cmd.size)?;
+        self.limits.check_ttl(cmd.ttl_ms)?;
+        self.limits.check_wait(cmd.wait_ms)?;
+        let created = !self.locks.contains_key(&cmd.name);
+        let lock = self.locks.entry(cmd.name.clone()).or_insert_with(|| Lock::new(cmd.size));
+        let mut step = Step { name: &cmd.name, index, fence: &mut self.fence, effects };
+        let reply = lock.acquire(cmd, &self.limits, &mut step);
+        if reply.is_err() && created {
+            self.locks.remove(&cmd.name);
+        }
+        reply
+    }
+
+    fn force_release(
+        &mut self,
+        index: u64,
+        name: &str,
+        key: Option<&LockKey>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Reply, LockError> {
+        self.with_lock(name, index, effects, |lock, step| match key {
+            Some(key) => lock.end_hold(key, None, EndReason::Forced, step).map(|()| 1),
+            None => Ok(lock.end_all_holds(step)),
+        })
+        .map(|holders| Reply::ForceReleased { holders })
+    }
+
+    fn gc(&mut self, name: &str, idle_since: u64, effects: &mut Vec<Effect>) -> Result<Reply, LockError> {
+        let lock = self.locks.get(name).ok_or(LockError::NotFound)?;
+        if lock.idle_since() != Some(idle_since) {
+            return Err(LockError::NotIdle);
+        }
+        self.locks.remove(name);
+        effects.push(Effect::Removed { name: name.to_owned() });
+        Ok(Reply::Collected)
+    }
+
+    /// Runs `f` on the lock `name`, which must exist. `f` must leave the
+    /// lock unchanged when it refuses; every mutator in `semaphore` checks
+    /// before it changes anything.
+    fn with_lock<T>(
+        &mut self,
+        name: &str,
+        index: u64,
+        effects: &mut Vec<Effect>,
+        f: impl FnOnce(&mut Lock, &mut Step<'_>) -> Result<T, LockError>,
+    ) -> Result<T, LockError> {
+        let lock = self.locks.get_mut(name).ok_or(LockError::NotFound)?;
+        let mut step = Step { name, index, fence: &mut self.fence, effects };
+        f(lock, &mut step)
+    }
+
+    /// The lock `name`, if it exists (idle locks exist until collected).
+    pub fn get(&self, name: &str) -> Option<&Lock> {
+        self.locks.get(name)
+    }
+
+    /// Every lock, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Lock)> {
+        self.locks.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.locks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.locks.is_empty()
+    }
+
+    /// Up to `limit` locks whose names start with `prefix`, in name order,
+    /// strictly after `after` when given (the previous page's last name).
+    pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<LockSummary> {
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        self.locks
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .take(limit)
+            .map(|(name, lock)| LockSummary {
+                name: name.clone(),
+                size: lock.size(),
+                held: lock.held(),
+                holders: lock.holders().len(),
+                waiters: lock.waiters().len(),
+            })
+            .collect()
+    }
+
+    /// The live holder of lock `name` that owns fencing token `token`.
+    pub fn validate_fence(&self, name: &str, token: u64) -> Option<(&LockKey, &Holder)> {
+        self.locks.get(name)?.holder_of_token(token)
+    }
+
+    /// The token the next grant in this group will start at.
+    pub fn next_token(&self) -> u64 {
+        self.fence.peek()
+    }
+
+    /// The serialisable image of this table (limits are configuration).
+    pub fn snapshot(&self) -> TableSnapshot {
+        TableSnapshot::new(self.fence.clone(), self.locks.clone())
+    }
+
+    /// Rebuilds a table from a snapshot, checking its invariants.
+    pub fn restore(snapshot: TableSnapshot, limits: Limits) -> Result<Self, SnapshotError> {
+        let (fence, locks) = snapshot.into_parts()?;
+        for (name, lock) in &locks {
+            lock.check(fence.peek()).map_err(|why| SnapshotError::Corrupt { name: name.clone(), why })?;
+        }
+        Ok(Self { limits, fence, locks })
+    }
+}

@@ -1,0 +1,9 @@
+//! Generated gRPC types and services of `proto/shardlock/v1`.
+//!
+//! Nothing here is written by hand; the build script regenerates it when a
+//! `.proto` file changes.
+
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("shardlock.v1");
+}

@@ -1,0 +1,36 @@
+//! The real `shardlock` binary, as a user runs it.
+
+use std::process::Command;
+
+fn shardlock(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_shardlock")).args(args).output().expect("run shardlock")
+}
+
+#[test]
+fn default_config_round_trips_through_check() {
+    let out = shardlock(&["config", "default"]);
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let checked = shardlock(&["config", "check", file.to_str().unwrap()]);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("groups = 64"));
+}
+
+#[test]
+fn a_bad_config_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "groups = 0\n").unwrap();
+    let out = shardlock(&["config", "check", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("groups is 0"));
+}
+
+#[test]
+fn group_of_matches_the_library() {
+    let out = shardlock(&["group-of", "orders/42", "--groups", "64"]);
+    let printed: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(printed, shardlock::routing::group_of(b"orders/42", 64));
+}
