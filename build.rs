@@ -3,7 +3,11 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
-    let protos = ["proto/shardlock/v1/lock.proto", "proto/shardlock/v1/admin.proto", "proto/shardlock/v1/errors.proto"];
+    let protos = [
+        "proto/shardlock/v1/lock.proto",
+        "proto/shardlock/v1/admin.proto",
+        "proto/shardlock/v1/errors.proto",
+    ];
     tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -108,16 +108,25 @@ impl Default for RaftConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { unsafe_no_fsync: false, max_batch_entries: 4096 }
+        Self {
+            unsafe_no_fsync: false,
+            max_batch_entries: 4096,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid config: {0}")]
     Invalid(String),
 }
@@ -125,17 +134,25 @@ pub enum ConfigError {
 impl Config {
     /// Reads, parses and validates a TOML config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         Self::parse(&text).map_err(|err| match err {
-            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.into(), source },
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.into(),
+                source,
+            },
             other => other,
         })
     }
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|source| ConfigError::Parse { path: PathBuf::from("<text>"), source })?;
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            source,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -143,7 +160,11 @@ impl Config {
     /// The voters of a new cluster: `initial_cluster`, or this node alone.
     pub fn voters(&self) -> Vec<Peer> {
         if self.initial_cluster.is_empty() {
-            let me = Peer { id: self.node_id, client_addr: self.client_addr.clone(), peer_addr: self.peer_addr.clone() };
+            let me = Peer {
+                id: self.node_id,
+                client_addr: self.client_addr.clone(),
+                peer_addr: self.peer_addr.clone(),
+            };
             return vec![me];
         }
         self.initial_cluster.clone()
@@ -161,7 +182,9 @@ impl Config {
         check_addr("peer_addr", &self.peer_addr)?;
         self.validate_cluster()?;
         self.limits.validate().map_err(ConfigError::Invalid)?;
-        self.limits.check_ttl(self.default_ttl_ms).or_else(|e| bad(format!("default_ttl_ms: {e}")))?;
+        self.limits
+            .check_ttl(self.default_ttl_ms)
+            .or_else(|e| bad(format!("default_ttl_ms: {e}")))?;
         if self.default_list_page == 0 || self.default_list_page > self.max_list_page {
             return bad("default_list_page must be 1 to max_list_page".into());
         }
@@ -178,13 +201,19 @@ impl Config {
         let mut ids = HashSet::new();
         for p in &self.initial_cluster {
             if p.id == 0 || !ids.insert(p.id) {
-                return Err(ConfigError::Invalid(format!("initial_cluster: node id {} is 0 or repeated", p.id)));
+                return Err(ConfigError::Invalid(format!(
+                    "initial_cluster: node id {} is 0 or repeated",
+                    p.id
+                )));
             }
             check_addr("initial_cluster.client_addr", &p.client_addr)?;
             check_addr("initial_cluster.peer_addr", &p.peer_addr)?;
         }
         if !self.initial_cluster.is_empty() && !ids.contains(&self.node_id) {
-            return Err(ConfigError::Invalid(format!("initial_cluster does not list this node (node_id {})", self.node_id)));
+            return Err(ConfigError::Invalid(format!(
+                "initial_cluster does not list this node (node_id {})",
+                self.node_id
+            )));
         }
         Ok(())
     }
@@ -192,7 +221,11 @@ impl Config {
 
 impl RaftConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        let (hb, min, max) = (self.heartbeat_interval_ms, self.election_timeout_min_ms, self.election_timeout_max_ms);
+        let (hb, min, max) = (
+            self.heartbeat_interval_ms,
+            self.election_timeout_min_ms,
+            self.election_timeout_max_ms,
+        );
         if hb == 0 || min < 2 * hb || max <= min {
             return Err(ConfigError::Invalid(format!(
                 "raft: need 0 < heartbeat_interval_ms ({hb}) <= election_timeout_min_ms ({min}) / 2 \
@@ -200,7 +233,9 @@ impl RaftConfig {
             )));
         }
         if self.snapshot_every_entries == 0 {
-            return Err(ConfigError::Invalid("raft.snapshot_every_entries must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "raft.snapshot_every_entries must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -234,7 +269,11 @@ mod tests {
         assert_eq!(parsed, Config::default());
         let (mut documented, mut known) = (Vec::new(), Vec::new());
         keys(&toml::from_str(EXAMPLE).unwrap(), "", &mut documented);
-        keys(&toml::Value::try_from(Config::default()).unwrap(), "", &mut known);
+        keys(
+            &toml::Value::try_from(Config::default()).unwrap(),
+            "",
+            &mut known,
+        );
         documented.sort();
         known.sort();
         assert_eq!(documented, known);

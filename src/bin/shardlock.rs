@@ -11,7 +11,11 @@ use shardlock::routing::group_of;
 const TEMPLATE: &str = include_str!("../../config/shardlock.example.toml");
 
 #[derive(Parser)]
-#[command(name = "shardlock", version, about = "A sharded multi-Raft lock service with counting semaphores")]
+#[command(
+    name = "shardlock",
+    version,
+    about = "A sharded multi-Raft lock service with counting semaphores"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,8 +57,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Config { action: ConfigAction::Default } => print!("{TEMPLATE}"),
-        Command::Config { action: ConfigAction::Check { file } } => {
+        Command::Config {
+            action: ConfigAction::Default,
+        } => print!("{TEMPLATE}"),
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => {
             let config = Config::load(&file)?;
             print!("{}", toml::to_string(&config)?);
         }

@@ -29,21 +29,45 @@ pub struct AcquireCmd {
 pub enum Command {
     Acquire(AcquireCmd),
     /// The holder gives its permits back.
-    Release { name: String, key: LockKey },
+    Release {
+        name: String,
+        key: LockKey,
+    },
     /// The holder extends its lease; `ttl_ms` replaces the previous TTL.
-    Refresh { name: String, key: LockKey, ttl_ms: u64 },
+    Refresh {
+        name: String,
+        key: LockKey,
+        ttl_ms: u64,
+    },
     /// Proposed by the leader when the lease granted or refreshed at
     /// `lease_index` ran out on its clock.
-    Expire { name: String, key: LockKey, lease_index: u64 },
+    Expire {
+        name: String,
+        key: LockKey,
+        lease_index: u64,
+    },
     /// Proposed by the leader when the wait queued at `enqueue_index` ran out.
-    WaitTimeout { name: String, key: LockKey, enqueue_index: u64 },
+    WaitTimeout {
+        name: String,
+        key: LockKey,
+        enqueue_index: u64,
+    },
     /// Proposed by the node whose client stopped waiting (timeout, gone).
-    CancelWait { name: String, key: LockKey },
+    CancelWait {
+        name: String,
+        key: LockKey,
+    },
     /// Admin: release one holder, or every holder when `key` is `None`.
-    ForceRelease { name: String, key: Option<LockKey> },
+    ForceRelease {
+        name: String,
+        key: Option<LockKey>,
+    },
     /// Proposed by the leader when a lock idle since `idle_since` outlived
     /// the grace period.
-    GcIdle { name: String, idle_since: u64 },
+    GcIdle {
+        name: String,
+        idle_since: u64,
+    },
 }
 
 impl Command {
@@ -74,11 +98,22 @@ impl std::fmt::Display for Command {
             Command::Refresh { name, key, ttl_ms } => {
                 write!(f, "refresh({name:?}, key={key}, ttl={ttl_ms}ms)")
             }
-            Command::Expire { name, key, lease_index } => {
+            Command::Expire {
+                name,
+                key,
+                lease_index,
+            } => {
                 write!(f, "expire({name:?}, key={key}, lease_index={lease_index})")
             }
-            Command::WaitTimeout { name, key, enqueue_index } => {
-                write!(f, "wait_timeout({name:?}, key={key}, enqueue_index={enqueue_index})")
+            Command::WaitTimeout {
+                name,
+                key,
+                enqueue_index,
+            } => {
+                write!(
+                    f,
+                    "wait_timeout({name:?}, key={key}, enqueue_index={enqueue_index})"
+                )
             }
             Command::CancelWait { name, key } => write!(f, "cancel_wait({name:?}, key={key})"),
             Command::ForceRelease { name, key } => match key {

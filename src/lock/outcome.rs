@@ -28,12 +28,17 @@ pub enum Reply {
     /// earlier: the same grant comes back with its lease refreshed).
     Granted(Grant),
     /// The acquire waits; `position` is 0 for the head of the queue.
-    Queued { position: u32, enqueue_index: u64 },
+    Queued {
+        position: u32,
+        enqueue_index: u64,
+    },
     Released,
     Refreshed(Grant),
     Expired,
     WaitEnded,
-    ForceReleased { holders: u32 },
+    ForceReleased {
+        holders: u32,
+    },
     Collected,
 }
 
@@ -50,11 +55,35 @@ pub enum EndReason {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
     /// `handoff` is true when the grant went to a queued waiter.
-    Granted { name: String, grant: Grant, handoff: bool },
-    Queued { name: String, key: LockKey, permits: u32, wait_ms: u64, enqueue_index: u64 },
-    Refreshed { name: String, key: LockKey, ttl_ms: u64, lease_index: u64 },
-    HoldEnded { name: String, key: LockKey, permits: u32, reason: EndReason },
-    WaitEnded { name: String, key: LockKey, reason: EndReason },
+    Granted {
+        name: String,
+        grant: Grant,
+        handoff: bool,
+    },
+    Queued {
+        name: String,
+        key: LockKey,
+        permits: u32,
+        wait_ms: u64,
+        enqueue_index: u64,
+    },
+    Refreshed {
+        name: String,
+        key: LockKey,
+        ttl_ms: u64,
+        lease_index: u64,
+    },
+    HoldEnded {
+        name: String,
+        key: LockKey,
+        permits: u32,
+        reason: EndReason,
+    },
+    WaitEnded {
+        name: String,
+        key: LockKey,
+        reason: EndReason,
+    },
     /// The lock has no holder and no waiter since log index `since`.
     Idle { name: String, since: u64 },
     /// The lock was garbage-collected.
@@ -70,7 +99,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn refused(err: LockError) -> Self {
-        Self { reply: Err(err), effects: Vec::new() }
+        Self {
+            reply: Err(err),
+            effects: Vec::new(),
+        }
     }
 }
 

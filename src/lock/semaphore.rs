@@ -52,7 +52,13 @@ pub(super) struct Step<'a> {
 
 impl Lock {
     pub fn new(size: u32) -> Self {
-        Self { size, held: 0, holders: BTreeMap::new(), waiters: WaitQueue::default(), idle_since: None }
+        Self {
+            size,
+            held: 0,
+            holders: BTreeMap::new(),
+            waiters: WaitQueue::default(),
+            idle_since: None,
+        }
     }
 
     pub fn size(&self) -> u32 {
@@ -94,7 +100,10 @@ impl Lock {
         step: &mut Step<'_>,
     ) -> Result<Reply, LockError> {
         if !self.is_idle() && self.size != cmd.size {
-            return Err(LockError::SizeMismatch { size: self.size, asked: cmd.size });
+            return Err(LockError::SizeMismatch {
+                size: self.size,
+                asked: cmd.size,
+            });
         }
         if let Some(reply) = self.retry(cmd, step)? {
             return Ok(reply);
@@ -110,7 +119,9 @@ impl Lock {
             return Err(LockError::Busy);
         }
         if self.waiters.len() >= limits.max_waiters_per_lock {
-            return Err(LockError::TooManyWaiters { max: limits.max_waiters_per_lock });
+            return Err(LockError::TooManyWaiters {
+                max: limits.max_waiters_per_lock,
+            });
         }
         Ok(self.enqueue(cmd, step))
     }
@@ -121,17 +132,28 @@ impl Lock {
     fn retry(&mut self, cmd: &AcquireCmd, step: &mut Step<'_>) -> Result<Option<Reply>, LockError> {
         if let Some(held) = self.holders.get(&cmd.key).map(|h| h.permits) {
             if held != cmd.permits {
-                return Err(LockError::KeyInUse { held, asked: cmd.permits });
+                return Err(LockError::KeyInUse {
+                    held,
+                    asked: cmd.permits,
+                });
             }
-            return self.refresh(&cmd.key, cmd.ttl_ms, step).map(|g| Some(Reply::Granted(g)));
+            return self
+                .refresh(&cmd.key, cmd.ttl_ms, step)
+                .map(|g| Some(Reply::Granted(g)));
         }
         if let Some(waiter) = self.waiters.get(&cmd.key) {
             if waiter.permits != cmd.permits {
-                return Err(LockError::KeyInUse { held: 0, asked: cmd.permits });
+                return Err(LockError::KeyInUse {
+                    held: 0,
+                    asked: cmd.permits,
+                });
             }
             let position = self.waiters.position(&cmd.key).unwrap_or(0) as u32;
             let enqueue_index = waiter.enqueue_index;
-            return Ok(Some(Reply::Queued { position, enqueue_index }));
+            return Ok(Some(Reply::Queued {
+                position,
+                enqueue_index,
+            }));
         }
         Ok(None)
     }
@@ -153,22 +175,52 @@ impl Lock {
             wait_ms: cmd.wait_ms,
             enqueue_index: step.index,
         });
-        Reply::Queued { position, enqueue_index: step.index }
+        Reply::Queued {
+            position,
+            enqueue_index: step.index,
+        }
     }
 
-    fn grant(&mut self, key: &LockKey, permits: u32, ttl_ms: u64, handoff: bool, step: &mut Step<'_>) -> Grant {
+    fn grant(
+        &mut self,
+        key: &LockKey,
+        permits: u32,
+        ttl_ms: u64,
+        handoff: bool,
+        step: &mut Step<'_>,
+    ) -> Grant {
         let token = step.fence.issue(permits);
-        let holder = Holder { permits, token, ttl_ms, lease_index: step.index };
+        let holder = Holder {
+            permits,
+            token,
+            ttl_ms,
+            lease_index: step.index,
+        };
         self.holders.insert(key.clone(), holder);
         self.held += permits;
         self.idle_since = None;
-        let grant = Grant { key: key.clone(), token, permits, ttl_ms, lease_index: step.index };
-        step.effects.push(Effect::Granted { name: step.name.to_owned(), grant: grant.clone(), handoff });
+        let grant = Grant {
+            key: key.clone(),
+            token,
+            permits,
+            ttl_ms,
+            lease_index: step.index,
+        };
+        step.effects.push(Effect::Granted {
+            name: step.name.to_owned(),
+            grant: grant.clone(),
+            handoff,
+        });
         grant
     }
 
     /// Extends the lease of `key`; the lease now runs from this step.
-    pub(super) fn refresh(&mut self, key: &LockKey, ttl_ms: u64, step: &mut Step<'_>) -> Result<Grant, LockError> {
+    pub(super) fn refresh(
+        &mut self,
+        key: &LockKey,
+        ttl_ms: u64,
+        step: &mut Step<'_>,
+    ) -> Result<Grant, LockError> {
         let holder = self.holders.get_mut(key).ok_or(LockError::NotHolder)?;
         holder.ttl_ms = ttl_ms;
         holder.lease_index = step.index;
@@ -179,7 +231,13 @@ impl Lock {
             lease_index: step.index,
         });
         let h = holder.clone();
-        Ok(Grant { key: key.clone(), token: h.token, permits: h.permits, ttl_ms, lease_index: h.lease_index })
+        Ok(Grant {
+            key: key.clone(),
+            token: h.token,
+            permits: h.permits,
+            ttl_ms,
+            lease_index: h.lease_index,
+        })
     }
 
     /// Ends the hold of `key`, if `lease_index` (when given) still names its
@@ -198,7 +256,12 @@ impl Lock {
         let permits = holder.permits;
         self.holders.remove(key);
         self.held -= permits;
-        step.effects.push(Effect::HoldEnded { name: step.name.to_owned(), key: key.clone(), permits, reason });
+        step.effects.push(Effect::HoldEnded {
+            name: step.name.to_owned(),
+            key: key.clone(),
+            permits,
+            reason,
+        });
         self.hand_off(step);
         Ok(())
     }
@@ -210,7 +273,12 @@ impl Lock {
             let permits = self.holders.remove(key).map_or(0, |h| h.permits);
             self.held -= permits;
             let reason = EndReason::Forced;
-            step.effects.push(Effect::HoldEnded { name: step.name.to_owned(), key: key.clone(), permits, reason });
+            step.effects.push(Effect::HoldEnded {
+                name: step.name.to_owned(),
+                key: key.clone(),
+                permits,
+                reason,
+            });
         }
         self.hand_off(step);
         keys.len() as u32
@@ -230,7 +298,11 @@ impl Lock {
             return Err(LockError::NotWaiting);
         }
         self.waiters.remove(key);
-        step.effects.push(Effect::WaitEnded { name: step.name.to_owned(), key: key.clone(), reason });
+        step.effects.push(Effect::WaitEnded {
+            name: step.name.to_owned(),
+            key: key.clone(),
+            reason,
+        });
         self.hand_off(step);
         Ok(())
     }
@@ -241,12 +313,17 @@ impl Lock {
             if self.size - self.held < head.permits {
                 break;
             }
-            let Some(w) = self.waiters.pop_front() else { break };
+            let Some(w) = self.waiters.pop_front() else {
+                break;
+            };
             self.grant(&w.key, w.permits, w.ttl_ms, true, step);
         }
         if self.is_idle() {
             self.idle_since = Some(step.index);
-            step.effects.push(Effect::Idle { name: step.name.to_owned(), since: step.index });
+            step.effects.push(Effect::Idle {
+                name: step.name.to_owned(),
+                since: step.index,
+            });
         }
     }
 
@@ -254,12 +331,23 @@ impl Lock {
     pub(super) fn check(&self, next_token: u64) -> Result<(), String> {
         let sum: u64 = self.holders.values().map(|h| u64::from(h.permits)).sum();
         if sum != u64::from(self.held) || self.held > self.size || self.size == 0 {
-            return Err(format!("held {} of size {} but holders sum to {sum}", self.held, self.size));
+            return Err(format!(
+                "held {} of size {} but holders sum to {sum}",
+                self.held, self.size
+            ));
         }
-        if self.holders.values().any(|h| h.token.saturating_add(u64::from(h.permits)) > next_token) {
+        if self
+            .holders
+            .values()
+            .any(|h| h.token.saturating_add(u64::from(h.permits)) > next_token)
+        {
             return Err("a holder's token is not below the group's next token".into());
         }
-        if self.waiters.iter().any(|w| self.holders.contains_key(&w.key)) {
+        if self
+            .waiters
+            .iter()
+            .any(|w| self.holders.contains_key(&w.key))
+        {
             return Err("a key is both holder and waiter".into());
         }
         if self.is_idle() != self.idle_since.is_some() {

@@ -32,12 +32,20 @@ pub enum SnapshotError {
 
 impl TableSnapshot {
     pub(super) fn new(fence: FenceCounter, locks: BTreeMap<String, Lock>) -> Self {
-        Self { version: SNAPSHOT_VERSION, fence, locks }
+        Self {
+            version: SNAPSHOT_VERSION,
+            fence,
+            locks,
+        }
     }
 
-    pub(super) fn into_parts(self) -> Result<(FenceCounter, BTreeMap<String, Lock>), SnapshotError> {
+    pub(super) fn into_parts(
+        self,
+    ) -> Result<(FenceCounter, BTreeMap<String, Lock>), SnapshotError> {
         if self.version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version { found: self.version });
+            return Err(SnapshotError::Version {
+                found: self.version,
+            });
         }
         Ok((self.fence, self.locks))
     }

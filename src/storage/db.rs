@@ -38,11 +38,16 @@ impl Db {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         let db = DB::open_cf(&opts, path, COLUMN_FAMILIES)?;
-        Ok(Self { inner: Arc::new(db), sync })
+        Ok(Self {
+            inner: Arc::new(db),
+            sync,
+        })
     }
 
     pub fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StorageError> {
-        self.inner.cf_handle(name).ok_or(StorageError::MissingCf(name))
+        self.inner
+            .cf_handle(name)
+            .ok_or(StorageError::MissingCf(name))
     }
 
     pub fn raw(&self) -> &DB {
@@ -55,6 +60,20 @@ impl Db {
         opts.set_sync(self.sync);
         self.inner.write_opt(batch, &opts)?;
         Ok(())
+    }
+
+    /// Writes a batch to the WAL without syncing: readable at once, durable
+    /// after the next [`super::syncer::Syncer`] sync.
+    pub fn write_buffered(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        self.inner.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Whether synced writes really sync (false only in no-fsync mode).
+    pub fn fsync(&self) -> bool {
+        self.sync
     }
 }
 
@@ -84,12 +103,18 @@ mod tests {
         let log = db.cf(CF_LOG).unwrap();
         let group1: Vec<u64> = db
             .raw()
-            .iterator_cf(log, rocksdb::IteratorMode::From(&log_key(1, 0), rocksdb::Direction::Forward))
+            .iterator_cf(
+                log,
+                rocksdb::IteratorMode::From(&log_key(1, 0), rocksdb::Direction::Forward),
+            )
             .map(|kv| parse_log_key(&kv.unwrap().0).unwrap())
             .take_while(|(g, _)| *g == 1)
             .map(|(_, i)| i)
             .collect();
         assert_eq!(group1, vec![4, 5]);
-        assert_eq!(db.raw().get_cf(log, log_key(2, 5)).unwrap().as_deref(), Some(&b"2/5"[..]));
+        assert_eq!(
+            db.raw().get_cf(log, log_key(2, 5)).unwrap().as_deref(),
+            Some(&b"2/5"[..])
+        );
     }
 }

@@ -6,6 +6,8 @@
 //! purge is one `delete_range`.
 
 pub mod db;
+pub mod identity;
 pub mod keys;
+pub mod syncer;
 
 pub use db::{Db, StorageError};
