@@ -11,6 +11,7 @@
 pub mod config;
 pub mod error;
 pub mod lock;
+pub mod raft;
 pub mod proto;
 pub mod routing;
 pub mod storage;

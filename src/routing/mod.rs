@@ -1,8 +1,9 @@
-//! Routing: which Raft group a lock name belongs to.
+//! Routing: which Raft group a lock name belongs to, and where it lives.
 //!
-//! Shared by the server and the client library, so both always agree. Later
-//! this module also holds the topology and the leader cache.
+//! Shared by the server and the client library, so both always agree.
 
 mod group;
+mod placement;
 
 pub use group::{group_of, GroupId};
+pub use placement::{preferred_leader, replicas};

@@ -7,6 +7,8 @@
 
 pub mod db;
 pub mod identity;
+pub mod log_store;
+pub mod codec;
 pub mod keys;
 pub mod syncer;
 

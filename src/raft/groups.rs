@@ -1,0 +1,178 @@
+//! The Raft groups of one node: start-up, bootstrap and lookup.
+//!
+//! Invariants: a node hosts groups `0..G`, all sharing one RocksDB, one WAL
+//! syncer and one peer router; bootstrap is static (the configured voters)
+//! and idempotent: every node initializes every uninitialized group with the
+//! same membership, which openraft allows, and a restarted node finds its
+//! groups initialized and skips it. The preferred leader of each group
+//! calls an election at once so leaders start out spread evenly.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Config as RaftConfig, ServerState, SnapshotPolicy};
+
+use super::network::{GroupNetwork, PeerRouter};
+use super::state_machine::{ApplyObserver, GroupState, StateMachine};
+use super::types::{NodeId, NodeInfo, Raft};
+use crate::config::Config;
+use crate::routing::{preferred_leader, GroupId};
+use crate::storage::log_store::LogStore;
+use crate::storage::syncer::Syncer;
+use crate::storage::Db;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupsError {
+    #[error("raft config is invalid: {0}")]
+    Config(String),
+    #[error("raft group {group} failed to start: {why}")]
+    Start { group: GroupId, why: String },
+}
+
+/// A snapshot of one group's Raft state as this node sees it.
+#[derive(Clone, Debug, Default)]
+pub struct GroupView {
+    pub leader: Option<NodeId>,
+    pub is_leader: bool,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+}
+
+pub struct Groups {
+    me: NodeId,
+    rafts: Arc<Vec<Raft>>,
+    states: Vec<Arc<GroupState>>,
+    router: PeerRouter,
+}
+
+fn raft_config(config: &Config) -> Result<Arc<RaftConfig>, GroupsError> {
+    let r = &config.raft;
+    let rc = RaftConfig {
+        cluster_name: "shardlock".into(),
+        heartbeat_interval: r.heartbeat_interval_ms,
+        election_timeout_min: r.election_timeout_min_ms,
+        election_timeout_max: r.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: r.snapshot_every_entries.min(1000),
+        purge_batch_size: 256,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    };
+    rc.validate().map(Arc::new).map_err(|e| GroupsError::Config(e.to_string()))
+}
+
+impl Groups {
+    /// Creates (or reopens from `db`) every group of this node.
+    pub async fn start(
+        config: &Config,
+        db: Db,
+        syncer: Syncer,
+        observer: Arc<dyn ApplyObserver>,
+    ) -> Result<Self, GroupsError> {
+        let rc = raft_config(config)?;
+        let peers = config.voters().into_iter().map(|p| (p.id, p.peer_addr));
+        let router = PeerRouter::new(config.node_id, peers, config.max_message_bytes);
+        let (mut rafts, mut states) = (Vec::new(), Vec::new());
+        for group in 0..config.groups {
+            let log = LogStore::new(db.clone(), syncer.clone(), group);
+            let sm = StateMachine::new(group, db.clone(), config.limits.clone(), observer.clone());
+            states.push(sm.shared());
+            let network = GroupNetwork::new(router.clone(), group);
+            let raft = Raft::new(config.node_id, rc.clone(), network, log, sm)
+                .await
+                .map_err(|e| GroupsError::Start { group, why: e.to_string() })?;
+            rafts.push(raft);
+        }
+        Ok(Self { me: config.node_id, rafts: Arc::new(rafts), states, router })
+    }
+
+    /// Initializes every group that is not yet, with the configured voters.
+    pub async fn bootstrap(&self, config: &Config) -> Result<(), GroupsError> {
+        let members: BTreeMap<NodeId, NodeInfo> = config
+            .voters()
+            .into_iter()
+            .map(|p| (p.id, NodeInfo { client_addr: p.client_addr, peer_addr: p.peer_addr }))
+            .collect();
+        let voters: Vec<NodeId> = members.keys().copied().collect();
+        for (group, raft) in self.rafts.iter().enumerate() {
+            let group = group as GroupId;
+            let initialized = raft.is_initialized().await.map_err(|e| GroupsError::Start { group, why: e.to_string() })?;
+            if initialized {
+                continue;
+            }
+            // NotAllowed means another path initialized it first: fine.
+            let _ = raft.initialize(members.clone()).await;
+            if preferred_leader(group, &voters) == Some(self.me) {
+                let _ = raft.trigger().elect(false).await;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn count(&self) -> u32 {
+        self.rafts.len() as u32
+    }
+
+    pub fn raft(&self, group: GroupId) -> &Raft {
+        &self.rafts[group as usize]
+    }
+
+    pub fn rafts(&self) -> Arc<Vec<Raft>> {
+        self.rafts.clone()
+    }
+
+    pub fn state(&self, group: GroupId) -> &Arc<GroupState> {
+        &self.states[group as usize]
+    }
+
+    pub fn router(&self) -> &PeerRouter {
+        &self.router
+    }
+
+    /// This node's view of `group` right now (no I/O, no waiting).
+    pub fn view(&self, group: GroupId) -> GroupView {
+        let metrics = self.raft(group).metrics();
+        let m = metrics.borrow_watched();
+        GroupView {
+            leader: m.current_leader,
+            is_leader: m.state == ServerState::Leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+        }
+    }
+
+    /// The address book entry of `node` in `group`'s membership.
+    pub fn node_info(&self, group: GroupId, node: NodeId) -> Option<NodeInfo> {
+        let metrics = self.raft(group).metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config.membership().get_node(&node).cloned()
+    }
+
+    /// The voters of `group` with their addresses.
+    pub fn members(&self, group: GroupId) -> Vec<(NodeId, NodeInfo)> {
+        let metrics = self.raft(group).metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
+    }
+
+    /// Waits until `group` has a leader or `timeout` passes.
+    pub async fn wait_leader(&self, group: GroupId, timeout: Duration) -> Option<NodeId> {
+        let wait = self.raft(group).wait(Some(timeout));
+        wait.metrics(|m| m.current_leader.is_some(), "group has a leader").await.ok()?.current_leader
+    }
+
+    /// Stops every group.
+    pub async fn shutdown(&self) {
+        for raft in self.rafts.iter() {
+            let _ = raft.shutdown().await;
+        }
+    }
+}

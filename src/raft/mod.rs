@@ -1,0 +1,21 @@
+//! Raft: many openraft groups per node, each running the lock table.
+//!
+//! Every openraft type stays inside `src/raft` and `src/storage`.
+//! - [`types`]: the type configuration and short names;
+//! - [`state_machine`]: the lock table as openraft's state machine;
+//! - [`network`]: one channel per peer carrying every group's RPCs;
+//! - [`service`]: the receiving end of that channel;
+//! - [`groups`]: starting, bootstrapping and looking up a node's groups.
+
+pub mod groups;
+pub mod network;
+pub mod service;
+pub mod state_machine;
+pub mod types;
+
+pub use groups::Groups;
+pub use state_machine::{ApplyObserver, GroupState};
+pub use types::{NodeId, NodeInfo, Raft, TypeConfig};
+
+#[cfg(test)]
+mod storage_test;

@@ -1,0 +1,179 @@
+//! The sending side of Raft traffic: one gRPC channel per peer node, shared
+//! by every group (openraft-multi's `GroupRouter`).
+//!
+//! Invariants: each message names its group; channels are created lazily
+//! and once per peer, so `new_client` stays cheap (openraft calls it on every
+//! election); a peer that cannot be reached or answers with an error is
+//! `Unreachable` to openraft, which then backs off.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
+use tonic::transport::{Channel, Endpoint};
+
+use super::types::{NodeId, NodeInfo, Snapshot, SnapshotData, TypeConfig, Vote};
+use crate::proto::peer::raft_peer_client::RaftPeerClient;
+use crate::proto::peer::{RaftKind, RaftRequest};
+use crate::routing::GroupId;
+use crate::storage::codec::{decode, encode};
+
+/// Routes every group's Raft RPCs to peers over one channel each.
+#[derive(Clone)]
+pub struct PeerRouter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    me: NodeId,
+    addrs: DashMap<NodeId, String>,
+    channels: DashMap<NodeId, Channel>,
+    max_message_bytes: usize,
+}
+
+impl PeerRouter {
+    pub fn new(me: NodeId, peers: impl IntoIterator<Item = (NodeId, String)>, max_message_bytes: usize) -> Self {
+        let addrs = peers.into_iter().collect();
+        Self { inner: Arc::new(Inner { me, addrs, channels: DashMap::new(), max_message_bytes }) }
+    }
+
+    /// Records a peer's address (from a membership entry).
+    pub fn learn(&self, id: NodeId, peer_addr: &str) {
+        if self.inner.addrs.get(&id).is_some_and(|a| a.as_str() == peer_addr) {
+            return;
+        }
+        self.inner.addrs.insert(id, peer_addr.to_owned());
+        self.inner.channels.remove(&id);
+    }
+
+    /// The channel to `target`, created lazily (no connection attempt here).
+    pub fn channel(&self, target: NodeId) -> Result<Channel, String> {
+        if let Some(ch) = self.inner.channels.get(&target) {
+            return Ok(ch.clone());
+        }
+        let addr = self.inner.addrs.get(&target).map(|a| a.clone()).ok_or_else(|| format!("node {target} is unknown"))?;
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        self.inner.channels.insert(target, channel.clone());
+        Ok(channel)
+    }
+
+    fn client(&self, target: NodeId) -> Result<RaftPeerClient<Channel>, String> {
+        let limit = self.inner.max_message_bytes;
+        Ok(RaftPeerClient::new(self.channel(target)?).max_decoding_message_size(limit).max_encoding_message_size(limit))
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        target: NodeId,
+        request: RaftRequest,
+        action: RPCTypes,
+        ttl: Duration,
+    ) -> Result<T, RPCError<TypeConfig>> {
+        let unreachable = |e: &dyn std::fmt::Display| RPCError::Unreachable(Unreachable::from_string(e.to_string()));
+        let mut client = self.client(target).map_err(|e| unreachable(&e))?;
+        let mut req = tonic::Request::new(request);
+        req.set_timeout(ttl);
+        match tokio::time::timeout(ttl, client.raft(req)).await {
+            Err(_) => Err(RPCError::Timeout(Timeout { action, id: self.inner.me, target, timeout: ttl })),
+            Ok(Err(status)) => Err(unreachable(&status)),
+            Ok(Ok(reply)) => decode(&reply.into_inner().payload).map_err(|e| unreachable(&e)),
+        }
+    }
+}
+
+fn request(group: GroupId, kind: RaftKind, payload: Vec<u8>) -> RaftRequest {
+    RaftRequest { group, kind: kind as i32, payload, data: Vec::new() }
+}
+
+impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let req = request(group, RaftKind::AppendEntries, encode(&rpc));
+        self.call(target, req, RPCTypes::AppendEntries, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let req = request(group, RaftKind::Vote, encode(&rpc));
+        self.call(target, req, RPCTypes::Vote, option.hard_ttl()).await
+    }
+
+    async fn pre_vote(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let req = request(group, RaftKind::PreVote, encode(&rpc));
+        self.call(target, req, RPCTypes::Vote, option.hard_ttl()).await
+    }
+
+    async fn full_snapshot(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut req = request(group, RaftKind::FullSnapshot, encode(&(vote, snapshot.meta)));
+        req.data = snapshot.snapshot;
+        // Snapshots may be large: give them a generous deadline of their own.
+        let ttl = option.hard_ttl().max(Duration::from_secs(30));
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            result = self.call(target, req, RPCTypes::InstallSnapshot, ttl) => result.map_err(StreamingError::from),
+        }
+    }
+
+    async fn transfer_leader(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let req = request(group, RaftKind::TransferLeader, encode(&req));
+        self.call(target, req, RPCTypes::TransferLeader, option.hard_ttl()).await
+    }
+}
+
+/// The network factory of one group: the shared router bound to the group.
+pub type GroupNetwork = GroupNetworkFactory<PeerRouter, GroupId>;
+
+impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
+    type Network = GroupNetworkAdapter<TypeConfig, GroupId, PeerRouter>;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
+        self.factory.learn(target, &node.peer_addr);
+        GroupNetworkAdapter::new(self.factory.clone(), target, self.group_id)
+    }
+}

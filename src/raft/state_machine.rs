@@ -1,0 +1,173 @@
+//! openraft's state machine for one group: the pure lock table, applied.
+//!
+//! Invariants:
+//! - the table is changed only by `apply` (and replaced by an installed
+//!   snapshot), in log order, so every replica holds the same table;
+//! - effects of each apply are handed to the [`ApplyObserver`] synchronously,
+//!   before the next entry, so waiters and the lease keeper see every change
+//!   in order; the observer must not block;
+//! - the table lives in memory; after a restart openraft rebuilds it from the
+//!   latest snapshot plus the log up to the persisted commit index;
+//! - a snapshot is written (synced) to the `snapshots` column family before
+//!   it becomes current.
+
+use std::io;
+use std::sync::{Arc, RwLock};
+
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use serde::{Deserialize, Serialize};
+
+use super::types::{LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::lock::{Limits, LockTable, Outcome, TableSnapshot};
+use crate::routing::GroupId;
+use crate::storage::codec::{decode, encode};
+use crate::storage::db::CF_SNAPSHOTS;
+use crate::storage::keys::snapshot_key;
+use crate::storage::Db;
+
+/// Told of every applied lock command and every installed snapshot.
+pub trait ApplyObserver: Send + Sync + 'static {
+    fn applied(&self, group: GroupId, index: u64, outcome: &Outcome);
+    fn restored(&self, group: GroupId, table: &LockTable);
+}
+
+/// The part of a group's state that readers share with the state machine.
+pub struct GroupState {
+    pub table: RwLock<LockTable>,
+}
+
+impl GroupState {
+    /// Runs `f` on the table under a short read lock (never across an await).
+    pub fn read<T>(&self, f: impl FnOnce(&LockTable) -> T) -> T {
+        let table = self.table.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&table)
+    }
+}
+
+pub struct StateMachine {
+    group: GroupId,
+    shared: Arc<GroupState>,
+    db: Db,
+    limits: Limits,
+    observer: Arc<dyn ApplyObserver>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// A snapshot at rest: its meta and the encoded table.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: SnapshotData,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl StateMachine {
+    pub fn new(group: GroupId, db: Db, limits: Limits, observer: Arc<dyn ApplyObserver>) -> Self {
+        let shared = Arc::new(GroupState { table: RwLock::new(LockTable::new(limits.clone())) });
+        Self { group, shared, db, limits, observer, last_applied: None, membership: StoredMembership::default() }
+    }
+
+    pub fn shared(&self) -> Arc<GroupState> {
+        self.shared.clone()
+    }
+
+    fn apply_one(&mut self, index: u64, payload: &EntryPayload<crate::lock::Command, u64, super::types::NodeInfo>) -> Response {
+        match payload {
+            EntryPayload::Normal(cmd) => {
+                let outcome = {
+                    let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
+                    table.apply(index, cmd)
+                };
+                self.observer.applied(self.group, index, &outcome);
+                Response { outcome: Some(outcome) }
+            }
+            EntryPayload::Blank | EntryPayload::Membership(_) => Response::default(),
+        }
+    }
+
+    fn save(&self, stored: &StoredSnapshot) -> io::Result<()> {
+        let cf = self.db.cf(CF_SNAPSHOTS).map_err(io_err)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(cf, snapshot_key(self.group), encode(stored));
+        self.db.write(batch).map_err(io_err)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            if let EntryPayload::Membership(m) = &entry.payload {
+                self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+            }
+            let response = self.apply_one(entry.log_id.index, &entry.payload);
+            self.last_applied = Some(entry.log_id);
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let table = self.shared.read(|t| t.snapshot());
+        let meta = SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() };
+        SnapshotBuilder { group: self.group, db: self.db.clone(), table, meta }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
+        let image: TableSnapshot = decode(&snapshot)?;
+        let table = LockTable::restore(image, self.limits.clone()).map_err(io_err)?;
+        self.save(&StoredSnapshot { meta: meta.clone(), data: snapshot })?;
+        self.observer.restored(self.group, &table);
+        *self.shared.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
+        let cf = self.db.cf(CF_SNAPSHOTS).map_err(io_err)?;
+        let Some(raw) = self.db.raw().get_cf(cf, snapshot_key(self.group)).map_err(io_err)? else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot = decode(&raw)?;
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: stored.data }))
+    }
+}
+
+/// Encodes and stores a table image taken at one applied index.
+pub struct SnapshotBuilder {
+    group: GroupId,
+    db: Db,
+    table: TableSnapshot,
+    meta: SnapshotMeta,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
+        let stored = StoredSnapshot { meta: self.meta.clone(), data: encode(&self.table) };
+        let cf = self.db.cf(CF_SNAPSHOTS).map_err(io_err)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(cf, snapshot_key(self.group), encode(&stored));
+        self.db.write(batch).map_err(io_err)?;
+        Ok(Snapshot { meta: stored.meta, snapshot: stored.data })
+    }
+}

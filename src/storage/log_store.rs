@@ -1,0 +1,180 @@
+//! openraft's log storage for one group, on the node's shared RocksDB.
+//!
+//! Invariants:
+//! - entries of group `g` live under `log_key(g, index)` in `raft_log`, so
+//!   they are contiguous, ordered, and purged with one `delete_range`;
+//! - `append` writes unsynced, so the entries are readable when it returns,
+//!   and acknowledges them (`IOFlushed`) only after the shared [`Syncer`]
+//!   has synced the WAL — one fsync for every group's appends in flight;
+//! - the vote and truncations are durable before their call returns;
+//! - the last purged log id is written in the same batch as the purge.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use super::codec::{decode, encode};
+use super::db::{CF_LOG, CF_META};
+use super::keys::{log_key, meta_key, parse_log_key, MetaTag};
+use super::syncer::Syncer;
+use super::Db;
+use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
+use crate::routing::GroupId;
+
+/// The log of one group. Cheap to clone; clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Db,
+    syncer: Syncer,
+    group: GroupId,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl LogStore {
+    pub fn new(db: Db, syncer: Syncer, group: GroupId) -> Self {
+        Self { db, syncer, group }
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, tag: MetaTag) -> io::Result<Option<T>> {
+        let cf = self.db.cf(CF_META).map_err(io_err)?;
+        let raw = self.db.raw().get_cf(cf, meta_key(self.group, tag)).map_err(io_err)?;
+        raw.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, batch: &mut WriteBatch, tag: MetaTag, value: &T) -> io::Result<()> {
+        let cf = self.db.cf(CF_META).map_err(io_err)?;
+        batch.put_cf(cf, meta_key(self.group, tag), encode(value));
+        Ok(())
+    }
+
+    /// Writes `batch` and waits until it is durable.
+    async fn write_durable(&self, batch: WriteBatch) -> io::Result<()> {
+        self.db.write_buffered(batch).map_err(io_err)?;
+        self.syncer.sync().await
+    }
+
+    fn last_entry(&self) -> io::Result<Option<Entry>> {
+        let cf = self.db.cf(CF_LOG).map_err(io_err)?;
+        let end = log_key(self.group, u64::MAX);
+        let mut iter = self.db.raw().iterator_cf(cf, IteratorMode::From(&end, Direction::Reverse));
+        match iter.next() {
+            Some(Ok((key, value))) if parse_log_key(&key).is_some_and(|(g, _)| g == self.group) => {
+                decode(&value).map(Some)
+            }
+            Some(Err(e)) => Err(io_err(e)),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<Entry>> {
+        let (start, end) = bounds(&range);
+        let cf = self.db.cf(CF_LOG).map_err(io_err)?;
+        let from = log_key(self.group, start);
+        let mut entries = Vec::new();
+        for item in self.db.raw().iterator_cf(cf, IteratorMode::From(&from, Direction::Forward)) {
+            let (key, value) = item.map_err(io_err)?;
+            match parse_log_key(&key) {
+                Some((g, index)) if g == self.group && index < end => entries.push(decode(&value)?),
+                _ => break,
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        self.get_meta(MetaTag::Vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let last_purged_log_id: Option<LogId> = self.get_meta(MetaTag::LastPurged)?;
+        let last_log_id = match self.last_entry()? {
+            Some(entry) => Some(entry.log_id),
+            None => last_purged_log_id,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        let mut batch = WriteBatch::default();
+        self.put_meta(&mut batch, MetaTag::Vote, vote)?;
+        self.write_durable(batch).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        // Not synced: a committed index that rolls back after a crash only
+        // means re-applying from an earlier point, which the leader confirms.
+        let mut batch = WriteBatch::default();
+        self.put_meta(&mut batch, MetaTag::Committed, &committed)?;
+        self.db.write_buffered(batch).map_err(io_err)
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        Ok(self.get_meta::<Option<LogId>>(MetaTag::Committed)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let cf = self.db.cf(CF_LOG).map_err(io_err)?;
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            batch.put_cf(cf, log_key(self.group, entry.log_id.index), encode(&entry));
+        }
+        self.db.write_buffered(batch).map_err(io_err)?;
+        self.syncer.after_sync(Box::new(move |result| callback.io_completed(result)));
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last: Option<LogId>) -> io::Result<()> {
+        let from = last.map_or(0, |id| id.index + 1);
+        let cf = self.db.cf(CF_LOG).map_err(io_err)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, log_key(self.group, from), log_key(self.group, u64::MAX));
+        batch.delete_cf(cf, log_key(self.group, u64::MAX));
+        self.write_durable(batch).await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        let cf = self.db.cf(CF_LOG).map_err(io_err)?;
+        let mut batch = WriteBatch::default();
+        self.put_meta(&mut batch, MetaTag::LastPurged, &log_id)?;
+        batch.delete_range_cf(cf, log_key(self.group, 0), log_key(self.group, log_id.index + 1));
+        self.db.write_buffered(batch).map_err(io_err)
+    }
+}
