@@ -8,10 +8,13 @@
 //! - [`error`]: the table that maps error codes to gRPC and HTTP statuses;
 //! - [`proto`]: the generated gRPC types of `proto/shardlock/v1`.
 
+pub mod api;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod lock;
-pub mod raft;
 pub mod proto;
+pub mod raft;
 pub mod routing;
+pub mod server;
 pub mod storage;

@@ -1,3 +1,6 @@
-//! The one integration-test binary: each `tNN_*.rs` module is one topic.
+//! The one integration-test binary: each `tNN_*.rs` module is one topic,
+//! and `harness` starts real nodes on loopback.
 
+mod harness;
 mod t01_cli;
+mod t02_cluster;

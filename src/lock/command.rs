@@ -37,7 +37,8 @@ pub enum Command {
     Refresh {
         name: String,
         key: LockKey,
-        ttl_ms: u64,
+        /// The new TTL; `None` keeps the current one.
+        ttl_ms: Option<u64>,
     },
     /// Proposed by the leader when the lease granted or refreshed at
     /// `lease_index` ran out on its clock.
@@ -95,9 +96,10 @@ impl std::fmt::Display for Command {
                 a.name, a.key, a.size, a.permits, a.ttl_ms, a.wait_ms
             ),
             Command::Release { name, key } => write!(f, "release({name:?}, key={key})"),
-            Command::Refresh { name, key, ttl_ms } => {
-                write!(f, "refresh({name:?}, key={key}, ttl={ttl_ms}ms)")
-            }
+            Command::Refresh { name, key, ttl_ms } => match ttl_ms {
+                Some(ttl) => write!(f, "refresh({name:?}, key={key}, ttl={ttl}ms)"),
+                None => write!(f, "refresh({name:?}, key={key})"),
+            },
             Command::Expire {
                 name,
                 key,

@@ -209,7 +209,7 @@ impl Runner {
             Op::Refresh { lock, pick } => Command::Refresh {
                 name: name(lock),
                 key: self.holder(lock, pick)?.0,
-                ttl_ms: 3000,
+                ttl_ms: (pick % 2 == 0).then_some(3000),
             },
             Op::Expire { lock, pick, stale } => {
                 let (key, h) = self.holder(lock, pick)?;
@@ -461,7 +461,7 @@ proptest! {
         let in_use = before.get(&name).is_some_and(|l| !l.is_idle());
         let probes = [
             Command::Release { name: name.clone(), key: stranger.clone() },
-            Command::Refresh { name: name.clone(), key: stranger.clone(), ttl_ms: 1000 },
+            Command::Refresh { name: name.clone(), key: stranger.clone(), ttl_ms: Some(1000) },
             Command::CancelWait { name: name.clone(), key: stranger.clone() },
             Command::Acquire(AcquireCmd { name: name.clone(), key: stranger, size: 9, permits: 1, ttl_ms: 1000, wait_ms: 0 }),
         ];

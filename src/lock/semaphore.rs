@@ -138,7 +138,7 @@ impl Lock {
                 });
             }
             return self
-                .refresh(&cmd.key, cmd.ttl_ms, step)
+                .refresh(&cmd.key, Some(cmd.ttl_ms), step)
                 .map(|g| Some(Reply::Granted(g)));
         }
         if let Some(waiter) = self.waiters.get(&cmd.key) {
@@ -218,10 +218,11 @@ impl Lock {
     pub(super) fn refresh(
         &mut self,
         key: &LockKey,
-        ttl_ms: u64,
+        ttl_ms: Option<u64>,
         step: &mut Step<'_>,
     ) -> Result<Grant, LockError> {
         let holder = self.holders.get_mut(key).ok_or(LockError::NotHolder)?;
+        let ttl_ms = ttl_ms.unwrap_or(holder.ttl_ms);
         holder.ttl_ms = ttl_ms;
         holder.lease_index = step.index;
         step.effects.push(Effect::Refreshed {

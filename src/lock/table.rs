@@ -73,7 +73,9 @@ impl LockTable {
                 })
                 .map(|()| Reply::Released),
             Command::Refresh { name, key, ttl_ms } => {
-                self.limits.check_ttl(*ttl_ms)?;
+                if let Some(ttl_ms) = ttl_ms {
+                    self.limits.check_ttl(*ttl_ms)?;
+                }
                 self.with_lock(name, index, effects, |lock, step| {
                     lock.refresh(key, *ttl_ms, step)
                 })

@@ -94,7 +94,7 @@ impl Trace {
             "refresh" => Command::Refresh {
                 name: args.name(),
                 key: args.key(),
-                ttl_ms: args.num("ttl", 1000),
+                ttl_ms: args.text("ttl").map(|t| t.parse().expect("number")),
             },
             "expire" => Command::Expire {
                 name: args.name(),

@@ -1,0 +1,72 @@
+//! The leader balancer: moves each group's leadership to its preferred
+//! node (`routing::preferred_leader`) when that node is healthy.
+//!
+//! Invariants: only the current leader acts; it hands leadership only to a
+//! preferred node that acknowledged a recent heartbeat and has the leader's
+//! whole log, so a transfer never lands on a dead or lagging node; at most
+//! `MAX_TRANSFERS_PER_ROUND` transfers start per round, so a node that comes
+//! back does not cause a storm of elections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::raft::{Groups, NodeId};
+use crate::routing::preferred_leader;
+
+const MAX_TRANSFERS_PER_ROUND: usize = 8;
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    groups: Arc<Groups>,
+    voters: Vec<NodeId>,
+    heartbeat: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let round = heartbeat * 10;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(round) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        balance_once(&groups, &voters, heartbeat * 3).await;
+    }
+}
+
+/// One round: returns the number of transfers started.
+pub async fn balance_once(groups: &Groups, voters: &[NodeId], max_age: Duration) -> usize {
+    let mut started = 0;
+    for group in 0..groups.count() {
+        if started == MAX_TRANSFERS_PER_ROUND {
+            break;
+        }
+        if !groups.view(group).is_leader {
+            continue;
+        }
+        let Some(preferred) = preferred_leader(group, voters) else {
+            continue;
+        };
+        if preferred == groups.me() || !groups.follower_healthy(group, preferred, max_age) {
+            continue;
+        }
+        if groups
+            .raft(group)
+            .trigger()
+            .transfer_leader(preferred)
+            .await
+            .is_ok()
+        {
+            tracing::debug!(
+                group,
+                to = preferred,
+                "moving leadership to the preferred node"
+            );
+            started += 1;
+        }
+    }
+    started
+}

@@ -1,0 +1,23 @@
+//! The server: a node's start-up and shutdown, and the lock service that
+//! gRPC, REST and ldlm share.
+//!
+//! - [`node`]: start-up, shutdown, background loops;
+//! - [`service`]: the lock service (routing, forwarding, waiting);
+//! - [`forward`]: one-hop forwarding to group leaders;
+//! - [`read`]: linearizable read queries and answers;
+//! - [`waits`]: blocking acquires waiting on this node;
+//! - [`keeper`]: leader-side deadlines (expiry, wait timeout, idle GC);
+//! - [`balancer`]: moves leaders back to their preferred nodes;
+//! - [`effects`]: performs the effects of each apply.
+
+pub mod balancer;
+pub mod effects;
+pub mod forward;
+pub mod keeper;
+pub mod node;
+pub mod read;
+pub mod service;
+pub mod waits;
+
+pub use node::{Node, NodeError};
+pub use service::{AcquireParams, LockService, Meta};

@@ -1,0 +1,241 @@
+//! Node start-up and shutdown: storage, groups, servers and loops.
+//!
+//! Invariants: a node refuses to start on a data directory of another node
+//! or another group count; the peer and client servers take their listeners
+//! from the caller (tests bind ephemeral ports) and stop on the node's
+//! shutdown signal; background loops (lease keeper, balancer) stop with it;
+//! shutdown is bounded in time even if a client keeps a connection open.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use super::effects::EffectSink;
+use super::forward::ForwardService;
+use super::keeper::Keeper;
+use super::service::LockService;
+use super::waits::Waits;
+use crate::config::{Config, ConfigError};
+use crate::proto::peer::forward_server::ForwardServer;
+use crate::proto::peer::raft_peer_server::RaftPeerServer;
+use crate::raft::groups::GroupsError;
+use crate::raft::service::RaftPeerService;
+use crate::raft::Groups;
+use crate::storage::identity::{self, IdentityError};
+use crate::storage::syncer::Syncer;
+use crate::storage::{Db, StorageError};
+
+/// How often the lease keeper looks for due deadlines.
+const KEEPER_TICK: Duration = Duration::from_millis(50);
+/// How long shutdown waits for a server or loop before aborting it.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("cannot open the database: {0}")]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Groups(#[from] GroupsError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Node {
+    client_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    groups: Arc<Groups>,
+    service: Arc<LockService>,
+    syncer: Syncer,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
+    let what = what.into();
+    move |source| NodeError::Io { what, source }
+}
+
+impl Node {
+    /// Starts a node listening on the configured addresses.
+    pub async fn start(config: Config) -> Result<Self, NodeError> {
+        let client = TcpListener::bind(&config.client_addr)
+            .await
+            .map_err(io(format!("cannot listen on {}", config.client_addr)))?;
+        let peer = TcpListener::bind(&config.peer_addr)
+            .await
+            .map_err(io(format!("cannot listen on {}", config.peer_addr)))?;
+        Self::start_with(config, client, peer).await
+    }
+
+    /// Starts a node on listeners the caller already bound.
+    pub async fn start_with(
+        config: Config,
+        client: TcpListener,
+        peer: TcpListener,
+    ) -> Result<Self, NodeError> {
+        config.validate()?;
+        let config = Arc::new(config);
+        identity::ensure(&config.data_dir, config.node_id, config.groups)?;
+        let fsync = !config.storage.unsafe_no_fsync;
+        if !fsync {
+            tracing::warn!("unsafe_no_fsync is on: a crash may lose acknowledged grants; never use it in production");
+        }
+        let db = Db::open(&config.data_dir.join("db"), fsync)?;
+        let syncer = Syncer::start(db.clone(), fsync).map_err(io("cannot start the wal syncer"))?;
+        let waits = Arc::new(Waits::default());
+        let keeper = Arc::new(Keeper::new(config.groups, config.idle_lock_grace_ms));
+        let sink = Arc::new(EffectSink {
+            waits: waits.clone(),
+            keeper: keeper.clone(),
+        });
+        let groups = Arc::new(Groups::start(&config, db, syncer.clone(), sink).await?);
+        let service = Arc::new(LockService::new(
+            groups.clone(),
+            waits,
+            keeper.clone(),
+            config.clone(),
+        ));
+        let (shutdown, rx) = watch::channel(false);
+        let client_addr = client.local_addr().map_err(io("client listener"))?;
+        let peer_addr = peer.local_addr().map_err(io("peer listener"))?;
+        let mut tasks = vec![
+            tokio::spawn(serve_peer(
+                peer,
+                groups.clone(),
+                service.clone(),
+                config.max_message_bytes,
+                rx.clone(),
+            )),
+            tokio::spawn(crate::api::serve_client(
+                client,
+                service.clone(),
+                stopped(rx.clone()),
+            )),
+        ];
+        groups.bootstrap(&config).await?;
+        tasks.push(tokio::spawn(run_keeper(
+            service.clone(),
+            keeper,
+            rx.clone(),
+        )));
+        let voters = config.voters().iter().map(|p| p.id).collect();
+        let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
+        tasks.push(tokio::spawn(super::balancer::run(
+            groups.clone(),
+            voters,
+            heartbeat,
+            rx,
+        )));
+        tracing::info!(node = config.node_id, %client_addr, %peer_addr, groups = config.groups, "node started");
+        Ok(Self {
+            client_addr,
+            peer_addr,
+            groups,
+            service,
+            syncer,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    pub fn groups(&self) -> &Arc<Groups> {
+        &self.groups
+    }
+
+    pub fn service(&self) -> &Arc<LockService> {
+        &self.service
+    }
+
+    pub fn syncer(&self) -> &Syncer {
+        &self.syncer
+    }
+
+    /// Stops servers and loops, then every Raft group.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        self.groups.shutdown().await;
+        tracing::info!("node stopped");
+    }
+}
+
+/// Resolves when the shutdown signal turns true (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_peer(
+    listener: TcpListener,
+    groups: Arc<Groups>,
+    service: Arc<LockService>,
+    max_message_bytes: usize,
+    rx: watch::Receiver<bool>,
+) {
+    let raft = RaftPeerServer::new(RaftPeerService::new(groups.rafts()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    let forward = ForwardServer::new(ForwardService::new(service));
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(raft)
+        .add_service(forward)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(rx))
+        .await;
+    if let Err(err) = result {
+        tracing::error!(error = %err, "peer server failed");
+    }
+}
+
+/// The lease keeper's loop: proposes due expiries, wait timeouts and GC in
+/// the groups this node leads.
+async fn run_keeper(service: Arc<LockService>, keeper: Arc<Keeper>, mut rx: watch::Receiver<bool>) {
+    let groups = service.groups().clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(KEEPER_TICK) => {}
+            _ = rx.changed() => return,
+        }
+        let now = Instant::now();
+        for group in 0..groups.count() {
+            keeper.set_leader(group, groups.view(group).is_leader, now);
+            for cmd in keeper.due(group, now) {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = service.propose_local(group, &cmd).await {
+                        tracing::debug!(group, %cmd, error = %err, "leader command not applied");
+                    }
+                });
+            }
+        }
+    }
+}

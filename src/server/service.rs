@@ -1,0 +1,492 @@
+//! The lock service every surface (gRPC, REST, ldlm) calls.
+//!
+//! Invariants:
+//! - any node accepts any request: it computes the group, proposes through
+//!   the local Raft when it leads the group, and otherwise forwards one hop
+//!   to the leader; a forwarded node never forwards again;
+//! - requests are validated here with the cluster's limits before anything
+//!   is proposed, and again in apply;
+//! - keys are chosen here (client's, or 128 random bits), never in apply, so
+//!   a retried proposal is idempotent for acquire;
+//! - a blocking acquire waits on this node; when its client goes away or its
+//!   wait runs out, this node proposes `CancelWait`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::raft::ReadPolicy;
+
+use super::forward;
+use super::keeper::Keeper;
+use super::read::{answer, LockRow, LockView, ReadAnswer, ReadQuery};
+use super::waits::Waits;
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::lock::{AcquireCmd, Command, Grant, LockError, LockKey, Outcome, Reply};
+use crate::raft::{Groups, NodeId};
+use crate::routing::{group_of, GroupId};
+
+/// Where an answer came from (the response header of the API).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub group: GroupId,
+    pub node_id: NodeId,
+    pub index: u64,
+}
+
+/// A command applied at `index`, and its outcome.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub index: u64,
+    pub outcome: Outcome,
+}
+
+/// An acquire as the surfaces hand it over, defaults already filled in.
+#[derive(Clone, Debug)]
+pub struct AcquireParams {
+    pub name: String,
+    pub key: Option<LockKey>,
+    pub size: u32,
+    pub permits: u32,
+    pub ttl_ms: u64,
+    pub wait_ms: u64,
+}
+
+pub struct LockService {
+    groups: Arc<Groups>,
+    waits: Arc<Waits>,
+    keeper: Arc<Keeper>,
+    config: Arc<Config>,
+}
+
+fn internal(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::Internal,
+        format!("internal error: {what}; see the server log"),
+    )
+}
+
+impl LockService {
+    pub fn new(
+        groups: Arc<Groups>,
+        waits: Arc<Waits>,
+        keeper: Arc<Keeper>,
+        config: Arc<Config>,
+    ) -> Self {
+        Self {
+            groups,
+            waits,
+            keeper,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn groups(&self) -> &Arc<Groups> {
+        &self.groups
+    }
+
+    pub fn group_of(&self, name: &str) -> GroupId {
+        group_of(name.as_bytes(), self.config.groups)
+    }
+
+    fn meta(&self, group: GroupId, index: u64) -> Meta {
+        Meta {
+            group,
+            node_id: self.groups.me(),
+            index,
+        }
+    }
+
+    /// How long a request keeps retrying while its group has no leader.
+    fn retry_window(&self) -> Duration {
+        Duration::from_millis(self.config.raft.election_timeout_max_ms * 4)
+    }
+
+    // ---- writes -------------------------------------------------------
+
+    /// Proposes `cmd` in `group`: locally if this node leads, else one hop
+    /// to the leader; retries while the group elects a leader.
+    pub async fn propose(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
+        let deadline = Instant::now() + self.retry_window();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let attempt = match self.propose_local(group, cmd).await {
+                Err(err) if err.code == ErrorCode::NotLeader => {
+                    match self.groups.view(group).leader {
+                        Some(leader) if leader != self.groups.me() => {
+                            forward::propose(self.groups.router(), leader, group, cmd).await
+                        }
+                        _ => Err(err),
+                    }
+                }
+                other => other,
+            };
+            match attempt {
+                Err(err) if err.row().retryable && Instant::now() < deadline => {
+                    self.await_leader(group, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt through the local Raft; `NotLeader` when it does not lead.
+    pub async fn propose_local(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
+        match self.groups.raft(group).client_write(cmd.clone()).await {
+            Ok(resp) => {
+                let outcome = resp
+                    .data
+                    .outcome
+                    .ok_or_else(|| internal("a lock command produced no outcome"))?;
+                Ok(Applied {
+                    index: resp.log_id.index,
+                    outcome,
+                })
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+            | Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
+                Err(ApiError::not_leader(f.leader_node.map(|n| n.client_addr)))
+            }
+            Err(RaftError::APIError(other)) => Err(internal(other)),
+            Err(RaftError::Fatal(fatal)) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("raft group {group} stopped ({fatal}): retry"),
+            )),
+        }
+    }
+
+    async fn await_leader(&self, group: GroupId, pause: Duration) {
+        match self.groups.view(group).leader {
+            None => {
+                self.groups
+                    .wait_leader(group, pause.max(Duration::from_millis(100)))
+                    .await;
+            }
+            Some(_) => tokio::time::sleep(pause).await,
+        }
+    }
+
+    pub async fn acquire(self: &Arc<Self>, p: AcquireParams) -> Result<(Meta, Grant), ApiError> {
+        let limits = &self.config.limits;
+        limits.check_name(&p.name)?;
+        limits.check_size(p.size)?;
+        limits.check_permits(p.permits, p.size)?;
+        limits.check_ttl(p.ttl_ms)?;
+        limits.check_wait(p.wait_ms)?;
+        let group = self.group_of(&p.name);
+        let key = p
+            .key
+            .clone()
+            .unwrap_or_else(|| LockKey::from_u128(rand::random()));
+        let cmd = Command::Acquire(AcquireCmd {
+            name: p.name.clone(),
+            key: key.clone(),
+            size: p.size,
+            permits: p.permits,
+            ttl_ms: p.ttl_ms,
+            wait_ms: p.wait_ms,
+        });
+        let mut wait = WaitGuard::register(self.clone(), group, &p.name, &key);
+        let applied = self.propose(group, &cmd).await?;
+        match applied.outcome.reply {
+            Ok(Reply::Granted(grant)) => {
+                wait.disarm();
+                Ok((self.meta(group, applied.index), grant))
+            }
+            Ok(Reply::Queued { .. }) => {
+                wait.arm();
+                let grant = wait.wait(Duration::from_millis(p.wait_ms)).await?;
+                Ok((self.meta(group, grant.lease_index), grant))
+            }
+            Ok(other) => Err(internal(format!("acquire answered {other:?}"))),
+            Err(err) => {
+                wait.disarm();
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Proposes `cmd` and expects `want` of its reply.
+    async fn write<T>(
+        &self,
+        group: GroupId,
+        cmd: Command,
+        want: impl FnOnce(Reply) -> Option<T>,
+    ) -> Result<(Meta, T), ApiError> {
+        let applied = self.propose(group, &cmd).await?;
+        let reply = applied.outcome.reply.map_err(ApiError::from)?;
+        let shown = format!("{reply:?}");
+        let value = want(reply).ok_or_else(|| internal(format!("{cmd} answered {shown}")))?;
+        Ok((self.meta(group, applied.index), value))
+    }
+
+    pub async fn release(&self, name: String, key: LockKey) -> Result<Meta, ApiError> {
+        self.config.limits.check_name(&name)?;
+        let group = self.group_of(&name);
+        let cmd = Command::Release { name, key };
+        let (meta, ()) = self
+            .write(group, cmd, |r| matches!(r, Reply::Released).then_some(()))
+            .await?;
+        Ok(meta)
+    }
+
+    pub async fn refresh(
+        &self,
+        name: String,
+        key: LockKey,
+        ttl_ms: Option<u64>,
+    ) -> Result<(Meta, Grant), ApiError> {
+        self.config.limits.check_name(&name)?;
+        if let Some(ttl) = ttl_ms {
+            self.config.limits.check_ttl(ttl)?;
+        }
+        let group = self.group_of(&name);
+        let cmd = Command::Refresh { name, key, ttl_ms };
+        self.write(group, cmd, |r| match r {
+            Reply::Refreshed(grant) => Some(grant),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn force_release(
+        &self,
+        name: String,
+        key: Option<LockKey>,
+    ) -> Result<(Meta, u32), ApiError> {
+        self.config.limits.check_name(&name)?;
+        let group = self.group_of(&name);
+        let cmd = Command::ForceRelease { name, key };
+        self.write(group, cmd, |r| match r {
+            Reply::ForceReleased { holders } => Some(holders),
+            _ => None,
+        })
+        .await
+    }
+
+    // ---- reads --------------------------------------------------------
+
+    /// A linearizable read of `group`, on its leader (one hop if need be).
+    pub async fn read(
+        &self,
+        group: GroupId,
+        query: &ReadQuery,
+    ) -> Result<(Meta, ReadAnswer), ApiError> {
+        let deadline = Instant::now() + self.retry_window();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let attempt = match self.read_local(group, query).await {
+                Err(err) if err.code == ErrorCode::NotLeader => {
+                    match self.groups.view(group).leader {
+                        Some(leader) if leader != self.groups.me() => {
+                            forward::read(self.groups.router(), leader, group, query).await
+                        }
+                        _ => Err(err),
+                    }
+                }
+                other => other,
+            };
+            match attempt {
+                Err(err) if err.row().retryable && Instant::now() < deadline => {
+                    self.await_leader(group, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return other.map(|(index, a)| (self.meta(group, index), a)),
+            }
+        }
+    }
+
+    /// One attempt on this node; `NotLeader` unless it leads the group.
+    pub async fn read_local(
+        &self,
+        group: GroupId,
+        query: &ReadQuery,
+    ) -> Result<(u64, ReadAnswer), ApiError> {
+        match self
+            .groups
+            .raft(group)
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(read_log_id) => {
+                let state = self.groups.state(group);
+                let ans = state.read(|table| answer(group, table, &self.keeper, query));
+                Ok((read_log_id.index(), ans))
+            }
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(ApiError::not_leader(f.leader_node.map(|n| n.client_addr)))
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
+                Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("group {group} has no quorum ({q}): retry"),
+                ))
+            }
+            Err(RaftError::Fatal(fatal)) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("raft group {group} stopped ({fatal}): retry"),
+            )),
+        }
+    }
+
+    pub async fn describe(&self, name: String) -> Result<(Meta, Option<LockView>), ApiError> {
+        self.config.limits.check_name(&name)?;
+        let group = self.group_of(&name);
+        match self.read(group, &ReadQuery::Describe { name }).await? {
+            (meta, ReadAnswer::Describe(view)) => Ok((meta, view)),
+            (_, other) => Err(internal(format!("describe answered {other:?}"))),
+        }
+    }
+
+    pub async fn validate_fence(
+        &self,
+        name: String,
+        token: u64,
+    ) -> Result<(Meta, Option<LockKey>), ApiError> {
+        self.config.limits.check_name(&name)?;
+        let group = self.group_of(&name);
+        match self
+            .read(group, &ReadQuery::ValidateFence { name, token })
+            .await?
+        {
+            (meta, ReadAnswer::Fence(key)) => Ok((meta, key)),
+            (_, other) => Err(internal(format!("validate_fence answered {other:?}"))),
+        }
+    }
+
+    /// One page of locks whose names start with `prefix`, across all groups,
+    /// in name order, after `after`. Returns the page and whether more follow.
+    pub async fn list(
+        &self,
+        prefix: String,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<LockRow>, bool), ApiError> {
+        let limit = limit.clamp(1, self.config.max_list_page as usize);
+        let query = ReadQuery::List {
+            prefix,
+            after,
+            limit: limit + 1,
+        };
+        let reads = (0..self.config.groups).map(|g| self.read(g, &query));
+        let mut rows = Vec::new();
+        for result in futures::future::join_all(reads).await {
+            match result? {
+                (_, ReadAnswer::List(mut page)) => rows.append(&mut page),
+                (_, other) => return Err(internal(format!("list answered {other:?}"))),
+            }
+        }
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok((rows, more))
+    }
+}
+
+/// A registered blocking wait. Armed once the acquire is queued: dropping
+/// an armed guard (the client went away) proposes `CancelWait`.
+struct WaitGuard {
+    service: Arc<LockService>,
+    group: GroupId,
+    name: String,
+    key: LockKey,
+    rx: Option<tokio::sync::oneshot::Receiver<super::waits::WaitResult>>,
+    armed: bool,
+}
+
+impl WaitGuard {
+    fn register(service: Arc<LockService>, group: GroupId, name: &str, key: &LockKey) -> Self {
+        let rx = Some(service.waits.register(group, name, key));
+        Self {
+            service,
+            group,
+            name: name.to_owned(),
+            key: key.clone(),
+            rx,
+            armed: false,
+        }
+    }
+
+    fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Waits for the grant; at the deadline, cancels the wait in the log.
+    async fn wait(&mut self, wait: Duration) -> Result<Grant, ApiError> {
+        let Some(mut rx) = self.rx.take() else {
+            return Err(internal("wait polled twice"));
+        };
+        tokio::select! {
+            result = &mut rx => {
+                self.disarm();
+                settle(result)
+            }
+            _ = tokio::time::sleep(wait) => {
+                let cancel = Command::CancelWait { name: self.name.clone(), key: self.key.clone() };
+                let cancelled = self.service.propose(self.group, &cancel).await;
+                self.disarm();
+                match cancelled.map(|a| a.outcome.reply) {
+                    Ok(Ok(_)) => Err(LockError::WaitTimedOut.into()),
+                    // Not waiting any more: granted or timed out just before;
+                    // this node learns which when it applies that entry.
+                    Ok(Err(LockError::NotWaiting)) => self.settle_late(rx).await,
+                    Ok(Err(err)) => Err(err.into()),
+                    Err(err) => Err(err),
+                }
+            }
+        }
+    }
+
+    async fn settle_late(
+        &self,
+        rx: tokio::sync::oneshot::Receiver<super::waits::WaitResult>,
+    ) -> Result<Grant, ApiError> {
+        match tokio::time::timeout(self.service.retry_window(), rx).await {
+            Ok(result) => settle(result),
+            Err(_) => Err(LockError::WaitTimedOut.into()),
+        }
+    }
+}
+
+fn settle(
+    result: Result<super::waits::WaitResult, tokio::sync::oneshot::error::RecvError>,
+) -> Result<Grant, ApiError> {
+    match result {
+        Ok(Ok(grant)) => Ok(grant),
+        Ok(Err(err)) => Err(err.into()),
+        Err(_) => Err(internal("the wait registry dropped a waiter")),
+    }
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.service
+            .waits
+            .unregister(self.group, &self.name, &self.key);
+        if !self.armed {
+            return;
+        }
+        let (service, group) = (self.service.clone(), self.group);
+        let cancel = Command::CancelWait {
+            name: std::mem::take(&mut self.name),
+            key: self.key.clone(),
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(err) = service.propose(group, &cancel).await {
+                    tracing::warn!(group, error = %err, "cancelling an abandoned wait failed");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Blocking acquires waiting on this node.
+//!
+//! A client's blocking acquire waits on the node it is connected to (every
+//! node applies every entry, so it learns of its grant by applying it).
+//! Invariants: a wait is registered *before* its acquire is proposed, so a
+//! grant applied before the proposal's answer arrives is not missed; each
+//! registration is answered at most once; the map holds only waits whose
+//! request is still in flight (the request unregisters on every exit).
+
+use dashmap::DashMap;
+use tokio::sync::oneshot;
+
+use crate::lock::{Effect, EndReason, Grant, LockError, LockKey};
+use crate::routing::GroupId;
+
+/// How a wait ended: a grant, or the reason it was not granted.
+pub type WaitResult = Result<Grant, LockError>;
+
+type WaitId = (GroupId, String, LockKey);
+
+#[derive(Default)]
+pub struct Waits {
+    map: DashMap<WaitId, oneshot::Sender<WaitResult>>,
+}
+
+impl Waits {
+    /// Registers interest in the fate of `key` on lock `name`.
+    pub fn register(
+        &self,
+        group: GroupId,
+        name: &str,
+        key: &LockKey,
+    ) -> oneshot::Receiver<WaitResult> {
+        let (tx, rx) = oneshot::channel();
+        self.map.insert((group, name.to_owned(), key.clone()), tx);
+        rx
+    }
+
+    pub fn unregister(&self, group: GroupId, name: &str, key: &LockKey) {
+        self.map.remove(&(group, name.to_owned(), key.clone()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Answers the waits that the effects of one applied entry settle.
+    pub fn on_effects(&self, group: GroupId, effects: &[Effect]) {
+        if self.map.is_empty() {
+            return;
+        }
+        for effect in effects {
+            let (name, key, result) = match effect {
+                Effect::Granted { name, grant, .. } => (name, &grant.key, Ok(grant.clone())),
+                Effect::WaitEnded { name, key, reason } => {
+                    let err = match reason {
+                        EndReason::TimedOut => LockError::WaitTimedOut,
+                        _ => LockError::WaitCancelled,
+                    };
+                    (name, key, Err(err))
+                }
+                _ => continue,
+            };
+            if let Some((_, tx)) = self.map.remove(&(group, name.clone(), key.clone())) {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_and_timeouts_reach_their_waiter_only() {
+        let waits = Waits::default();
+        let (k1, k2) = (LockKey::new("k1").unwrap(), LockKey::new("k2").unwrap());
+        let mut rx1 = waits.register(3, "a", &k1);
+        let mut rx2 = waits.register(3, "a", &k2);
+        let grant = Grant {
+            key: k1.clone(),
+            token: 9,
+            permits: 1,
+            ttl_ms: 1000,
+            lease_index: 4,
+        };
+        waits.on_effects(
+            2,
+            &[Effect::Granted {
+                name: "a".into(),
+                grant: grant.clone(),
+                handoff: true,
+            }],
+        );
+        assert!(
+            rx1.try_recv().is_err(),
+            "another group's grant must not answer"
+        );
+        waits.on_effects(
+            3,
+            &[Effect::Granted {
+                name: "a".into(),
+                grant: grant.clone(),
+                handoff: true,
+            }],
+        );
+        assert_eq!(rx1.try_recv().unwrap(), Ok(grant));
+        let ended = Effect::WaitEnded {
+            name: "a".into(),
+            key: k2,
+            reason: EndReason::TimedOut,
+        };
+        waits.on_effects(3, &[ended]);
+        assert_eq!(rx2.try_recv().unwrap(), Err(LockError::WaitTimedOut));
+        assert!(waits.is_empty());
+    }
+}

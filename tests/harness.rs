@@ -1,0 +1,257 @@
+//! A cluster of real `shardlock serve` processes on loopback, for tests.
+//!
+//! Each node gets ephemeral ports on 127.0.0.1 and its own data directory
+//! in a temporary directory. Processes are killed by pid when the cluster is
+//! dropped. Tests wait on observable state with [`wait_for`] (bounded by a
+//! deadline), never on fixed sleeps. Clusters run one at a time: their Raft
+//! timeouts are short and two cores are shared.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use shardlock::client::Client;
+use shardlock::routing::group_of;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub struct NodeProc {
+    pub id: u64,
+    pub client_addr: String,
+    pub peer_addr: String,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    pub groups: u32,
+    dir: tempfile::TempDir,
+    _turn: MutexGuard<'static, ()>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+    }
+}
+
+impl Cluster {
+    /// Starts `n` nodes hosting `groups` groups and waits until every group
+    /// has a leader that every node knows.
+    pub async fn start(n: usize, groups: u32) -> Self {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addrs: Vec<(String, String)> = (0..n)
+            .map(|_| {
+                (
+                    format!("127.0.0.1:{}", free_port()),
+                    format!("127.0.0.1:{}", free_port()),
+                )
+            })
+            .collect();
+        let members: String = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, (c, p))| {
+                format!(
+                    "[[initial_cluster]]\nid = {}\nclient_addr = \"{c}\"\npeer_addr = \"{p}\"\n\n",
+                    i + 1
+                )
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (client_addr, peer_addr)) in addrs.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            let data = dir.path().join(format!("node{id}"));
+            let config = dir.path().join(format!("node{id}.toml"));
+            let text = format!(
+                "node_id = {id}\ndata_dir = \"{}\"\nclient_addr = \"{client_addr}\"\npeer_addr = \"{peer_addr}\"\n\
+                 groups = {groups}\nidle_lock_grace_ms = 2000\n\n{members}\
+                 [raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\
+                 snapshot_every_entries = 50\n",
+                data.display()
+            );
+            std::fs::write(&config, text).expect("write config");
+            let log = dir.path().join(format!("node{id}.log"));
+            nodes.push(NodeProc {
+                id,
+                client_addr,
+                peer_addr,
+                config,
+                log,
+                child: None,
+            });
+        }
+        let mut cluster = Self {
+            nodes,
+            groups,
+            dir,
+            _turn: turn,
+        };
+        for id in 1..=n as u64 {
+            cluster.spawn(id);
+        }
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    fn node(&self, id: u64) -> &NodeProc {
+        &self.nodes[id as usize - 1]
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let node = &mut self.nodes[id as usize - 1];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_shardlock"))
+            .args(["serve", "--config"])
+            .arg(&node.config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn shardlock serve");
+        node.child = Some(child);
+    }
+
+    /// SIGKILLs node `id` (by pid) and reaps it.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[id as usize - 1].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `id` again on its data directory.
+    pub async fn restart(&mut self, id: u64) {
+        self.spawn(id);
+        let addr = self.node(id).client_addr.clone();
+        wait_for(
+            "a restarted node to answer",
+            Duration::from_secs(20),
+            || {
+                let addr = addr.clone();
+                async move { Client::connect(&addr).await.ok() }
+            },
+        )
+        .await;
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.node(id).client_addr.clone()
+    }
+
+    pub fn alive(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    pub async fn client(&self, id: u64) -> Client {
+        Client::connect(&self.addr(id))
+            .await
+            .expect("connect to node")
+    }
+
+    /// The leader of every group as node `id` sees it (0 = unknown).
+    pub async fn leaders(&self, id: u64) -> Option<Vec<u64>> {
+        let mut client = Client::connect(&self.addr(id)).await.ok()?;
+        let status = client.status().await.ok()?;
+        Some(status.group_status.iter().map(|g| g.leader_id).collect())
+    }
+
+    /// Waits until every live node knows the same live leader for every group.
+    pub async fn wait_ready(&self) {
+        let alive = self.alive();
+        wait_for(
+            "every group to have a leader known to every node",
+            Duration::from_secs(30),
+            || async {
+                let mut seen = None;
+                for id in &alive {
+                    let leaders = self.leaders(*id).await?;
+                    if leaders.iter().any(|l| !alive.contains(l))
+                        || seen.as_ref().is_some_and(|s| s != &leaders)
+                    {
+                        return None;
+                    }
+                    seen = Some(leaders);
+                }
+                seen
+            },
+        )
+        .await;
+    }
+
+    /// The node leading the group of lock `name`, as node `via` sees it.
+    pub async fn leader_of(&self, name: &str, via: u64) -> u64 {
+        let group = group_of(name.as_bytes(), self.groups) as usize;
+        wait_for(
+            "a leader for the lock's group",
+            Duration::from_secs(20),
+            || async {
+                let leader = self.leaders(via).await?.get(group).copied()?;
+                (leader != 0 && self.alive().contains(&leader)).then_some(leader)
+            },
+        )
+        .await
+    }
+
+    /// The last lines of node `id`'s log, for failure messages.
+    pub fn log_tail(&self, id: u64) -> String {
+        let text = std::fs::read_to_string(&self.node(id).log).unwrap_or_default();
+        text.lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = &self.dir;
+    }
+}
