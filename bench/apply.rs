@@ -9,14 +9,7 @@ use shardlock::lock::{AcquireCmd, Command, Limits, LockKey, LockTable};
 const NAMES: usize = 1000;
 
 fn acquire(name: &str, key: &LockKey, size: u32, wait_ms: u64) -> Command {
-    Command::Acquire(AcquireCmd {
-        name: name.into(),
-        key: key.clone(),
-        size,
-        permits: 1,
-        ttl_ms: 30_000,
-        wait_ms,
-    })
+    Command::Acquire(AcquireCmd { name: name.into(), key: key.clone(), size, permits: 1, ttl_ms: 30_000, wait_ms })
 }
 
 fn uncontended(c: &mut Criterion) {
@@ -30,13 +23,7 @@ fn uncontended(c: &mut Criterion) {
             for (name, key) in names.iter().zip(&keys) {
                 index += 2;
                 table.apply(index - 1, &acquire(name, key, 1, 0));
-                table.apply(
-                    index,
-                    &Command::Release {
-                        name: name.clone(),
-                        key: key.clone(),
-                    },
-                );
+                table.apply(index, &Command::Release { name: name.clone(), key: key.clone() });
             }
         })
     });
@@ -70,13 +57,7 @@ fn rotating(c: &mut Criterion, label: &str, size: u32, clients: u128) {
             let key = &keys[next % keys.len()];
             next += 1;
             index += 2;
-            table.apply(
-                index - 1,
-                &Command::Release {
-                    name: "hot".into(),
-                    key: key.clone(),
-                },
-            );
+            table.apply(index - 1, &Command::Release { name: "hot".into(), key: key.clone() });
             table.apply(index, &acquire("hot", key, size, 60_000));
         })
     });

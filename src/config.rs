@@ -108,25 +108,16 @@ impl Default for RaftConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self {
-            unsafe_no_fsync: false,
-            max_batch_entries: 4096,
-        }
+        Self { unsafe_no_fsync: false, max_batch_entries: 4096 }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
+    Parse { path: PathBuf, source: toml::de::Error },
     #[error("invalid config: {0}")]
     Invalid(String),
 }
@@ -134,25 +125,17 @@ pub enum ConfigError {
 impl Config {
     /// Reads, parses and validates a TOML config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Self::parse(&text).map_err(|err| match err {
-            ConfigError::Parse { source, .. } => ConfigError::Parse {
-                path: path.into(),
-                source,
-            },
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.into(), source },
             other => other,
         })
     }
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: PathBuf::from("<text>"),
-            source,
-        })?;
+        let config: Config =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: PathBuf::from("<text>"), source })?;
         config.validate()?;
         Ok(config)
     }
@@ -160,11 +143,8 @@ impl Config {
     /// The voters of a new cluster: `initial_cluster`, or this node alone.
     pub fn voters(&self) -> Vec<Peer> {
         if self.initial_cluster.is_empty() {
-            let me = Peer {
-                id: self.node_id,
-                client_addr: self.client_addr.clone(),
-                peer_addr: self.peer_addr.clone(),
-            };
+            let me =
+                Peer { id: self.node_id, client_addr: self.client_addr.clone(), peer_addr: self.peer_addr.clone() };
             return vec![me];
         }
         self.initial_cluster.clone()
@@ -182,9 +162,7 @@ impl Config {
         check_addr("peer_addr", &self.peer_addr)?;
         self.validate_cluster()?;
         self.limits.validate().map_err(ConfigError::Invalid)?;
-        self.limits
-            .check_ttl(self.default_ttl_ms)
-            .or_else(|e| bad(format!("default_ttl_ms: {e}")))?;
+        self.limits.check_ttl(self.default_ttl_ms).or_else(|e| bad(format!("default_ttl_ms: {e}")))?;
         if self.default_list_page == 0 || self.default_list_page > self.max_list_page {
             return bad("default_list_page must be 1 to max_list_page".into());
         }
@@ -201,10 +179,7 @@ impl Config {
         let mut ids = HashSet::new();
         for p in &self.initial_cluster {
             if p.id == 0 || !ids.insert(p.id) {
-                return Err(ConfigError::Invalid(format!(
-                    "initial_cluster: node id {} is 0 or repeated",
-                    p.id
-                )));
+                return Err(ConfigError::Invalid(format!("initial_cluster: node id {} is 0 or repeated", p.id)));
             }
             check_addr("initial_cluster.client_addr", &p.client_addr)?;
             check_addr("initial_cluster.peer_addr", &p.peer_addr)?;
@@ -221,11 +196,7 @@ impl Config {
 
 impl RaftConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        let (hb, min, max) = (
-            self.heartbeat_interval_ms,
-            self.election_timeout_min_ms,
-            self.election_timeout_max_ms,
-        );
+        let (hb, min, max) = (self.heartbeat_interval_ms, self.election_timeout_min_ms, self.election_timeout_max_ms);
         if hb == 0 || min < 2 * hb || max <= min {
             return Err(ConfigError::Invalid(format!(
                 "raft: need 0 < heartbeat_interval_ms ({hb}) <= election_timeout_min_ms ({min}) / 2 \
@@ -233,9 +204,7 @@ impl RaftConfig {
             )));
         }
         if self.snapshot_every_entries == 0 {
-            return Err(ConfigError::Invalid(
-                "raft.snapshot_every_entries must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("raft.snapshot_every_entries must be at least 1".into()));
         }
         Ok(())
     }
@@ -269,11 +238,7 @@ mod tests {
         assert_eq!(parsed, Config::default());
         let (mut documented, mut known) = (Vec::new(), Vec::new());
         keys(&toml::from_str(EXAMPLE).unwrap(), "", &mut documented);
-        keys(
-            &toml::Value::try_from(Config::default()).unwrap(),
-            "",
-            &mut known,
-        );
+        keys(&toml::Value::try_from(Config::default()).unwrap(), "", &mut known);
         documented.sort();
         known.sort();
         assert_eq!(documented, known);
@@ -296,7 +261,10 @@ mod tests {
             ("default_ttl_ms = 1", "default_ttl_ms"),
             ("[raft]\nelection_timeout_min_ms = 100", "raft"),
             ("[limits]\nmax_size = 0", "max_size"),
-            ("[[initial_cluster]]\nid = 2\nclient_addr = \"127.0.0.1:1\"\npeer_addr = \"127.0.0.1:2\"", "does not list"),
+            (
+                "[[initial_cluster]]\nid = 2\nclient_addr = \"127.0.0.1:1\"\npeer_addr = \"127.0.0.1:2\"",
+                "does not list",
+            ),
             ("groups = \"many\"", "invalid type"),
         ];
         for (text, needle) in cases {

@@ -32,9 +32,7 @@ pub fn row(code: ErrorCode) -> Row {
     use tonic::Code as G;
     use ErrorCode as E;
     let (grpc, http, retryable) = match code {
-        E::InvalidArgument | E::InvalidName | E::InvalidKey | E::InvalidSize => {
-            (G::InvalidArgument, 400, false)
-        }
+        E::InvalidArgument | E::InvalidName | E::InvalidKey | E::InvalidSize => (G::InvalidArgument, 400, false),
         E::InvalidPermits | E::InvalidTtl | E::InvalidWait => (G::InvalidArgument, 400, false),
         E::SizeMismatch | E::NotHolder => (G::FailedPrecondition, 409, false),
         E::KeyInUse => (G::AlreadyExists, 409, false),
@@ -49,11 +47,7 @@ pub fn row(code: ErrorCode) -> Row {
         E::Internal | E::Unspecified => (G::Internal, 500, false),
     };
     let http = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    Row {
-        grpc,
-        http,
-        retryable,
-    }
+    Row { grpc, http, retryable }
 }
 
 impl From<&LockError> for ErrorCode {
@@ -90,11 +84,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            leader: None,
-        }
+        Self { code, message: message.into(), leader: None }
     }
 
     pub fn not_leader(leader: Option<String>) -> Self {
@@ -104,11 +94,7 @@ impl ApiError {
             }
             None => "the lock's group has no leader right now: retry shortly".to_owned(),
         };
-        Self {
-            code: ErrorCode::NotLeader,
-            message,
-            leader,
-        }
+        Self { code: ErrorCode::NotLeader, message, leader }
     }
 
     pub fn row(&self) -> Row {
@@ -122,11 +108,7 @@ impl ApiError {
         if let Ok(v) = MetadataValue::try_from(self.code.as_str_name()) {
             md.insert(CODE_METADATA, v);
         }
-        if let Some(v) = self
-            .leader
-            .as_deref()
-            .and_then(|l| MetadataValue::try_from(l).ok())
-        {
+        if let Some(v) = self.leader.as_deref().and_then(|l| MetadataValue::try_from(l).ok()) {
             md.insert(LEADER_METADATA, v);
         }
         status
@@ -137,20 +119,16 @@ impl ApiError {
     pub fn from_status(status: &tonic::Status) -> Self {
         let md = status.metadata();
         let text = |key: &str| md.get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let code = text(CODE_METADATA)
-            .and_then(|name| ErrorCode::from_str_name(&name))
-            .unwrap_or_else(|| match status.code() {
-                tonic::Code::Unavailable => ErrorCode::Unavailable,
-                tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
-                tonic::Code::Unauthenticated => ErrorCode::Unauthenticated,
-                tonic::Code::DeadlineExceeded => ErrorCode::WaitTimeout,
-                _ => ErrorCode::Internal,
-            });
-        Self {
-            code,
-            message: status.message().to_owned(),
-            leader: text(LEADER_METADATA),
-        }
+        let code = text(CODE_METADATA).and_then(|name| ErrorCode::from_str_name(&name)).unwrap_or_else(|| match status
+            .code()
+        {
+            tonic::Code::Unavailable => ErrorCode::Unavailable,
+            tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
+            tonic::Code::Unauthenticated => ErrorCode::Unauthenticated,
+            tonic::Code::DeadlineExceeded => ErrorCode::WaitTimeout,
+            _ => ErrorCode::Internal,
+        });
+        Self { code, message: status.message().to_owned(), leader: text(LEADER_METADATA) }
     }
 }
 
@@ -173,11 +151,7 @@ mod tests {
         let mut n = 0;
         for code in all_codes() {
             n += 1;
-            let err = ApiError {
-                code,
-                message: "m".into(),
-                leader: Some("127.0.0.1:7001".into()),
-            };
+            let err = ApiError { code, message: "m".into(), leader: Some("127.0.0.1:7001".into()) };
             let status = err.to_status();
             assert_eq!(status.code(), row(code).grpc, "{code:?}");
             assert_eq!(ApiError::from_status(&status), err, "{code:?}");

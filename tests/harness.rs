@@ -37,10 +37,7 @@ pub struct Cluster {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`.
@@ -56,10 +53,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
     }
 }
 
@@ -69,22 +63,13 @@ impl Cluster {
     pub async fn start(n: usize, groups: u32) -> Self {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
-        let addrs: Vec<(String, String)> = (0..n)
-            .map(|_| {
-                (
-                    format!("127.0.0.1:{}", free_port()),
-                    format!("127.0.0.1:{}", free_port()),
-                )
-            })
-            .collect();
+        let addrs: Vec<(String, String)> =
+            (0..n).map(|_| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))).collect();
         let members: String = addrs
             .iter()
             .enumerate()
             .map(|(i, (c, p))| {
-                format!(
-                    "[[initial_cluster]]\nid = {}\nclient_addr = \"{c}\"\npeer_addr = \"{p}\"\n\n",
-                    i + 1
-                )
+                format!("[[initial_cluster]]\nid = {}\nclient_addr = \"{c}\"\npeer_addr = \"{p}\"\n\n", i + 1)
             })
             .collect();
         let mut nodes = Vec::new();
@@ -101,21 +86,9 @@ impl Cluster {
             );
             std::fs::write(&config, text).expect("write config");
             let log = dir.path().join(format!("node{id}.log"));
-            nodes.push(NodeProc {
-                id,
-                client_addr,
-                peer_addr,
-                config,
-                log,
-                child: None,
-            });
+            nodes.push(NodeProc { id, client_addr, peer_addr, config, log, child: None });
         }
-        let mut cluster = Self {
-            nodes,
-            groups,
-            dir,
-            _turn: turn,
-        };
+        let mut cluster = Self { nodes, groups, dir, _turn: turn };
         for id in 1..=n as u64 {
             cluster.spawn(id);
         }
@@ -129,11 +102,7 @@ impl Cluster {
 
     fn spawn(&mut self, id: u64) {
         let node = &mut self.nodes[id as usize - 1];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .expect("log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_shardlock"))
             .args(["serve", "--config"])
             .arg(&node.config)
@@ -157,14 +126,10 @@ impl Cluster {
     pub async fn restart(&mut self, id: u64) {
         self.spawn(id);
         let addr = self.node(id).client_addr.clone();
-        wait_for(
-            "a restarted node to answer",
-            Duration::from_secs(20),
-            || {
-                let addr = addr.clone();
-                async move { Client::connect(&addr).await.ok() }
-            },
-        )
+        wait_for("a restarted node to answer", Duration::from_secs(20), || {
+            let addr = addr.clone();
+            async move { Client::connect(&addr).await.ok() }
+        })
         .await;
     }
 
@@ -173,17 +138,11 @@ impl Cluster {
     }
 
     pub fn alive(&self) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .filter(|n| n.child.is_some())
-            .map(|n| n.id)
-            .collect()
+        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()
     }
 
     pub async fn client(&self, id: u64) -> Client {
-        Client::connect(&self.addr(id))
-            .await
-            .expect("connect to node")
+        Client::connect(&self.addr(id)).await.expect("connect to node")
     }
 
     /// The leader of every group as node `id` sees it (0 = unknown).
@@ -196,51 +155,34 @@ impl Cluster {
     /// Waits until every live node knows the same live leader for every group.
     pub async fn wait_ready(&self) {
         let alive = self.alive();
-        wait_for(
-            "every group to have a leader known to every node",
-            Duration::from_secs(30),
-            || async {
-                let mut seen = None;
-                for id in &alive {
-                    let leaders = self.leaders(*id).await?;
-                    if leaders.iter().any(|l| !alive.contains(l))
-                        || seen.as_ref().is_some_and(|s| s != &leaders)
-                    {
-                        return None;
-                    }
-                    seen = Some(leaders);
+        wait_for("every group to have a leader known to every node", Duration::from_secs(30), || async {
+            let mut seen = None;
+            for id in &alive {
+                let leaders = self.leaders(*id).await?;
+                if leaders.iter().any(|l| !alive.contains(l)) || seen.as_ref().is_some_and(|s| s != &leaders) {
+                    return None;
                 }
-                seen
-            },
-        )
+                seen = Some(leaders);
+            }
+            seen
+        })
         .await;
     }
 
     /// The node leading the group of lock `name`, as node `via` sees it.
     pub async fn leader_of(&self, name: &str, via: u64) -> u64 {
         let group = group_of(name.as_bytes(), self.groups) as usize;
-        wait_for(
-            "a leader for the lock's group",
-            Duration::from_secs(20),
-            || async {
-                let leader = self.leaders(via).await?.get(group).copied()?;
-                (leader != 0 && self.alive().contains(&leader)).then_some(leader)
-            },
-        )
+        wait_for("a leader for the lock's group", Duration::from_secs(20), || async {
+            let leader = self.leaders(via).await?.get(group).copied()?;
+            (leader != 0 && self.alive().contains(&leader)).then_some(leader)
+        })
         .await
     }
 
     /// The last lines of node `id`'s log, for failure messages.
     pub fn log_tail(&self, id: u64) -> String {
         let text = std::fs::read_to_string(&self.node(id).log).unwrap_or_default();
-        text.lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
+        text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 }
 

@@ -3,10 +3,7 @@
 use std::process::Command;
 
 fn shardlock(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_shardlock"))
-        .args(args)
-        .output()
-        .expect("run shardlock")
+    Command::new(env!("CARGO_BIN_EXE_shardlock")).args(args).output().expect("run shardlock")
 }
 
 #[test]
@@ -17,11 +14,7 @@ fn default_config_round_trips_through_check() {
     let file = dir.path().join("node.toml");
     std::fs::write(&file, &out.stdout).unwrap();
     let checked = shardlock(&["config", "check", file.to_str().unwrap()]);
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
     assert!(String::from_utf8_lossy(&checked.stdout).contains("groups = 64"));
 }
 

@@ -14,43 +14,24 @@ use crate::harness::{wait_for, Cluster};
 const GROUPS: u32 = 8;
 
 fn wait(ms: u64) -> AcquireOptions {
-    AcquireOptions {
-        wait_ms: ms,
-        ..Default::default()
-    }
+    AcquireOptions { wait_ms: ms, ..Default::default() }
 }
 
 #[tokio::test]
 async fn lock_wait_and_handoff_across_nodes() {
     let cluster = Cluster::start(3, GROUPS).await;
-    let (mut a, mut b, mut c) = (
-        cluster.client(1).await,
-        cluster.client(2).await,
-        cluster.client(3).await,
-    );
+    let (mut a, mut b, mut c) = (cluster.client(1).await, cluster.client(2).await, cluster.client(3).await);
 
     // Phase 1: node 1's client holds; a try-lock through node 3 is refused.
-    let first = a
-        .acquire("handoff", AcquireOptions::default())
-        .await
-        .unwrap();
-    let busy = c
-        .acquire("handoff", AcquireOptions::default())
-        .await
-        .unwrap_err();
+    let first = a.acquire("handoff", AcquireOptions::default()).await.unwrap();
+    let busy = c.acquire("handoff", AcquireOptions::default()).await.unwrap_err();
     assert_eq!(busy.code, ErrorCode::LockBusy);
 
     // Phase 2: node 2's client blocks; node 3 sees it queued.
     let waiter = tokio::spawn(async move { b.acquire("handoff", wait(20_000)).await });
     wait_for("the waiter to be queued", Duration::from_secs(10), || {
         let mut c = c.clone();
-        async move {
-            c.describe("handoff")
-                .await
-                .ok()?
-                .lock
-                .filter(|l| l.waiters.len() == 1)
-        }
+        async move { c.describe("handoff").await.ok()?.lock.filter(|l| l.waiters.len() == 1) }
     })
     .await;
 
@@ -74,22 +55,12 @@ async fn semaphore_size_is_respected_with_many_clients() {
         let mut client = cluster.client(1 + i % 3).await;
         let (inside, most) = (inside.clone(), most.clone());
         tasks.push(tokio::spawn(async move {
-            let opts = AcquireOptions {
-                size: Some(3),
-                wait_ms: 30_000,
-                ..Default::default()
-            };
+            let opts = AcquireOptions { size: Some(3), wait_ms: 30_000, ..Default::default() };
             let grant = client.acquire("slots", opts).await.expect("acquire a slot");
             let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
             most.fetch_max(now, Ordering::SeqCst);
             // Hold the slot across a real round trip so holders overlap.
-            let held = client
-                .describe("slots")
-                .await
-                .unwrap()
-                .lock
-                .unwrap()
-                .permits_held;
+            let held = client.describe("slots").await.unwrap().lock.unwrap().permits_held;
             assert!(held <= 3, "the server reports {held} permits held");
             inside.fetch_sub(1, Ordering::SeqCst);
             client.release("slots", &grant.key).await.expect("release");
@@ -104,10 +75,7 @@ async fn semaphore_size_is_respected_with_many_clients() {
     tokens.dedup();
     assert_eq!(tokens.len(), 12, "every grant has its own token");
     let most = most.load(Ordering::SeqCst);
-    assert!(
-        (1..=3).contains(&most),
-        "{most} clients held a slot at once"
-    );
+    assert!((1..=3).contains(&most), "{most} clients held a slot at once");
 }
 
 #[tokio::test]
@@ -116,10 +84,7 @@ async fn a_grant_survives_killing_the_group_leader() {
     let leader = cluster.leader_of("survivor", 1).await;
     let via = if leader == 1 { 2 } else { 1 };
     let mut client = cluster.client(via).await;
-    let opts = AcquireOptions {
-        ttl_ms: Some(60_000),
-        ..Default::default()
-    };
+    let opts = AcquireOptions { ttl_ms: Some(60_000), ..Default::default() };
     let grant = client.acquire("survivor", opts).await.unwrap();
 
     // Phase 2: kill -9 the leader; another node takes over the group.
@@ -128,22 +93,14 @@ async fn a_grant_survives_killing_the_group_leader() {
     assert_ne!(new_leader, leader);
 
     // Phase 3: the holder is still there, with the same token.
-    let lock = client
-        .describe("survivor")
-        .await
-        .unwrap()
-        .lock
-        .expect("lock survives");
+    let lock = client.describe("survivor").await.unwrap().lock.expect("lock survives");
     assert_eq!(lock.holders.len(), 1);
     assert_eq!(lock.holders[0].key, grant.key);
     assert_eq!(lock.holders[0].fencing_token, grant.fencing_token);
 
     // Phase 4: tokens keep increasing under the new leader.
     client.release("survivor", &grant.key).await.unwrap();
-    let next = client
-        .acquire("survivor", AcquireOptions::default())
-        .await
-        .unwrap();
+    let next = client.acquire("survivor", AcquireOptions::default()).await.unwrap();
     assert!(next.fencing_token > grant.fencing_token);
 
     // Phase 5: the old leader comes back and catches up.
@@ -157,19 +114,10 @@ async fn a_grant_survives_killing_the_group_leader() {
 async fn a_full_restart_keeps_holders_and_tokens() {
     let mut cluster = Cluster::start(3, GROUPS).await;
     let mut client = cluster.client(1).await;
-    let opts = AcquireOptions {
-        ttl_ms: Some(120_000),
-        ..Default::default()
-    };
+    let opts = AcquireOptions { ttl_ms: Some(120_000), ..Default::default() };
     let mut grants = Vec::new();
     for i in 0..20 {
-        grants.push((
-            format!("durable/{i}"),
-            client
-                .acquire(&format!("durable/{i}"), opts.clone())
-                .await
-                .unwrap(),
-        ));
+        grants.push((format!("durable/{i}"), client.acquire(&format!("durable/{i}"), opts.clone()).await.unwrap()));
     }
     drop(client);
 
@@ -183,21 +131,13 @@ async fn a_full_restart_keeps_holders_and_tokens() {
 
     let mut client = cluster.client(2).await;
     for (name, grant) in &grants {
-        let lock = client
-            .describe(name)
-            .await
-            .unwrap()
-            .lock
-            .expect("lock after restart");
+        let lock = client.describe(name).await.unwrap().lock.expect("lock after restart");
         assert_eq!(lock.holders[0].key, grant.key, "{name}");
         assert_eq!(lock.holders[0].fencing_token, grant.fencing_token, "{name}");
     }
     let (name, old) = &grants[0];
     client.release(name, &old.key).await.unwrap();
-    let new = client
-        .acquire(name, AcquireOptions::default())
-        .await
-        .unwrap();
+    let new = client.acquire(name, AcquireOptions::default()).await.unwrap();
     assert!(new.fencing_token > old.fencing_token);
 }
 
@@ -205,27 +145,16 @@ async fn a_full_restart_keeps_holders_and_tokens() {
 async fn an_expired_lease_goes_to_the_next_waiter() {
     let cluster = Cluster::start(3, GROUPS).await;
     let (mut a, mut b) = (cluster.client(1).await, cluster.client(2).await);
-    let short = AcquireOptions {
-        ttl_ms: Some(1000),
-        ..Default::default()
-    };
+    let short = AcquireOptions { ttl_ms: Some(1000), ..Default::default() };
     let first = a.acquire("expiring", short).await.unwrap();
     // Never refreshed: the leader expires it and the waiter gets the lock.
     let second = b.acquire("expiring", wait(30_000)).await.unwrap();
     assert!(second.fencing_token > first.fencing_token);
     let err = a.refresh("expiring", &first.key, None).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::NotHolder);
-    let valid = b
-        .validate_fence("expiring", second.fencing_token)
-        .await
-        .unwrap();
+    let valid = b.validate_fence("expiring", second.fencing_token).await.unwrap();
     assert!(valid.valid);
-    assert!(
-        !b.validate_fence("expiring", first.fencing_token)
-            .await
-            .unwrap()
-            .valid
-    );
+    assert!(!b.validate_fence("expiring", first.fencing_token).await.unwrap().valid);
 }
 
 #[tokio::test]
@@ -238,17 +167,11 @@ async fn requests_to_a_follower_are_forwarded() {
     let group = shardlock::routing::group_of(b"forwarded", GROUPS);
     assert!(!status.group_status[group as usize].is_leader);
 
-    let grant = client
-        .acquire("forwarded", AcquireOptions::default())
-        .await
-        .unwrap();
+    let grant = client.acquire("forwarded", AcquireOptions::default()).await.unwrap();
     assert_eq!(grant.header.unwrap().group, group);
     let lock = client.describe("forwarded").await.unwrap().lock.unwrap();
     assert_eq!(lock.holders[0].key, grant.key);
-    client
-        .refresh("forwarded", &grant.key, Some(5000))
-        .await
-        .unwrap();
+    client.refresh("forwarded", &grant.key, Some(5000)).await.unwrap();
     client.release("forwarded", &grant.key).await.unwrap();
     let err = client.release("forwarded", &grant.key).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::NotHolder);

@@ -33,10 +33,7 @@ fn status(err: ApiError) -> Status {
 
 fn name_of(bytes: Vec<u8>) -> Result<String, Status> {
     String::from_utf8(bytes).map_err(|_| {
-        status(ApiError::new(
-            ErrorCode::InvalidName,
-            "lock name is not valid UTF-8: send the name as UTF-8 bytes",
-        ))
+        status(ApiError::new(ErrorCode::InvalidName, "lock name is not valid UTF-8: send the name as UTF-8 bytes"))
     })
 }
 
@@ -49,28 +46,17 @@ fn key_of(key: String) -> Result<Option<LockKey>, Status> {
 }
 
 fn required_key(key: String) -> Result<LockKey, Status> {
-    key_of(key)?.ok_or_else(|| {
-        status(ApiError::new(
-            ErrorCode::InvalidKey,
-            "key is empty: give the key the grant returned",
-        ))
-    })
+    key_of(key)?
+        .ok_or_else(|| status(ApiError::new(ErrorCode::InvalidKey, "key is empty: give the key the grant returned")))
 }
 
 fn header(meta: Meta) -> Option<pb::ResponseHeader> {
-    Some(pb::ResponseHeader {
-        group: meta.group,
-        node_id: meta.node_id,
-        index: meta.index,
-    })
+    Some(pb::ResponseHeader { group: meta.group, node_id: meta.node_id, index: meta.index })
 }
 
 #[tonic::async_trait]
 impl Lock for GrpcApi {
-    async fn acquire(
-        &self,
-        request: Request<pb::AcquireRequest>,
-    ) -> Result<Response<pb::AcquireResponse>, Status> {
+    async fn acquire(&self, request: Request<pb::AcquireRequest>) -> Result<Response<pb::AcquireResponse>, Status> {
         let req = request.into_inner();
         let params = AcquireParams {
             name: name_of(req.name)?,
@@ -92,31 +78,16 @@ impl Lock for GrpcApi {
         }))
     }
 
-    async fn release(
-        &self,
-        request: Request<pb::ReleaseRequest>,
-    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {
         let req = request.into_inner();
-        let meta = self
-            .service
-            .release(name_of(req.name)?, required_key(req.key)?)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::ReleaseResponse {
-            header: header(meta),
-        }))
+        let meta = self.service.release(name_of(req.name)?, required_key(req.key)?).await.map_err(status)?;
+        Ok(Response::new(pb::ReleaseResponse { header: header(meta) }))
     }
 
-    async fn refresh(
-        &self,
-        request: Request<pb::RefreshRequest>,
-    ) -> Result<Response<pb::RefreshResponse>, Status> {
+    async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::RefreshResponse>, Status> {
         let req = request.into_inner();
-        let (meta, grant) = self
-            .service
-            .refresh(name_of(req.name)?, required_key(req.key)?, req.ttl_ms)
-            .await
-            .map_err(status)?;
+        let (meta, grant) =
+            self.service.refresh(name_of(req.name)?, required_key(req.key)?, req.ttl_ms).await.map_err(status)?;
         Ok(Response::new(pb::RefreshResponse {
             header: header(meta),
             fencing_token: grant.token,
@@ -124,10 +95,7 @@ impl Lock for GrpcApi {
         }))
     }
 
-    async fn describe(
-        &self,
-        request: Request<pb::DescribeRequest>,
-    ) -> Result<Response<pb::DescribeResponse>, Status> {
+    async fn describe(&self, request: Request<pb::DescribeRequest>) -> Result<Response<pb::DescribeResponse>, Status> {
         let name = name_of(request.into_inner().name)?;
         let (meta, view) = self.service.describe(name).await.map_err(status)?;
         let lock = view.map(|v| pb::LockInfo {
@@ -156,40 +124,17 @@ impl Lock for GrpcApi {
                 })
                 .collect(),
         });
-        Ok(Response::new(pb::DescribeResponse {
-            header: header(meta),
-            lock,
-        }))
+        Ok(Response::new(pb::DescribeResponse { header: header(meta), lock }))
     }
 
-    async fn list(
-        &self,
-        request: Request<pb::ListRequest>,
-    ) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
         let req = request.into_inner();
         let prefix = name_of(req.prefix)?;
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            Some(name_of(req.page_token)?)
-        };
-        let limit = if req.limit == 0 {
-            self.service.config().default_list_page
-        } else {
-            req.limit
-        };
-        let (rows, more) = self
-            .service
-            .list(prefix, after, limit as usize)
-            .await
-            .map_err(status)?;
-        let next_page_token = if more {
-            rows.last()
-                .map(|r| r.name.clone().into_bytes())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let after = if req.page_token.is_empty() { None } else { Some(name_of(req.page_token)?) };
+        let limit = if req.limit == 0 { self.service.config().default_list_page } else { req.limit };
+        let (rows, more) = self.service.list(prefix, after, limit as usize).await.map_err(status)?;
+        let next_page_token =
+            if more { rows.last().map(|r| r.name.clone().into_bytes()).unwrap_or_default() } else { Vec::new() };
         let locks = rows
             .into_iter()
             .map(|r| pb::LockSummary {
@@ -200,10 +145,7 @@ impl Lock for GrpcApi {
                 waiters: r.waiters,
             })
             .collect();
-        Ok(Response::new(pb::ListResponse {
-            locks,
-            next_page_token,
-        }))
+        Ok(Response::new(pb::ListResponse { locks, next_page_token }))
     }
 
     async fn validate_fence(
@@ -211,11 +153,7 @@ impl Lock for GrpcApi {
         request: Request<pb::ValidateFenceRequest>,
     ) -> Result<Response<pb::ValidateFenceResponse>, Status> {
         let req = request.into_inner();
-        let (meta, key) = self
-            .service
-            .validate_fence(name_of(req.name)?, req.fencing_token)
-            .await
-            .map_err(status)?;
+        let (meta, key) = self.service.validate_fence(name_of(req.name)?, req.fencing_token).await.map_err(status)?;
         Ok(Response::new(pb::ValidateFenceResponse {
             header: header(meta),
             valid: key.is_some(),
@@ -231,21 +169,12 @@ impl Admin for GrpcApi {
         request: Request<pb::ForceReleaseRequest>,
     ) -> Result<Response<pb::ForceReleaseResponse>, Status> {
         let req = request.into_inner();
-        let (meta, released) = self
-            .service
-            .force_release(name_of(req.name)?, key_of(req.key)?)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::ForceReleaseResponse {
-            header: header(meta),
-            released,
-        }))
+        let (meta, released) =
+            self.service.force_release(name_of(req.name)?, key_of(req.key)?).await.map_err(status)?;
+        Ok(Response::new(pb::ForceReleaseResponse { header: header(meta), released }))
     }
 
-    async fn status(
-        &self,
-        _request: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let groups = self.service.groups();
         let group_status = (0..groups.count())
             .map(|g| {
@@ -264,17 +193,16 @@ impl Admin for GrpcApi {
         let nodes = groups
             .members(0)
             .into_iter()
-            .map(|(id, n)| pb::NodeStatus {
-                node_id: id,
-                client_addr: n.client_addr,
-                peer_addr: n.peer_addr,
-            })
+            .map(|(id, n)| pb::NodeStatus { node_id: id, client_addr: n.client_addr, peer_addr: n.peer_addr })
             .collect();
+        let (wal_syncs, wal_synced_writes) = self.service.syncer_stats();
         Ok(Response::new(pb::StatusResponse {
             node_id: groups.me(),
             groups: groups.count(),
             group_status,
             nodes,
+            wal_syncs,
+            wal_synced_writes,
         }))
     }
 }

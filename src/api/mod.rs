@@ -24,20 +24,13 @@ pub async fn serve_client(
 ) {
     let max = service.config().max_message_bytes;
     let api = grpc::GrpcApi::new(service);
-    let lock = LockServer::new(api.clone())
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let admin = AdminServer::new(api)
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let lock = LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
+    let admin = AdminServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
     let app = tonic::service::Routes::new(lock)
         .add_service(admin)
         .into_axum_router()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }));
-    if let Err(err) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!(error = %err, "client server failed");
     }
 }

@@ -12,11 +12,7 @@ use shardlock::server::Node;
 const TEMPLATE: &str = include_str!("../../config/shardlock.example.toml");
 
 #[derive(Parser)]
-#[command(
-    name = "shardlock",
-    version,
-    about = "A sharded multi-Raft lock service with counting semaphores"
-)]
+#[command(name = "shardlock", version, about = "A sharded multi-Raft lock service with counting semaphores")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,12 +21,7 @@ struct Cli {
 #[derive(Args)]
 struct Target {
     /// Client address of any node of the cluster.
-    #[arg(
-        long,
-        global = true,
-        env = "SHARDLOCK_ADDR",
-        default_value = "127.0.0.1:7001"
-    )]
+    #[arg(long, global = true, env = "SHARDLOCK_ADDR", default_value = "127.0.0.1:7001")]
     addr: String,
 }
 
@@ -114,10 +105,7 @@ enum ConfigAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");
@@ -136,23 +124,9 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await?,
-        Command::Acquire {
-            name,
-            size,
-            permits,
-            ttl,
-            wait,
-            key,
-            target,
-        } => {
+        Command::Acquire { name, size, permits, ttl, wait, key, target } => {
             let mut client = Client::connect(&target.addr).await?;
-            let opts = AcquireOptions {
-                size,
-                permits,
-                ttl_ms: ttl,
-                wait_ms: wait,
-                key,
-            };
+            let opts = AcquireOptions { size, permits, ttl_ms: ttl, wait_ms: wait, key };
             let grant = client.acquire(&name, opts).await?;
             println!(
                 "key={} fencing_token={} permits={} ttl_ms={}",
@@ -160,10 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Release { name, key, target } => {
-            Client::connect(&target.addr)
-                .await?
-                .release(&name, &key)
-                .await?;
+            Client::connect(&target.addr).await?.release(&name, &key).await?;
             println!("released");
         }
         Command::Describe { name, target } => {
@@ -179,10 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                     for w in lock.waiters {
-                        println!(
-                            "  waiter {} permits={} position={}",
-                            w.key, w.permits, w.position
-                        );
+                        println!("  waiter {} permits={} position={}", w.key, w.permits, w.position);
                     }
                 }
             }
@@ -190,28 +158,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { target } => {
             let status = Client::connect(&target.addr).await?.status().await?;
             let led = status.group_status.iter().filter(|g| g.is_leader).count();
-            let leaderless = status
-                .group_status
-                .iter()
-                .filter(|g| g.leader_id == 0)
-                .count();
-            println!(
-                "node {}: {} groups, leads {led}, {leaderless} without a leader",
-                status.node_id, status.groups
-            );
+            let leaderless = status.group_status.iter().filter(|g| g.leader_id == 0).count();
+            println!("node {}: {} groups, leads {led}, {leaderless} without a leader", status.node_id, status.groups);
             for n in status.nodes {
-                println!(
-                    "  node {} client={} peer={}",
-                    n.node_id, n.client_addr, n.peer_addr
-                );
+                println!("  node {} client={} peer={}", n.node_id, n.client_addr, n.peer_addr);
             }
         }
-        Command::Config {
-            action: ConfigAction::Default,
-        } => print!("{TEMPLATE}"),
-        Command::Config {
-            action: ConfigAction::Check { file },
-        } => {
+        Command::Config { action: ConfigAction::Default } => print!("{TEMPLATE}"),
+        Command::Config { action: ConfigAction::Check { file } } => {
             let config = Config::load(&file)?;
             print!("{}", toml::to_string(&config)?);
         }
@@ -223,8 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .init();
     let mut config = match &args.config {
@@ -245,11 +198,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.validate()?;
     let node = Node::start(config).await?;
-    println!(
-        "shardlock node listening: client={} peer={}",
-        node.client_addr(),
-        node.peer_addr()
-    );
+    println!("shardlock node listening: client={} peer={}", node.client_addr(), node.peer_addr());
     wait_for_signal().await;
     node.shutdown().await;
     Ok(())

@@ -37,37 +37,18 @@ fn failed(status: tonic::Status) -> ApiError {
 impl Client {
     /// Connects to the node at `addr` (`host:port` or a URL).
     pub async fn connect(addr: &str) -> Result<Self, ApiError> {
-        let url = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
+        let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
         let endpoint = Endpoint::from_shared(url)
-            .map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("bad address {addr:?}: {e}"),
-                )
-            })?
+            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("bad address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true);
         let channel = endpoint.connect().await.map_err(|e| {
-            ApiError::new(
-                ErrorCode::Unavailable,
-                format!("cannot connect to {addr}: {e}; is the node running?"),
-            )
+            ApiError::new(ErrorCode::Unavailable, format!("cannot connect to {addr}: {e}; is the node running?"))
         })?;
-        Ok(Self {
-            lock: LockClient::new(channel.clone()),
-            admin: AdminClient::new(channel),
-        })
+        Ok(Self { lock: LockClient::new(channel.clone()), admin: AdminClient::new(channel) })
     }
 
-    pub async fn acquire(
-        &mut self,
-        name: &str,
-        opts: AcquireOptions,
-    ) -> Result<pb::AcquireResponse, ApiError> {
+    pub async fn acquire(&mut self, name: &str, opts: AcquireOptions) -> Result<pb::AcquireResponse, ApiError> {
         let req = pb::AcquireRequest {
             name: name.as_bytes().to_vec(),
             size: opts.size,
@@ -76,27 +57,12 @@ impl Client {
             wait_ms: opts.wait_ms,
             key: opts.key.unwrap_or_default(),
         };
-        self.lock
-            .acquire(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(failed)
+        self.lock.acquire(req).await.map(|r| r.into_inner()).map_err(failed)
     }
 
-    pub async fn release(
-        &mut self,
-        name: &str,
-        key: &str,
-    ) -> Result<pb::ReleaseResponse, ApiError> {
-        let req = pb::ReleaseRequest {
-            name: name.as_bytes().to_vec(),
-            key: key.to_owned(),
-        };
-        self.lock
-            .release(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(failed)
+    pub async fn release(&mut self, name: &str, key: &str) -> Result<pb::ReleaseResponse, ApiError> {
+        let req = pb::ReleaseRequest { name: name.as_bytes().to_vec(), key: key.to_owned() };
+        self.lock.release(req).await.map(|r| r.into_inner()).map_err(failed)
     }
 
     pub async fn refresh(
@@ -105,85 +71,32 @@ impl Client {
         key: &str,
         ttl_ms: Option<u64>,
     ) -> Result<pb::RefreshResponse, ApiError> {
-        let req = pb::RefreshRequest {
-            name: name.as_bytes().to_vec(),
-            key: key.to_owned(),
-            ttl_ms,
-        };
-        self.lock
-            .refresh(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(failed)
+        let req = pb::RefreshRequest { name: name.as_bytes().to_vec(), key: key.to_owned(), ttl_ms };
+        self.lock.refresh(req).await.map(|r| r.into_inner()).map_err(failed)
     }
 
     pub async fn describe(&mut self, name: &str) -> Result<pb::DescribeResponse, ApiError> {
-        let req = pb::DescribeRequest {
-            name: name.as_bytes().to_vec(),
-        };
-        self.lock
-            .describe(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(failed)
+        let req = pb::DescribeRequest { name: name.as_bytes().to_vec() };
+        self.lock.describe(req).await.map(|r| r.into_inner()).map_err(failed)
     }
 
-    pub async fn list(
-        &mut self,
-        prefix: &str,
-        limit: u32,
-        page_token: Vec<u8>,
-    ) -> Result<pb::ListResponse, ApiError> {
-        let req = pb::ListRequest {
-            prefix: prefix.as_bytes().to_vec(),
-            limit,
-            page_token,
-        };
-        self.lock
-            .list(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(failed)
+    pub async fn list(&mut self, prefix: &str, limit: u32, page_token: Vec<u8>) -> Result<pb::ListResponse, ApiError> {
+        let req = pb::ListRequest { prefix: prefix.as_bytes().to_vec(), limit, page_token };
+        self.lock.list(req).await.map(|r| r.into_inner()).map_err(failed)
     }
 
-    pub async fn validate_fence(
-        &mut self,
-        name: &str,
-        token: u64,
-    ) -> Result<pb::ValidateFenceResponse, ApiError> {
-        let req = pb::ValidateFenceRequest {
-            name: name.as_bytes().to_vec(),
-            fencing_token: token,
-        };
-        self.lock
-            .validate_fence(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(failed)
+    pub async fn validate_fence(&mut self, name: &str, token: u64) -> Result<pb::ValidateFenceResponse, ApiError> {
+        let req = pb::ValidateFenceRequest { name: name.as_bytes().to_vec(), fencing_token: token };
+        self.lock.validate_fence(req).await.map(|r| r.into_inner()).map_err(failed)
     }
 
-    pub async fn force_release(
-        &mut self,
-        name: &str,
-        key: Option<&str>,
-    ) -> Result<pb::ForceReleaseResponse, ApiError> {
-        let req = pb::ForceReleaseRequest {
-            name: name.as_bytes().to_vec(),
-            key: key.unwrap_or_default().to_owned(),
-        };
-        self.admin
-            .force_release(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(failed)
+    pub async fn force_release(&mut self, name: &str, key: Option<&str>) -> Result<pb::ForceReleaseResponse, ApiError> {
+        let req = pb::ForceReleaseRequest { name: name.as_bytes().to_vec(), key: key.unwrap_or_default().to_owned() };
+        self.admin.force_release(req).await.map(|r| r.into_inner()).map_err(failed)
     }
 
     pub async fn status(&mut self) -> Result<pb::StatusResponse, ApiError> {
-        self.admin
-            .status(pb::StatusRequest {})
-            .await
-            .map(|r| r.into_inner())
-            .map_err(failed)
+        self.admin.status(pb::StatusRequest {}).await.map(|r| r.into_inner()).map_err(failed)
     }
 
     /// The raw gRPC lock client, for calls this wrapper does not cover.

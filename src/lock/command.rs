@@ -100,22 +100,11 @@ impl std::fmt::Display for Command {
                 Some(ttl) => write!(f, "refresh({name:?}, key={key}, ttl={ttl}ms)"),
                 None => write!(f, "refresh({name:?}, key={key})"),
             },
-            Command::Expire {
-                name,
-                key,
-                lease_index,
-            } => {
+            Command::Expire { name, key, lease_index } => {
                 write!(f, "expire({name:?}, key={key}, lease_index={lease_index})")
             }
-            Command::WaitTimeout {
-                name,
-                key,
-                enqueue_index,
-            } => {
-                write!(
-                    f,
-                    "wait_timeout({name:?}, key={key}, enqueue_index={enqueue_index})"
-                )
+            Command::WaitTimeout { name, key, enqueue_index } => {
+                write!(f, "wait_timeout({name:?}, key={key}, enqueue_index={enqueue_index})")
             }
             Command::CancelWait { name, key } => write!(f, "cancel_wait({name:?}, key={key})"),
             Command::ForceRelease { name, key } => match key {

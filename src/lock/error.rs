@@ -21,22 +21,14 @@ pub enum LockError {
     #[error("{permits} permits asked of a lock of size {size}: ask for 1 to {size}")]
     InvalidPermits { permits: u32, size: u32 },
     #[error("lease ttl of {ttl_ms} ms is out of range: use {min_ms} to {max_ms} ms")]
-    InvalidTtl {
-        ttl_ms: u64,
-        min_ms: u64,
-        max_ms: u64,
-    },
+    InvalidTtl { ttl_ms: u64, min_ms: u64, max_ms: u64 },
     #[error("wait timeout of {wait_ms} ms is over the limit of {max_ms} ms: wait less")]
     InvalidWait { wait_ms: u64, max_ms: u64 },
-    #[error(
-        "the lock has size {size} but the request says {asked}: use size {size} or another name"
-    )]
+    #[error("the lock has size {size} but the request says {asked}: use size {size} or another name")]
     SizeMismatch { size: u32, asked: u32 },
     #[error("the key holds {held} permits of this lock, not {asked}: release it first or use another key")]
     KeyInUse { held: u32, asked: u32 },
-    #[error(
-        "the key does not hold this lock (released, expired or never granted): acquire it again"
-    )]
+    #[error("the key does not hold this lock (released, expired or never granted): acquire it again")]
     NotHolder,
     #[error("the key is not waiting on this lock: it was granted, timed out or cancelled")]
     NotWaiting,
@@ -46,9 +38,7 @@ pub enum LockError {
     TooManyWaiters { max: usize },
     #[error("no such lock: check the name")]
     NotFound,
-    #[error(
-        "the lease was refreshed or granted again after this expiry was proposed: nothing expired"
-    )]
+    #[error("the lease was refreshed or granted again after this expiry was proposed: nothing expired")]
     StaleExpiry,
     #[error("the lock is in use again: nothing collected")]
     NotIdle,

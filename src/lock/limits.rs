@@ -52,10 +52,7 @@ impl Limits {
 
     pub fn check_size(&self, size: u32) -> Result<(), LockError> {
         if size == 0 || size > self.max_size {
-            return Err(LockError::InvalidSize {
-                size,
-                max: self.max_size,
-            });
+            return Err(LockError::InvalidSize { size, max: self.max_size });
         }
         Ok(())
     }
@@ -70,21 +67,14 @@ impl Limits {
     pub fn check_ttl(&self, ttl_ms: u64) -> Result<(), LockError> {
         if ttl_ms < self.min_ttl_ms || ttl_ms > self.max_ttl_ms {
             let (min_ms, max_ms) = (self.min_ttl_ms, self.max_ttl_ms);
-            return Err(LockError::InvalidTtl {
-                ttl_ms,
-                min_ms,
-                max_ms,
-            });
+            return Err(LockError::InvalidTtl { ttl_ms, min_ms, max_ms });
         }
         Ok(())
     }
 
     pub fn check_wait(&self, wait_ms: u64) -> Result<(), LockError> {
         if wait_ms > self.max_wait_ms {
-            return Err(LockError::InvalidWait {
-                wait_ms,
-                max_ms: self.max_wait_ms,
-            });
+            return Err(LockError::InvalidWait { wait_ms, max_ms: self.max_wait_ms });
         }
         Ok(())
     }
@@ -98,16 +88,12 @@ impl Limits {
             return Err("limits.max_size must be at least 1".into());
         }
         if self.min_ttl_ms == 0 || self.min_ttl_ms > self.max_ttl_ms {
-            return Err(
-                "limits.min_ttl_ms must be at least 1 and at most limits.max_ttl_ms".into(),
-            );
+            return Err("limits.min_ttl_ms must be at least 1 and at most limits.max_ttl_ms".into());
         }
         // Ten years: far below any Instant overflow, far above any sane lease.
         const CEILING_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
         if self.max_ttl_ms > CEILING_MS || self.max_wait_ms > CEILING_MS {
-            return Err(format!(
-                "limits.max_ttl_ms and limits.max_wait_ms must be at most {CEILING_MS}"
-            ));
+            return Err(format!("limits.max_ttl_ms and limits.max_wait_ms must be at most {CEILING_MS}"));
         }
         if self.max_waiters_per_lock == 0 {
             return Err("limits.max_waiters_per_lock must be at least 1".into());

@@ -85,9 +85,14 @@ pub enum Effect {
         reason: EndReason,
     },
     /// The lock has no holder and no waiter since log index `since`.
-    Idle { name: String, since: u64 },
+    Idle {
+        name: String,
+        since: u64,
+    },
     /// The lock was garbage-collected.
-    Removed { name: String },
+    Removed {
+        name: String,
+    },
 }
 
 /// The reply (or refusal) and the effects of one apply step.
@@ -99,10 +104,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn refused(err: LockError) -> Self {
-        Self {
-            reply: Err(err),
-            effects: Vec::new(),
-        }
+        Self { reply: Err(err), effects: Vec::new() }
     }
 }
 

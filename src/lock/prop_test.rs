@@ -22,57 +22,21 @@ const LOCKS: [&str; 3] = ["l0", "l1", "l2"];
 const CASES: u32 = 512;
 
 fn limits() -> Limits {
-    Limits {
-        max_waiters_per_lock: 4,
-        ..Limits::default()
-    }
+    Limits { max_waiters_per_lock: 4, ..Limits::default() }
 }
 
 #[derive(Clone, Debug)]
 enum Op {
-    Acquire {
-        lock: usize,
-        permits: u32,
-        wait: bool,
-        bad_size: bool,
-    },
-    Retry {
-        lock: usize,
-        pick: usize,
-    },
-    Release {
-        lock: usize,
-        pick: usize,
-    },
-    ReleaseDead {
-        pick: usize,
-    },
-    Refresh {
-        lock: usize,
-        pick: usize,
-    },
-    Expire {
-        lock: usize,
-        pick: usize,
-        stale: bool,
-    },
-    Timeout {
-        lock: usize,
-        pick: usize,
-        stale: bool,
-    },
-    Cancel {
-        lock: usize,
-        pick: usize,
-    },
-    Force {
-        lock: usize,
-        pick: Option<usize>,
-    },
-    Gc {
-        lock: usize,
-        stale: bool,
-    },
+    Acquire { lock: usize, permits: u32, wait: bool, bad_size: bool },
+    Retry { lock: usize, pick: usize },
+    Release { lock: usize, pick: usize },
+    ReleaseDead { pick: usize },
+    Refresh { lock: usize, pick: usize },
+    Expire { lock: usize, pick: usize, stale: bool },
+    Timeout { lock: usize, pick: usize, stale: bool },
+    Cancel { lock: usize, pick: usize },
+    Force { lock: usize, pick: Option<usize> },
+    Gc { lock: usize, stale: bool },
     Snapshot,
 }
 
@@ -126,12 +90,7 @@ impl Runner {
     fn holder(&self, lock: usize, pick: usize) -> Option<(LockKey, Holder)> {
         let l = self.table.get(LOCKS[lock])?;
         let n = l.holders().len();
-        (n > 0).then(|| {
-            l.holders()
-                .iter()
-                .nth(pick % n)
-                .map(|(k, h)| (k.clone(), h.clone()))
-        })?
+        (n > 0).then(|| l.holders().iter().nth(pick % n).map(|(k, h)| (k.clone(), h.clone())))?
     }
 
     fn waiter(&self, lock: usize, pick: usize) -> Option<Waiter> {
@@ -149,62 +108,25 @@ impl Runner {
     fn resolve(&mut self, op: &Op) -> Option<Command> {
         let name = |lock: usize| LOCKS[lock].to_owned();
         Some(match *op {
-            Op::Acquire {
-                lock,
-                permits,
-                wait,
-                bad_size,
-            } => {
+            Op::Acquire { lock, permits, wait, bad_size } => {
                 let key = self.fresh_key();
-                let size = if bad_size {
-                    size_of(lock) + 1
-                } else {
-                    size_of(lock)
-                };
+                let size = if bad_size { size_of(lock) + 1 } else { size_of(lock) };
                 let permits = permits.min(size);
                 self.keys.push((lock, key.clone(), permits));
                 let wait_ms = if wait { 1000 } else { 0 };
-                Command::Acquire(AcquireCmd {
-                    name: name(lock),
-                    key,
-                    size,
-                    permits,
-                    ttl_ms: 1000,
-                    wait_ms,
-                })
+                Command::Acquire(AcquireCmd { name: name(lock), key, size, permits, ttl_ms: 1000, wait_ms })
             }
             Op::Retry { lock, pick } => {
-                let live: Vec<_> = self
-                    .keys
-                    .iter()
-                    .filter(|(l, k, _)| *l == lock && !self.dead.contains(k))
-                    .collect();
+                let live: Vec<_> = self.keys.iter().filter(|(l, k, _)| *l == lock && !self.dead.contains(k)).collect();
                 let (_, key, permits) = live.get(pick % live.len().max(1)).map(|t| (*t).clone())?;
                 let size = size_of(lock);
-                Command::Acquire(AcquireCmd {
-                    name: name(lock),
-                    key,
-                    size,
-                    permits,
-                    ttl_ms: 2000,
-                    wait_ms: 1000,
-                })
+                Command::Acquire(AcquireCmd { name: name(lock), key, size, permits, ttl_ms: 2000, wait_ms: 1000 })
             }
-            Op::Release { lock, pick } => Command::Release {
-                name: name(lock),
-                key: self.holder(lock, pick)?.0,
-            },
+            Op::Release { lock, pick } => Command::Release { name: name(lock), key: self.holder(lock, pick)?.0 },
             Op::ReleaseDead { pick } => {
-                let dead: Vec<_> = self
-                    .keys
-                    .iter()
-                    .filter(|(_, k, _)| self.dead.contains(k))
-                    .collect();
+                let dead: Vec<_> = self.keys.iter().filter(|(_, k, _)| self.dead.contains(k)).collect();
                 let (lock, key, _) = dead.get(pick % dead.len().max(1)).map(|t| (*t).clone())?;
-                Command::Release {
-                    name: name(lock),
-                    key,
-                }
+                Command::Release { name: name(lock), key }
             }
             Op::Refresh { lock, pick } => Command::Refresh {
                 name: name(lock),
@@ -213,50 +135,25 @@ impl Runner {
             },
             Op::Expire { lock, pick, stale } => {
                 let (key, h) = self.holder(lock, pick)?;
-                let lease_index = if stale {
-                    h.lease_index.saturating_sub(1)
-                } else {
-                    h.lease_index
-                };
-                Command::Expire {
-                    name: name(lock),
-                    key,
-                    lease_index,
-                }
+                let lease_index = if stale { h.lease_index.saturating_sub(1) } else { h.lease_index };
+                Command::Expire { name: name(lock), key, lease_index }
             }
             Op::Timeout { lock, pick, stale } => {
                 let w = self.waiter(lock, pick)?;
-                let enqueue_index = if stale {
-                    w.enqueue_index + 1
-                } else {
-                    w.enqueue_index
-                };
-                Command::WaitTimeout {
-                    name: name(lock),
-                    key: w.key,
-                    enqueue_index,
-                }
+                let enqueue_index = if stale { w.enqueue_index + 1 } else { w.enqueue_index };
+                Command::WaitTimeout { name: name(lock), key: w.key, enqueue_index }
             }
-            Op::Cancel { lock, pick } => Command::CancelWait {
-                name: name(lock),
-                key: self.waiter(lock, pick)?.key,
-            },
+            Op::Cancel { lock, pick } => Command::CancelWait { name: name(lock), key: self.waiter(lock, pick)?.key },
             Op::Force { lock, pick } => {
                 let key = match pick {
                     Some(pick) => Some(self.holder(lock, pick)?.0),
                     None => None,
                 };
-                Command::ForceRelease {
-                    name: name(lock),
-                    key,
-                }
+                Command::ForceRelease { name: name(lock), key }
             }
             Op::Gc { lock, stale } => {
                 let since = self.table.get(LOCKS[lock])?.idle_since().unwrap_or(0);
-                Command::GcIdle {
-                    name: name(lock),
-                    idle_since: if stale { since + 1 } else { since },
-                }
+                Command::GcIdle { name: name(lock), idle_since: if stale { since + 1 } else { since } }
             }
             Op::Snapshot => return None,
         })
@@ -265,8 +162,7 @@ impl Runner {
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         if let Op::Snapshot = op {
             let json = serde_json::to_vec(&self.table.snapshot()).unwrap();
-            let restored =
-                LockTable::restore(serde_json::from_slice(&json).unwrap(), limits()).unwrap();
+            let restored = LockTable::restore(serde_json::from_slice(&json).unwrap(), limits()).unwrap();
             prop_assert_eq!(&restored, &self.table);
             self.table = restored;
             return Ok(());
@@ -283,51 +179,26 @@ impl Runner {
         Ok(())
     }
 
-    fn check_step(
-        &mut self,
-        before: &LockTable,
-        cmd: &Command,
-        outcome: &Outcome,
-    ) -> Result<(), TestCaseError> {
+    fn check_step(&mut self, before: &LockTable, cmd: &Command, outcome: &Outcome) -> Result<(), TestCaseError> {
         if outcome.reply.is_err() {
             prop_assert_eq!(&self.table, before, "refused {} changed the table", cmd);
             prop_assert!(outcome.effects.is_empty());
             return Ok(());
         }
         let prev = before.get(cmd.name());
-        let mut queue: Vec<LockKey> = prev.map_or(Vec::new(), |l| {
-            l.waiters().iter().map(|w| w.key.clone()).collect()
-        });
+        let mut queue: Vec<LockKey> = prev.map_or(Vec::new(), |l| l.waiters().iter().map(|w| w.key.clone()).collect());
         let mut handoffs = 0;
         for effect in &outcome.effects {
             match effect {
-                Effect::Granted {
-                    name,
-                    grant,
-                    handoff,
-                } => {
+                Effect::Granted { name, grant, handoff } => {
                     let last = self.last_token.get(name).copied().unwrap_or(0);
-                    prop_assert!(
-                        grant.token > last,
-                        "token {} after {} on {}",
-                        grant.token,
-                        last,
-                        name
-                    );
-                    self.last_token
-                        .insert(name.clone(), grant.token + u64::from(grant.permits) - 1);
+                    prop_assert!(grant.token > last, "token {} after {} on {}", grant.token, last, name);
+                    self.last_token.insert(name.clone(), grant.token + u64::from(grant.permits) - 1);
                     if *handoff {
-                        prop_assert_eq!(
-                            queue.get(handoffs),
-                            Some(&grant.key),
-                            "hand-off out of FIFO order"
-                        );
+                        prop_assert_eq!(queue.get(handoffs), Some(&grant.key), "hand-off out of FIFO order");
                         handoffs += 1;
                     } else {
-                        prop_assert!(
-                            prev.is_none_or(|l| l.waiters().is_empty()),
-                            "barged past a queue"
-                        );
+                        prop_assert!(prev.is_none_or(|l| l.waiters().is_empty()), "barged past a queue");
                     }
                 }
                 Effect::HoldEnded { key, .. } => {
@@ -347,31 +218,12 @@ impl Runner {
         for (name, lock) in self.table.iter() {
             let sum: u32 = lock.holders().values().map(|h| h.permits).sum();
             prop_assert_eq!(sum, lock.held());
-            prop_assert!(
-                lock.held() <= lock.size(),
-                "{} holds {} of {}",
-                name,
-                lock.held(),
-                lock.size()
-            );
+            prop_assert!(lock.held() <= lock.size(), "{} holds {} of {}", name, lock.held(), lock.size());
             if let Some(head) = lock.waiters().front() {
-                prop_assert!(
-                    lock.size() - lock.held() < head.permits,
-                    "{}: head fits but waits",
-                    name
-                );
+                prop_assert!(lock.size() - lock.held() < head.permits, "{}: head fits but waits", name);
             }
-            for key in lock
-                .holders()
-                .keys()
-                .chain(lock.waiters().iter().map(|w| &w.key))
-            {
-                prop_assert!(
-                    !self.dead.contains(key),
-                    "dead key {} is back on {}",
-                    key,
-                    name
-                );
+            for key in lock.holders().keys().chain(lock.waiters().iter().map(|w| &w.key)) {
+                prop_assert!(!self.dead.contains(key), "dead key {} is back on {}", key, name);
             }
         }
         Ok(())

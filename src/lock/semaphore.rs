@@ -13,10 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    AcquireCmd, Effect, EndReason, FenceCounter, Grant, Limits, LockError, LockKey, Reply,
-    WaitQueue, Waiter,
-};
+use super::{AcquireCmd, Effect, EndReason, FenceCounter, Grant, Limits, LockError, LockKey, Reply, WaitQueue, Waiter};
 
 /// A holder of some permits of a lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,13 +49,7 @@ pub(super) struct Step<'a> {
 
 impl Lock {
     pub fn new(size: u32) -> Self {
-        Self {
-            size,
-            held: 0,
-            holders: BTreeMap::new(),
-            waiters: WaitQueue::default(),
-            idle_since: None,
-        }
+        Self { size, held: 0, holders: BTreeMap::new(), waiters: WaitQueue::default(), idle_since: None }
     }
 
     pub fn size(&self) -> u32 {
@@ -87,9 +78,7 @@ impl Lock {
 
     /// The holder whose token range contains `token`, if any.
     pub fn holder_of_token(&self, token: u64) -> Option<(&LockKey, &Holder)> {
-        self.holders
-            .iter()
-            .find(|(_, h)| token >= h.token && token - h.token < u64::from(h.permits))
+        self.holders.iter().find(|(_, h)| token >= h.token && token - h.token < u64::from(h.permits))
     }
 
     /// Grants, queues or refuses an acquire whose fields are already valid.
@@ -100,10 +89,7 @@ impl Lock {
         step: &mut Step<'_>,
     ) -> Result<Reply, LockError> {
         if !self.is_idle() && self.size != cmd.size {
-            return Err(LockError::SizeMismatch {
-                size: self.size,
-                asked: cmd.size,
-            });
+            return Err(LockError::SizeMismatch { size: self.size, asked: cmd.size });
         }
         if let Some(reply) = self.retry(cmd, step)? {
             return Ok(reply);
@@ -119,9 +105,7 @@ impl Lock {
             return Err(LockError::Busy);
         }
         if self.waiters.len() >= limits.max_waiters_per_lock {
-            return Err(LockError::TooManyWaiters {
-                max: limits.max_waiters_per_lock,
-            });
+            return Err(LockError::TooManyWaiters { max: limits.max_waiters_per_lock });
         }
         Ok(self.enqueue(cmd, step))
     }
@@ -132,28 +116,17 @@ impl Lock {
     fn retry(&mut self, cmd: &AcquireCmd, step: &mut Step<'_>) -> Result<Option<Reply>, LockError> {
         if let Some(held) = self.holders.get(&cmd.key).map(|h| h.permits) {
             if held != cmd.permits {
-                return Err(LockError::KeyInUse {
-                    held,
-                    asked: cmd.permits,
-                });
+                return Err(LockError::KeyInUse { held, asked: cmd.permits });
             }
-            return self
-                .refresh(&cmd.key, Some(cmd.ttl_ms), step)
-                .map(|g| Some(Reply::Granted(g)));
+            return self.refresh(&cmd.key, Some(cmd.ttl_ms), step).map(|g| Some(Reply::Granted(g)));
         }
         if let Some(waiter) = self.waiters.get(&cmd.key) {
             if waiter.permits != cmd.permits {
-                return Err(LockError::KeyInUse {
-                    held: 0,
-                    asked: cmd.permits,
-                });
+                return Err(LockError::KeyInUse { held: 0, asked: cmd.permits });
             }
             let position = self.waiters.position(&cmd.key).unwrap_or(0) as u32;
             let enqueue_index = waiter.enqueue_index;
-            return Ok(Some(Reply::Queued {
-                position,
-                enqueue_index,
-            }));
+            return Ok(Some(Reply::Queued { position, enqueue_index }));
         }
         Ok(None)
     }
@@ -175,42 +148,17 @@ impl Lock {
             wait_ms: cmd.wait_ms,
             enqueue_index: step.index,
         });
-        Reply::Queued {
-            position,
-            enqueue_index: step.index,
-        }
+        Reply::Queued { position, enqueue_index: step.index }
     }
 
-    fn grant(
-        &mut self,
-        key: &LockKey,
-        permits: u32,
-        ttl_ms: u64,
-        handoff: bool,
-        step: &mut Step<'_>,
-    ) -> Grant {
+    fn grant(&mut self, key: &LockKey, permits: u32, ttl_ms: u64, handoff: bool, step: &mut Step<'_>) -> Grant {
         let token = step.fence.issue(permits);
-        let holder = Holder {
-            permits,
-            token,
-            ttl_ms,
-            lease_index: step.index,
-        };
+        let holder = Holder { permits, token, ttl_ms, lease_index: step.index };
         self.holders.insert(key.clone(), holder);
         self.held += permits;
         self.idle_since = None;
-        let grant = Grant {
-            key: key.clone(),
-            token,
-            permits,
-            ttl_ms,
-            lease_index: step.index,
-        };
-        step.effects.push(Effect::Granted {
-            name: step.name.to_owned(),
-            grant: grant.clone(),
-            handoff,
-        });
+        let grant = Grant { key: key.clone(), token, permits, ttl_ms, lease_index: step.index };
+        step.effects.push(Effect::Granted { name: step.name.to_owned(), grant: grant.clone(), handoff });
         grant
     }
 
@@ -232,13 +180,7 @@ impl Lock {
             lease_index: step.index,
         });
         let h = holder.clone();
-        Ok(Grant {
-            key: key.clone(),
-            token: h.token,
-            permits: h.permits,
-            ttl_ms,
-            lease_index: h.lease_index,
-        })
+        Ok(Grant { key: key.clone(), token: h.token, permits: h.permits, ttl_ms, lease_index: h.lease_index })
     }
 
     /// Ends the hold of `key`, if `lease_index` (when given) still names its
@@ -257,12 +199,7 @@ impl Lock {
         let permits = holder.permits;
         self.holders.remove(key);
         self.held -= permits;
-        step.effects.push(Effect::HoldEnded {
-            name: step.name.to_owned(),
-            key: key.clone(),
-            permits,
-            reason,
-        });
+        step.effects.push(Effect::HoldEnded { name: step.name.to_owned(), key: key.clone(), permits, reason });
         self.hand_off(step);
         Ok(())
     }
@@ -274,12 +211,7 @@ impl Lock {
             let permits = self.holders.remove(key).map_or(0, |h| h.permits);
             self.held -= permits;
             let reason = EndReason::Forced;
-            step.effects.push(Effect::HoldEnded {
-                name: step.name.to_owned(),
-                key: key.clone(),
-                permits,
-                reason,
-            });
+            step.effects.push(Effect::HoldEnded { name: step.name.to_owned(), key: key.clone(), permits, reason });
         }
         self.hand_off(step);
         keys.len() as u32
@@ -299,11 +231,7 @@ impl Lock {
             return Err(LockError::NotWaiting);
         }
         self.waiters.remove(key);
-        step.effects.push(Effect::WaitEnded {
-            name: step.name.to_owned(),
-            key: key.clone(),
-            reason,
-        });
+        step.effects.push(Effect::WaitEnded { name: step.name.to_owned(), key: key.clone(), reason });
         self.hand_off(step);
         Ok(())
     }
@@ -321,10 +249,7 @@ impl Lock {
         }
         if self.is_idle() {
             self.idle_since = Some(step.index);
-            step.effects.push(Effect::Idle {
-                name: step.name.to_owned(),
-                since: step.index,
-            });
+            step.effects.push(Effect::Idle { name: step.name.to_owned(), since: step.index });
         }
     }
 
@@ -332,23 +257,12 @@ impl Lock {
     pub(super) fn check(&self, next_token: u64) -> Result<(), String> {
         let sum: u64 = self.holders.values().map(|h| u64::from(h.permits)).sum();
         if sum != u64::from(self.held) || self.held > self.size || self.size == 0 {
-            return Err(format!(
-                "held {} of size {} but holders sum to {sum}",
-                self.held, self.size
-            ));
+            return Err(format!("held {} of size {} but holders sum to {sum}", self.held, self.size));
         }
-        if self
-            .holders
-            .values()
-            .any(|h| h.token.saturating_add(u64::from(h.permits)) > next_token)
-        {
+        if self.holders.values().any(|h| h.token.saturating_add(u64::from(h.permits)) > next_token) {
             return Err("a holder's token is not below the group's next token".into());
         }
-        if self
-            .waiters
-            .iter()
-            .any(|w| self.holders.contains_key(&w.key))
-        {
+        if self.waiters.iter().any(|w| self.holders.contains_key(&w.key)) {
             return Err("a key is both holder and waiter".into());
         }
         if self.is_idle() != self.idle_since.is_some() {

@@ -24,7 +24,9 @@ pub struct TableSnapshot {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("snapshot format version {found} is not supported (this build reads {SNAPSHOT_VERSION}): upgrade shardlock")]
+    #[error(
+        "snapshot format version {found} is not supported (this build reads {SNAPSHOT_VERSION}): upgrade shardlock"
+    )]
     Version { found: u32 },
     #[error("snapshot is corrupt at lock {name:?}: {why}")]
     Corrupt { name: String, why: String },
@@ -32,20 +34,12 @@ pub enum SnapshotError {
 
 impl TableSnapshot {
     pub(super) fn new(fence: FenceCounter, locks: BTreeMap<String, Lock>) -> Self {
-        Self {
-            version: SNAPSHOT_VERSION,
-            fence,
-            locks,
-        }
+        Self { version: SNAPSHOT_VERSION, fence, locks }
     }
 
-    pub(super) fn into_parts(
-        self,
-    ) -> Result<(FenceCounter, BTreeMap<String, Lock>), SnapshotError> {
+    pub(super) fn into_parts(self) -> Result<(FenceCounter, BTreeMap<String, Lock>), SnapshotError> {
         if self.version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version {
-                found: self.version,
-            });
+            return Err(SnapshotError::Version { found: self.version });
         }
         Ok((self.fence, self.locks))
     }

@@ -10,9 +10,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::semaphore::Step;
-use super::{
-    AcquireCmd, Command, EndReason, FenceCounter, Limits, Lock, LockError, Outcome, Reply,
-};
+use super::{AcquireCmd, Command, EndReason, FenceCounter, Limits, Lock, LockError, Outcome, Reply};
 use super::{Effect, Holder, LockKey, SnapshotError, TableSnapshot};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,11 +32,7 @@ pub struct LockSummary {
 
 impl LockTable {
     pub fn new(limits: Limits) -> Self {
-        Self {
-            limits,
-            fence: FenceCounter::default(),
-            locks: BTreeMap::new(),
-        }
+        Self { limits, fence: FenceCounter::default(), locks: BTreeMap::new() }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -50,88 +44,51 @@ impl LockTable {
         let mut effects = Vec::new();
         let reply = self.dispatch(index, cmd, &mut effects);
         match reply {
-            Ok(reply) => Outcome {
-                reply: Ok(reply),
-                effects,
-            },
+            Ok(reply) => Outcome { reply: Ok(reply), effects },
             Err(err) => Outcome::refused(err),
         }
     }
 
-    fn dispatch(
-        &mut self,
-        index: u64,
-        cmd: &Command,
-        effects: &mut Vec<Effect>,
-    ) -> Result<Reply, LockError> {
+    fn dispatch(&mut self, index: u64, cmd: &Command, effects: &mut Vec<Effect>) -> Result<Reply, LockError> {
         self.limits.check_name(cmd.name())?;
         match cmd {
             Command::Acquire(a) => self.acquire(index, a, effects),
             Command::Release { name, key } => self
-                .with_lock(name, index, effects, |lock, step| {
-                    lock.end_hold(key, None, EndReason::Released, step)
-                })
+                .with_lock(name, index, effects, |lock, step| lock.end_hold(key, None, EndReason::Released, step))
                 .map(|()| Reply::Released),
             Command::Refresh { name, key, ttl_ms } => {
                 if let Some(ttl_ms) = ttl_ms {
                     self.limits.check_ttl(*ttl_ms)?;
                 }
-                self.with_lock(name, index, effects, |lock, step| {
-                    lock.refresh(key, *ttl_ms, step)
-                })
-                .map(Reply::Refreshed)
+                self.with_lock(name, index, effects, |lock, step| lock.refresh(key, *ttl_ms, step))
+                    .map(Reply::Refreshed)
             }
-            Command::Expire {
-                name,
-                key,
-                lease_index,
-            } => self
+            Command::Expire { name, key, lease_index } => self
                 .with_lock(name, index, effects, |lock, step| {
                     lock.end_hold(key, Some(*lease_index), EndReason::Expired, step)
                 })
                 .map(|()| Reply::Expired),
-            Command::WaitTimeout {
-                name,
-                key,
-                enqueue_index,
-            } => self
+            Command::WaitTimeout { name, key, enqueue_index } => self
                 .with_lock(name, index, effects, |lock, step| {
                     lock.end_wait(key, Some(*enqueue_index), EndReason::TimedOut, step)
                 })
                 .map(|()| Reply::WaitEnded),
             Command::CancelWait { name, key } => self
-                .with_lock(name, index, effects, |lock, step| {
-                    lock.end_wait(key, None, EndReason::Cancelled, step)
-                })
+                .with_lock(name, index, effects, |lock, step| lock.end_wait(key, None, EndReason::Cancelled, step))
                 .map(|()| Reply::WaitEnded),
-            Command::ForceRelease { name, key } => {
-                self.force_release(index, name, key.as_ref(), effects)
-            }
+            Command::ForceRelease { name, key } => self.force_release(index, name, key.as_ref(), effects),
             Command::GcIdle { name, idle_since } => self.gc(name, *idle_since, effects),
         }
     }
 
-    fn acquire(
-        &mut self,
-        index: u64,
-        cmd: &AcquireCmd,
-        effects: &mut Vec<Effect>,
-    ) -> Result<Reply, LockError> {
+    fn acquire(&mut self, index: u64, cmd: &AcquireCmd, effects: &mut Vec<Effect>) -> Result<Reply, LockError> {
         self.limits.check_size(cmd.size)?;
         self.limits.check_permits(cmd.permits, cmd.size)?;
         self.limits.check_ttl(cmd.ttl_ms)?;
         self.limits.check_wait(cmd.wait_ms)?;
         let created = !self.locks.contains_key(&cmd.name);
-        let lock = self
-            .locks
-            .entry(cmd.name.clone())
-            .or_insert_with(|| Lock::new(cmd.size));
-        let mut step = Step {
-            name: &cmd.name,
-            index,
-            fence: &mut self.fence,
-            effects,
-        };
+        let lock = self.locks.entry(cmd.name.clone()).or_insert_with(|| Lock::new(cmd.size));
+        let mut step = Step { name: &cmd.name, index, fence: &mut self.fence, effects };
         let reply = lock.acquire(cmd, &self.limits, &mut step);
         if reply.is_err() && created {
             self.locks.remove(&cmd.name);
@@ -147,28 +104,19 @@ impl LockTable {
         effects: &mut Vec<Effect>,
     ) -> Result<Reply, LockError> {
         self.with_lock(name, index, effects, |lock, step| match key {
-            Some(key) => lock
-                .end_hold(key, None, EndReason::Forced, step)
-                .map(|()| 1),
+            Some(key) => lock.end_hold(key, None, EndReason::Forced, step).map(|()| 1),
             None => Ok(lock.end_all_holds(step)),
         })
         .map(|holders| Reply::ForceReleased { holders })
     }
 
-    fn gc(
-        &mut self,
-        name: &str,
-        idle_since: u64,
-        effects: &mut Vec<Effect>,
-    ) -> Result<Reply, LockError> {
+    fn gc(&mut self, name: &str, idle_since: u64, effects: &mut Vec<Effect>) -> Result<Reply, LockError> {
         let lock = self.locks.get(name).ok_or(LockError::NotFound)?;
         if lock.idle_since() != Some(idle_since) {
             return Err(LockError::NotIdle);
         }
         self.locks.remove(name);
-        effects.push(Effect::Removed {
-            name: name.to_owned(),
-        });
+        effects.push(Effect::Removed { name: name.to_owned() });
         Ok(Reply::Collected)
     }
 
@@ -183,12 +131,7 @@ impl LockTable {
         f: impl FnOnce(&mut Lock, &mut Step<'_>) -> Result<T, LockError>,
     ) -> Result<T, LockError> {
         let lock = self.locks.get_mut(name).ok_or(LockError::NotFound)?;
-        let mut step = Step {
-            name,
-            index,
-            fence: &mut self.fence,
-            effects,
-        };
+        let mut step = Step { name, index, fence: &mut self.fence, effects };
         f(lock, &mut step)
     }
 
@@ -250,16 +193,8 @@ impl LockTable {
     pub fn restore(snapshot: TableSnapshot, limits: Limits) -> Result<Self, SnapshotError> {
         let (fence, locks) = snapshot.into_parts()?;
         for (name, lock) in &locks {
-            lock.check(fence.peek())
-                .map_err(|why| SnapshotError::Corrupt {
-                    name: name.clone(),
-                    why,
-                })?;
+            lock.check(fence.peek()).map_err(|why| SnapshotError::Corrupt { name: name.clone(), why })?;
         }
-        Ok(Self {
-            limits,
-            fence,
-            locks,
-        })
+        Ok(Self { limits, fence, locks })
     }
 }

@@ -61,16 +61,10 @@ impl Args {
         LockKey::new(self.pos[1].clone()).expect("trace keys are valid")
     }
     fn num(&self, k: &str, default: u64) -> u64 {
-        self.opts
-            .iter()
-            .find(|(o, _)| o == k)
-            .map_or(default, |(_, v)| v.parse().expect("number"))
+        self.opts.iter().find(|(o, _)| o == k).map_or(default, |(_, v)| v.parse().expect("number"))
     }
     fn text(&self, k: &str) -> Option<String> {
-        self.opts
-            .iter()
-            .find(|(o, _)| o == k)
-            .map(|(_, v)| v.clone())
+        self.opts.iter().find(|(o, _)| o == k).map(|(_, v)| v.clone())
     }
 }
 
@@ -87,37 +81,19 @@ impl Trace {
                 ttl_ms: args.num("ttl", 1000),
                 wait_ms: args.num("wait", 0),
             }),
-            "release" => Command::Release {
-                name: args.name(),
-                key: args.key(),
-            },
+            "release" => Command::Release { name: args.name(), key: args.key() },
             "refresh" => Command::Refresh {
                 name: args.name(),
                 key: args.key(),
                 ttl_ms: args.text("ttl").map(|t| t.parse().expect("number")),
             },
-            "expire" => Command::Expire {
-                name: args.name(),
-                key: args.key(),
-                lease_index: args.num("lease", 0),
-            },
-            "timeout" => Command::WaitTimeout {
-                name: args.name(),
-                key: args.key(),
-                enqueue_index: args.num("enqueued", 0),
-            },
-            "cancel" => Command::CancelWait {
-                name: args.name(),
-                key: args.key(),
-            },
-            "force" => Command::ForceRelease {
-                name: args.name(),
-                key: (args.pos.len() > 1).then(|| args.key()),
-            },
-            "gc" => Command::GcIdle {
-                name: args.name(),
-                idle_since: args.num("since", 0),
-            },
+            "expire" => Command::Expire { name: args.name(), key: args.key(), lease_index: args.num("lease", 0) },
+            "timeout" => {
+                Command::WaitTimeout { name: args.name(), key: args.key(), enqueue_index: args.num("enqueued", 0) }
+            }
+            "cancel" => Command::CancelWait { name: args.name(), key: args.key() },
+            "force" => Command::ForceRelease { name: args.name(), key: (args.pos.len() > 1).then(|| args.key()) },
+            "gc" => Command::GcIdle { name: args.name(), idle_since: args.num("since", 0) },
             "describe" => return self.describe(&args.name()),
             "list" => return self.list(&args),
             "fence" => return self.fence(&args),
@@ -133,26 +109,14 @@ impl Trace {
             return "none\n".into();
         };
         let idle = lock.idle_since().map_or("-".into(), |i| i.to_string());
-        let mut out = format!(
-            "lock {name} size={} held={} idle_since={idle}\n",
-            lock.size(),
-            lock.held()
-        );
+        let mut out = format!("lock {name} size={} held={} idle_since={idle}\n", lock.size(), lock.held());
         for (key, h) in lock.holders() {
             let (p, t, ttl, l) = (h.permits, h.token, h.ttl_ms, h.lease_index);
-            writeln!(
-                out,
-                "holder {key} permits={p} token={t} ttl={ttl} lease={l}"
-            )
-            .unwrap();
+            writeln!(out, "holder {key} permits={p} token={t} ttl={ttl} lease={l}").unwrap();
         }
         for w in lock.waiters().iter() {
             let (k, p, ttl, wait, e) = (&w.key, w.permits, w.ttl_ms, w.wait_ms, w.enqueue_index);
-            writeln!(
-                out,
-                "waiter {k} permits={p} ttl={ttl} wait={wait} enqueued={e}"
-            )
-            .unwrap();
+            writeln!(out, "waiter {k} permits={p} ttl={ttl} wait={wait} enqueued={e}").unwrap();
         }
         out
     }
@@ -160,9 +124,7 @@ impl Trace {
     fn list(&self, args: &Args) -> String {
         let prefix = args.pos.first().cloned().unwrap_or_default();
         let after = args.text("after");
-        let rows = self
-            .table
-            .list(&prefix, after.as_deref(), args.num("limit", 100) as usize);
+        let rows = self.table.list(&prefix, after.as_deref(), args.num("limit", 100) as usize);
         let mut out = String::new();
         for r in &rows {
             let (n, s, h, hs, ws) = (&r.name, r.size, r.held, r.holders, r.waiters);
@@ -187,11 +149,7 @@ impl Trace {
         let snap = serde_json::from_str(&json).expect("decode");
         let restored = LockTable::restore(snap, self.table.limits().clone()).expect("restore");
         assert_eq!(restored, self.table, "restored table differs");
-        format!(
-            "ok locks={} next_token={}\n",
-            restored.len(),
-            restored.next_token()
-        )
+        format!("ok locks={} next_token={}\n", restored.len(), restored.next_token())
     }
 }
 
@@ -214,14 +172,10 @@ fn render_reply(reply: &Reply) -> String {
                 g.key, g.token, g.permits, g.ttl_ms, g.lease_index
             )
         }
-        Reply::Refreshed(g) => format!(
-            "refreshed key={} token={} ttl={} lease={}",
-            g.key, g.token, g.ttl_ms, g.lease_index
-        ),
-        Reply::Queued {
-            position,
-            enqueue_index,
-        } => format!("queued position={position} enqueued={enqueue_index}"),
+        Reply::Refreshed(g) => {
+            format!("refreshed key={} token={} ttl={} lease={}", g.key, g.token, g.ttl_ms, g.lease_index)
+        }
+        Reply::Queued { position, enqueue_index } => format!("queued position={position} enqueued={enqueue_index}"),
         Reply::Released => "released".into(),
         Reply::Expired => "expired".into(),
         Reply::WaitEnded => "wait-ended".into(),
@@ -232,39 +186,16 @@ fn render_reply(reply: &Reply) -> String {
 
 fn render_effect(effect: &Effect) -> String {
     match effect {
-        Effect::Granted {
-            name,
-            grant: g,
-            handoff,
-        } => {
-            format!(
-                "granted {name} {} token={} permits={} handoff={handoff}",
-                g.key, g.token, g.permits
-            )
+        Effect::Granted { name, grant: g, handoff } => {
+            format!("granted {name} {} token={} permits={} handoff={handoff}", g.key, g.token, g.permits)
         }
-        Effect::Queued {
-            name,
-            key,
-            permits,
-            wait_ms,
-            enqueue_index,
-        } => {
+        Effect::Queued { name, key, permits, wait_ms, enqueue_index } => {
             format!("queued {name} {key} permits={permits} wait={wait_ms} enqueued={enqueue_index}")
         }
-        Effect::Refreshed {
-            name,
-            key,
-            ttl_ms,
-            lease_index,
-        } => {
+        Effect::Refreshed { name, key, ttl_ms, lease_index } => {
             format!("refreshed {name} {key} ttl={ttl_ms} lease={lease_index}")
         }
-        Effect::HoldEnded {
-            name,
-            key,
-            permits,
-            reason,
-        } => {
+        Effect::HoldEnded { name, key, permits, reason } => {
             format!("hold-ended {name} {key} permits={permits} reason={reason:?}")
         }
         Effect::WaitEnded { name, key, reason } => {
@@ -277,10 +208,7 @@ fn render_effect(effect: &Effect) -> String {
 
 /// Runs one trace file and returns (expected, actual) for the whole file.
 fn run_file(text: &str) -> (String, String) {
-    let mut trace = Trace {
-        table: LockTable::new(test_limits()),
-        index: 0,
-    };
+    let mut trace = Trace { table: LockTable::new(test_limits()), index: 0 };
     let (mut expected, mut actual) = (String::new(), String::new());
     for block in text.split("\n\n") {
         let lines: Vec<&str> = block.lines().filter(|l| !l.starts_with('#')).collect();
@@ -299,10 +227,7 @@ fn run_file(text: &str) -> (String, String) {
 #[test]
 fn traces() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lock/testdata");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(files.len() >= 4, "trace files missing in {}", dir.display());
     for file in files {
@@ -316,11 +241,7 @@ fn traces() {
                 .take(5)
                 .map(|(e, a)| format!("  want: {e}\n  got:  {a}"))
                 .collect();
-            panic!(
-                "trace {} differs:\n{}\n--- full output ---\n{actual}",
-                file.display(),
-                diff.join("\n")
-            );
+            panic!("trace {} differs:\n{}\n--- full output ---\n{actual}", file.display(), diff.join("\n"));
         }
     }
 }

@@ -61,9 +61,7 @@ fn raft_config(config: &Config) -> Result<Arc<RaftConfig>, GroupsError> {
         enable_pre_vote: Some(true),
         ..Default::default()
     };
-    rc.validate()
-        .map(Arc::new)
-        .map_err(|e| GroupsError::Config(e.to_string()))
+    rc.validate().map(Arc::new).map_err(|e| GroupsError::Config(e.to_string()))
 }
 
 impl Groups {
@@ -85,18 +83,10 @@ impl Groups {
             let network = GroupNetwork::new(router.clone(), group);
             let raft = Raft::new(config.node_id, rc.clone(), network, log, sm)
                 .await
-                .map_err(|e| GroupsError::Start {
-                    group,
-                    why: e.to_string(),
-                })?;
+                .map_err(|e| GroupsError::Start { group, why: e.to_string() })?;
             rafts.push(raft);
         }
-        Ok(Self {
-            me: config.node_id,
-            rafts: Arc::new(rafts),
-            states,
-            router,
-        })
+        Ok(Self { me: config.node_id, rafts: Arc::new(rafts), states, router })
     }
 
     /// Initializes every group that is not yet, with the configured voters.
@@ -104,26 +94,13 @@ impl Groups {
         let members: BTreeMap<NodeId, NodeInfo> = config
             .voters()
             .into_iter()
-            .map(|p| {
-                (
-                    p.id,
-                    NodeInfo {
-                        client_addr: p.client_addr,
-                        peer_addr: p.peer_addr,
-                    },
-                )
-            })
+            .map(|p| (p.id, NodeInfo { client_addr: p.client_addr, peer_addr: p.peer_addr }))
             .collect();
         let voters: Vec<NodeId> = members.keys().copied().collect();
         for (group, raft) in self.rafts.iter().enumerate() {
             let group = group as GroupId;
-            let initialized = raft
-                .is_initialized()
-                .await
-                .map_err(|e| GroupsError::Start {
-                    group,
-                    why: e.to_string(),
-                })?;
+            let initialized =
+                raft.is_initialized().await.map_err(|e| GroupsError::Start { group, why: e.to_string() })?;
             if initialized {
                 continue;
             }
@@ -184,11 +161,7 @@ impl Groups {
     pub fn members(&self, group: GroupId) -> Vec<(NodeId, NodeInfo)> {
         let metrics = self.raft(group).metrics();
         let m = metrics.borrow_watched();
-        m.membership_config
-            .membership()
-            .nodes()
-            .map(|(id, n)| (*id, n.clone()))
-            .collect()
+        m.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
     }
 
     /// True when this node leads `group` and `node` acknowledged a heartbeat
@@ -197,27 +170,15 @@ impl Groups {
         use openraft::Instant as _;
         let metrics = self.raft(group).metrics();
         let m = metrics.borrow_watched();
-        let heard = m
-            .heartbeat
-            .as_ref()
-            .and_then(|h| h.get(&node))
-            .and_then(|t| t.as_ref());
-        let matched = m
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&node))
-            .and_then(|l| l.as_ref())
-            .map(|l| l.index);
+        let heard = m.heartbeat.as_ref().and_then(|h| h.get(&node)).and_then(|t| t.as_ref());
+        let matched = m.replication.as_ref().and_then(|r| r.get(&node)).and_then(|l| l.as_ref()).map(|l| l.index);
         heard.is_some_and(|t| t.elapsed() < max_age) && matched >= m.last_log_index
     }
 
     /// Waits until `group` has a leader or `timeout` passes.
     pub async fn wait_leader(&self, group: GroupId, timeout: Duration) -> Option<NodeId> {
         let wait = self.raft(group).wait(Some(timeout));
-        wait.metrics(|m| m.current_leader.is_some(), "group has a leader")
-            .await
-            .ok()?
-            .current_leader
+        wait.metrics(|m| m.current_leader.is_some(), "group has a leader").await.ok()?.current_leader
     }
 
     /// Stops every group.

@@ -14,8 +14,8 @@ use dashmap::DashMap;
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
 use tonic::transport::{Channel, Endpoint};
@@ -40,30 +40,14 @@ struct Inner {
 }
 
 impl PeerRouter {
-    pub fn new(
-        me: NodeId,
-        peers: impl IntoIterator<Item = (NodeId, String)>,
-        max_message_bytes: usize,
-    ) -> Self {
+    pub fn new(me: NodeId, peers: impl IntoIterator<Item = (NodeId, String)>, max_message_bytes: usize) -> Self {
         let addrs = peers.into_iter().collect();
-        Self {
-            inner: Arc::new(Inner {
-                me,
-                addrs,
-                channels: DashMap::new(),
-                max_message_bytes,
-            }),
-        }
+        Self { inner: Arc::new(Inner { me, addrs, channels: DashMap::new(), max_message_bytes }) }
     }
 
     /// Records a peer's address (from a membership entry).
     pub fn learn(&self, id: NodeId, peer_addr: &str) {
-        if self
-            .inner
-            .addrs
-            .get(&id)
-            .is_some_and(|a| a.as_str() == peer_addr)
-        {
+        if self.inner.addrs.get(&id).is_some_and(|a| a.as_str() == peer_addr) {
             return;
         }
         self.inner.addrs.insert(id, peer_addr.to_owned());
@@ -75,12 +59,8 @@ impl PeerRouter {
         if let Some(ch) = self.inner.channels.get(&target) {
             return Ok(ch.clone());
         }
-        let addr = self
-            .inner
-            .addrs
-            .get(&target)
-            .map(|a| a.clone())
-            .ok_or_else(|| format!("node {target} is unknown"))?;
+        let addr =
+            self.inner.addrs.get(&target).map(|a| a.clone()).ok_or_else(|| format!("node {target} is unknown"))?;
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_millis(500))
@@ -94,9 +74,7 @@ impl PeerRouter {
 
     fn client(&self, target: NodeId) -> Result<RaftPeerClient<Channel>, String> {
         let limit = self.inner.max_message_bytes;
-        Ok(RaftPeerClient::new(self.channel(target)?)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit))
+        Ok(RaftPeerClient::new(self.channel(target)?).max_decoding_message_size(limit).max_encoding_message_size(limit))
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
@@ -106,19 +84,12 @@ impl PeerRouter {
         action: RPCTypes,
         ttl: Duration,
     ) -> Result<T, RPCError<TypeConfig>> {
-        let unreachable = |e: &dyn std::fmt::Display| {
-            RPCError::Unreachable(Unreachable::from_string(e.to_string()))
-        };
+        let unreachable = |e: &dyn std::fmt::Display| RPCError::Unreachable(Unreachable::from_string(e.to_string()));
         let mut client = self.client(target).map_err(|e| unreachable(&e))?;
         let mut req = tonic::Request::new(request);
         req.set_timeout(ttl);
         match tokio::time::timeout(ttl, client.raft(req)).await {
-            Err(_) => Err(RPCError::Timeout(Timeout {
-                action,
-                id: self.inner.me,
-                target,
-                timeout: ttl,
-            })),
+            Err(_) => Err(RPCError::Timeout(Timeout { action, id: self.inner.me, target, timeout: ttl })),
             Ok(Err(status)) => Err(unreachable(&status)),
             Ok(Ok(reply)) => decode(&reply.into_inner().payload).map_err(|e| unreachable(&e)),
         }
@@ -126,12 +97,7 @@ impl PeerRouter {
 }
 
 fn request(group: GroupId, kind: RaftKind, payload: Vec<u8>) -> RaftRequest {
-    RaftRequest {
-        group,
-        kind: kind as i32,
-        payload,
-        data: Vec::new(),
-    }
+    RaftRequest { group, kind: kind as i32, payload, data: Vec::new() }
 }
 
 impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
@@ -145,8 +111,7 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let req = request(group, RaftKind::AppendEntries, encode(&rpc));
-        self.call(target, req, RPCTypes::AppendEntries, option.hard_ttl())
-            .await
+        self.call(target, req, RPCTypes::AppendEntries, option.hard_ttl()).await
     }
 
     async fn vote(
@@ -157,8 +122,7 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let req = request(group, RaftKind::Vote, encode(&rpc));
-        self.call(target, req, RPCTypes::Vote, option.hard_ttl())
-            .await
+        self.call(target, req, RPCTypes::Vote, option.hard_ttl()).await
     }
 
     async fn pre_vote(
@@ -169,8 +133,7 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let req = request(group, RaftKind::PreVote, encode(&rpc));
-        self.call(target, req, RPCTypes::Vote, option.hard_ttl())
-            .await
+        self.call(target, req, RPCTypes::Vote, option.hard_ttl()).await
     }
 
     async fn full_snapshot(
@@ -182,11 +145,7 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let mut req = request(
-            group,
-            RaftKind::FullSnapshot,
-            encode(&(vote, snapshot.meta)),
-        );
+        let mut req = request(group, RaftKind::FullSnapshot, encode(&(vote, snapshot.meta)));
         req.data = snapshot.snapshot;
         // Snapshots may be large: give them a generous deadline of their own.
         let ttl = option.hard_ttl().max(Duration::from_secs(30));
@@ -204,8 +163,7 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         let req = request(group, RaftKind::TransferLeader, encode(&req));
-        self.call(target, req, RPCTypes::TransferLeader, option.hard_ttl())
-            .await
+        self.call(target, req, RPCTypes::TransferLeader, option.hard_ttl()).await
     }
 }
 

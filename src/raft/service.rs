@@ -41,43 +41,19 @@ impl RaftPeer for RaftPeerService {
             .ok_or_else(|| Status::not_found(format!("group {} is not hosted here", req.group)))?;
         let kind = RaftKind::try_from(req.kind).map_err(bad)?;
         let payload = match kind {
-            RaftKind::AppendEntries => encode(
-                &raft
-                    .append_entries(decode(&req.payload).map_err(bad)?)
-                    .await
-                    .map_err(failed)?,
-            ),
-            RaftKind::Vote => encode(
-                &raft
-                    .vote(decode(&req.payload).map_err(bad)?)
-                    .await
-                    .map_err(failed)?,
-            ),
-            RaftKind::PreVote => encode(
-                &raft
-                    .pre_vote(decode(&req.payload).map_err(bad)?)
-                    .await
-                    .map_err(failed)?,
-            ),
+            RaftKind::AppendEntries => {
+                encode(&raft.append_entries(decode(&req.payload).map_err(bad)?).await.map_err(failed)?)
+            }
+            RaftKind::Vote => encode(&raft.vote(decode(&req.payload).map_err(bad)?).await.map_err(failed)?),
+            RaftKind::PreVote => encode(&raft.pre_vote(decode(&req.payload).map_err(bad)?).await.map_err(failed)?),
             RaftKind::FullSnapshot => {
                 let (vote, meta): (Vote, SnapshotMeta) = decode(&req.payload).map_err(bad)?;
-                let snapshot = Snapshot {
-                    meta,
-                    snapshot: req.data,
-                };
-                encode(
-                    &raft
-                        .install_full_snapshot(vote, snapshot)
-                        .await
-                        .map_err(failed)?,
-                )
+                let snapshot = Snapshot { meta, snapshot: req.data };
+                encode(&raft.install_full_snapshot(vote, snapshot).await.map_err(failed)?)
             }
-            RaftKind::TransferLeader => encode(
-                &raft
-                    .handle_transfer_leader(decode(&req.payload).map_err(bad)?)
-                    .await
-                    .map_err(failed)?,
-            ),
+            RaftKind::TransferLeader => {
+                encode(&raft.handle_transfer_leader(decode(&req.payload).map_err(bad)?).await.map_err(failed)?)
+            }
             RaftKind::Unspecified => return Err(bad("kind is unspecified")),
         };
         Ok(Response::new(RaftReply { payload }))

@@ -19,9 +19,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 
-use super::types::{
-    LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
-};
+use super::types::{LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::lock::{Limits, LockTable, Outcome, TableSnapshot};
 use crate::routing::GroupId;
 use crate::storage::codec::{decode, encode};
@@ -43,10 +41,7 @@ pub struct GroupState {
 impl GroupState {
     /// Runs `f` on the table under a short read lock (never across an await).
     pub fn read<T>(&self, f: impl FnOnce(&LockTable) -> T) -> T {
-        let table = self
-            .table
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let table = self.table.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&table)
     }
 }
@@ -74,18 +69,8 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 
 impl StateMachine {
     pub fn new(group: GroupId, db: Db, limits: Limits, observer: Arc<dyn ApplyObserver>) -> Self {
-        let shared = Arc::new(GroupState {
-            table: RwLock::new(LockTable::new(limits.clone())),
-        });
-        Self {
-            group,
-            shared,
-            db,
-            limits,
-            observer,
-            last_applied: None,
-            membership: StoredMembership::default(),
-        }
+        let shared = Arc::new(GroupState { table: RwLock::new(LockTable::new(limits.clone())) });
+        Self { group, shared, db, limits, observer, last_applied: None, membership: StoredMembership::default() }
     }
 
     pub fn shared(&self) -> Arc<GroupState> {
@@ -104,9 +89,7 @@ impl StateMachine {
                     table.apply(index, cmd)
                 };
                 self.observer.applied(self.group, index, &outcome);
-                Response {
-                    outcome: Some(outcome),
-                }
+                Response { outcome: Some(outcome) }
             }
             EntryPayload::Blank | EntryPayload::Membership(_) => Response::default(),
         }
@@ -147,29 +130,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let table = self.shared.read(|t| t.snapshot());
-        let meta = SnapshotMeta {
-            last_log_id: self.last_applied,
-            last_membership: self.membership.clone(),
-        };
-        SnapshotBuilder {
-            group: self.group,
-            db: self.db.clone(),
-            table,
-            meta,
-        }
+        let meta = SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() };
+        SnapshotBuilder { group: self.group, db: self.db.clone(), table, meta }
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: SnapshotData,
-    ) -> io::Result<()> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
         let image: TableSnapshot = decode(&snapshot)?;
         let table = LockTable::restore(image, self.limits.clone()).map_err(io_err)?;
-        self.save(&StoredSnapshot {
-            meta: meta.clone(),
-            data: snapshot,
-        })?;
+        self.save(&StoredSnapshot { meta: meta.clone(), data: snapshot })?;
         self.observer.restored(self.group, &table);
         *self.shared.table.write().unwrap_or_else(|p| p.into_inner()) = table;
         self.last_applied = meta.last_log_id;
@@ -179,19 +147,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let cf = self.db.cf(CF_SNAPSHOTS).map_err(io_err)?;
-        let Some(raw) = self
-            .db
-            .raw()
-            .get_cf(cf, snapshot_key(self.group))
-            .map_err(io_err)?
-        else {
+        let Some(raw) = self.db.raw().get_cf(cf, snapshot_key(self.group)).map_err(io_err)? else {
             return Ok(None);
         };
         let stored: StoredSnapshot = decode(&raw)?;
-        Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: stored.data,
-        }))
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: stored.data }))
     }
 }
 
@@ -207,17 +167,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
-        let stored = StoredSnapshot {
-            meta: self.meta.clone(),
-            data: encode(&self.table),
-        };
+        let stored = StoredSnapshot { meta: self.meta.clone(), data: encode(&self.table) };
         let cf = self.db.cf(CF_SNAPSHOTS).map_err(io_err)?;
         let mut batch = rocksdb::WriteBatch::default();
         batch.put_cf(cf, snapshot_key(self.group), encode(&stored));
         self.db.write(batch).map_err(io_err)?;
-        Ok(Snapshot {
-            meta: stored.meta,
-            snapshot: stored.data,
-        })
+        Ok(Snapshot { meta: stored.meta, snapshot: stored.data })
     }
 }

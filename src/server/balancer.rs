@@ -18,12 +18,7 @@ use crate::routing::preferred_leader;
 const MAX_TRANSFERS_PER_ROUND: usize = 8;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(
-    groups: Arc<Groups>,
-    voters: Vec<NodeId>,
-    heartbeat: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(groups: Arc<Groups>, voters: Vec<NodeId>, heartbeat: Duration, mut shutdown: watch::Receiver<bool>) {
     let round = heartbeat * 10;
     loop {
         tokio::select! {
@@ -53,18 +48,8 @@ pub async fn balance_once(groups: &Groups, voters: &[NodeId], max_age: Duration)
         if preferred == groups.me() || !groups.follower_healthy(group, preferred, max_age) {
             continue;
         }
-        if groups
-            .raft(group)
-            .trigger()
-            .transfer_leader(preferred)
-            .await
-            .is_ok()
-        {
-            tracing::debug!(
-                group,
-                to = preferred,
-                "moving leadership to the preferred node"
-            );
+        if groups.raft(group).trigger().transfer_leader(preferred).await.is_ok() {
+            tracing::debug!(group, to = preferred, "moving leadership to the preferred node");
             started += 1;
         }
     }

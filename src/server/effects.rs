@@ -22,8 +22,7 @@ impl ApplyObserver for EffectSink {
         if outcome.effects.is_empty() {
             return;
         }
-        self.keeper
-            .on_effects(group, &outcome.effects, Instant::now());
+        self.keeper.on_effects(group, &outcome.effects, Instant::now());
         self.waits.on_effects(group, &outcome.effects);
     }
 

@@ -27,44 +27,20 @@ use crate::storage::codec::{decode, encode};
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn unavailable(leader: NodeId, e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        ErrorCode::Unavailable,
-        format!("cannot reach the group leader (node {leader}): {e}; retry"),
-    )
+    ApiError::new(ErrorCode::Unavailable, format!("cannot reach the group leader (node {leader}): {e}; retry"))
 }
 
-fn client(
-    router: &PeerRouter,
-    leader: NodeId,
-) -> Result<ForwardClient<tonic::transport::Channel>, ApiError> {
-    router
-        .channel(leader)
-        .map(ForwardClient::new)
-        .map_err(|e| unavailable(leader, e))
+fn client(router: &PeerRouter, leader: NodeId) -> Result<ForwardClient<tonic::transport::Channel>, ApiError> {
+    router.channel(leader).map(ForwardClient::new).map_err(|e| unavailable(leader, e))
 }
 
 /// Proposes `cmd` on node `leader`.
-pub async fn propose(
-    router: &PeerRouter,
-    leader: NodeId,
-    group: GroupId,
-    cmd: &Command,
-) -> Result<Applied, ApiError> {
-    let mut req = Request::new(ProposeRequest {
-        group,
-        command: encode(cmd),
-    });
+pub async fn propose(router: &PeerRouter, leader: NodeId, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
+    let mut req = Request::new(ProposeRequest { group, command: encode(cmd) });
     req.set_timeout(FORWARD_TIMEOUT);
-    let reply = client(router, leader)?
-        .propose(req)
-        .await
-        .map_err(|s| ApiError::from_status(&s))?
-        .into_inner();
+    let reply = client(router, leader)?.propose(req).await.map_err(|s| ApiError::from_status(&s))?.into_inner();
     let outcome = decode(&reply.outcome).map_err(|e| unavailable(leader, e))?;
-    Ok(Applied {
-        index: reply.index,
-        outcome,
-    })
+    Ok(Applied { index: reply.index, outcome })
 }
 
 /// Runs a linearizable read on node `leader`.
@@ -74,16 +50,9 @@ pub async fn read(
     group: GroupId,
     query: &ReadQuery,
 ) -> Result<(u64, ReadAnswer), ApiError> {
-    let mut req = Request::new(ReadRequest {
-        group,
-        query: encode(query),
-    });
+    let mut req = Request::new(ReadRequest { group, query: encode(query) });
     req.set_timeout(FORWARD_TIMEOUT);
-    let reply = client(router, leader)?
-        .read(req)
-        .await
-        .map_err(|s| ApiError::from_status(&s))?
-        .into_inner();
+    let reply = client(router, leader)?.read(req).await.map_err(|s| ApiError::from_status(&s))?.into_inner();
     let answer = decode(&reply.answer).map_err(|e| unavailable(leader, e))?;
     Ok((reply.index, answer))
 }
@@ -100,9 +69,7 @@ impl ForwardService {
 
     fn check_group(&self, group: GroupId) -> Result<(), Status> {
         if group >= self.service.config().groups {
-            return Err(Status::invalid_argument(format!(
-                "group {group} does not exist"
-            )));
+            return Err(Status::invalid_argument(format!("group {group} does not exist")));
         }
         Ok(())
     }
@@ -110,38 +77,19 @@ impl ForwardService {
 
 #[tonic::async_trait]
 impl Forward for ForwardService {
-    async fn propose(
-        &self,
-        request: Request<ProposeRequest>,
-    ) -> Result<Response<ProposeReply>, Status> {
+    async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
         let req = request.into_inner();
         self.check_group(req.group)?;
-        let cmd: Command =
-            decode(&req.command).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let applied = self
-            .service
-            .propose_local(req.group, &cmd)
-            .await
-            .map_err(|e| e.to_status())?;
-        Ok(Response::new(ProposeReply {
-            index: applied.index,
-            outcome: encode(&applied.outcome),
-        }))
+        let cmd: Command = decode(&req.command).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let applied = self.service.propose_local(req.group, &cmd).await.map_err(|e| e.to_status())?;
+        Ok(Response::new(ProposeReply { index: applied.index, outcome: encode(&applied.outcome) }))
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
         let req = request.into_inner();
         self.check_group(req.group)?;
-        let query: ReadQuery =
-            decode(&req.query).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (index, answer) = self
-            .service
-            .read_local(req.group, &query)
-            .await
-            .map_err(|e| e.to_status())?;
-        Ok(Response::new(ReadReply {
-            index,
-            answer: encode(&answer),
-        }))
+        let query: ReadQuery = decode(&req.query).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (index, answer) = self.service.read_local(req.group, &query).await.map_err(|e| e.to_status())?;
+        Ok(Response::new(ReadReply { index, answer: encode(&answer) }))
     }
 }

@@ -33,12 +33,7 @@ struct Deadline {
 
 impl Deadline {
     fn new(applied_at: Instant, after_ms: u64, tag: u64) -> Self {
-        Self {
-            applied_at,
-            after: Duration::from_millis(after_ms),
-            tag,
-            proposed_at: None,
-        }
+        Self { applied_at, after: Duration::from_millis(after_ms), tag, proposed_at: None }
     }
 
     /// When it falls due, counted from the later of apply and election.
@@ -49,9 +44,7 @@ impl Deadline {
     /// True when due and not proposed recently; marks it proposed.
     fn take_due(&mut self, now: Instant, leader_since: Instant) -> bool {
         let due = self.at(leader_since).is_some_and(|at| at <= now);
-        let recent = self
-            .proposed_at
-            .is_some_and(|p| now.duration_since(p) < REPROPOSE_AFTER);
+        let recent = self.proposed_at.is_some_and(|p| now.duration_since(p) < REPROPOSE_AFTER);
         if due && !recent {
             self.proposed_at = Some(now);
         }
@@ -76,16 +69,11 @@ pub struct Keeper {
 
 impl Keeper {
     pub fn new(groups: u32, idle_grace_ms: u64) -> Self {
-        Self {
-            groups: (0..groups).map(|_| Mutex::default()).collect(),
-            idle_grace_ms,
-        }
+        Self { groups: (0..groups).map(|_| Mutex::default()).collect(), idle_grace_ms }
     }
 
     fn group(&self, group: GroupId) -> std::sync::MutexGuard<'_, GroupDeadlines> {
-        self.groups[group as usize]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.groups[group as usize].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records the deadlines that the effects of one applied entry start or end.
@@ -97,42 +85,23 @@ impl Keeper {
                     let id = (name.clone(), grant.key.clone());
                     g.waits.remove(&id);
                     g.idle.remove(name);
-                    g.leases
-                        .insert(id, Deadline::new(now, grant.ttl_ms, grant.lease_index));
+                    g.leases.insert(id, Deadline::new(now, grant.ttl_ms, grant.lease_index));
                 }
-                Effect::Refreshed {
-                    name,
-                    key,
-                    ttl_ms,
-                    lease_index,
-                } => {
-                    g.leases.insert(
-                        (name.clone(), key.clone()),
-                        Deadline::new(now, *ttl_ms, *lease_index),
-                    );
+                Effect::Refreshed { name, key, ttl_ms, lease_index } => {
+                    g.leases.insert((name.clone(), key.clone()), Deadline::new(now, *ttl_ms, *lease_index));
                 }
                 Effect::HoldEnded { name, key, .. } => {
                     g.leases.remove(&(name.clone(), key.clone()));
                 }
-                Effect::Queued {
-                    name,
-                    key,
-                    wait_ms,
-                    enqueue_index,
-                    ..
-                } => {
+                Effect::Queued { name, key, wait_ms, enqueue_index, .. } => {
                     g.idle.remove(name);
-                    g.waits.insert(
-                        (name.clone(), key.clone()),
-                        Deadline::new(now, *wait_ms, *enqueue_index),
-                    );
+                    g.waits.insert((name.clone(), key.clone()), Deadline::new(now, *wait_ms, *enqueue_index));
                 }
                 Effect::WaitEnded { name, key, .. } => {
                     g.waits.remove(&(name.clone(), key.clone()));
                 }
                 Effect::Idle { name, since } => {
-                    g.idle
-                        .insert(name.clone(), Deadline::new(now, self.idle_grace_ms, *since));
+                    g.idle.insert(name.clone(), Deadline::new(now, self.idle_grace_ms, *since));
                 }
                 Effect::Removed { name } => {
                     g.idle.remove(name);
@@ -146,26 +115,16 @@ impl Keeper {
     pub fn restore(&self, group: GroupId, table: &LockTable, now: Instant) {
         let mut g = self.group(group);
         let leader_since = g.leader_since;
-        *g = GroupDeadlines {
-            leader_since,
-            ..Default::default()
-        };
+        *g = GroupDeadlines { leader_since, ..Default::default() };
         for (name, lock) in table.iter() {
             for (key, h) in lock.holders() {
-                g.leases.insert(
-                    (name.clone(), key.clone()),
-                    Deadline::new(now, h.ttl_ms, h.lease_index),
-                );
+                g.leases.insert((name.clone(), key.clone()), Deadline::new(now, h.ttl_ms, h.lease_index));
             }
             for w in lock.waiters().iter() {
-                g.waits.insert(
-                    (name.clone(), w.key.clone()),
-                    Deadline::new(now, w.wait_ms, w.enqueue_index),
-                );
+                g.waits.insert((name.clone(), w.key.clone()), Deadline::new(now, w.wait_ms, w.enqueue_index));
             }
             if let Some(since) = lock.idle_since() {
-                g.idle
-                    .insert(name.clone(), Deadline::new(now, self.idle_grace_ms, since));
+                g.idle.insert(name.clone(), Deadline::new(now, self.idle_grace_ms, since));
             }
         }
     }
@@ -189,41 +148,24 @@ impl Keeper {
         let mut out = Vec::new();
         for ((name, key), d) in g.leases.iter_mut() {
             if d.take_due(now, since) {
-                out.push(Command::Expire {
-                    name: name.clone(),
-                    key: key.clone(),
-                    lease_index: d.tag,
-                });
+                out.push(Command::Expire { name: name.clone(), key: key.clone(), lease_index: d.tag });
             }
         }
         for ((name, key), d) in g.waits.iter_mut() {
             if d.take_due(now, since) {
-                out.push(Command::WaitTimeout {
-                    name: name.clone(),
-                    key: key.clone(),
-                    enqueue_index: d.tag,
-                });
+                out.push(Command::WaitTimeout { name: name.clone(), key: key.clone(), enqueue_index: d.tag });
             }
         }
         for (name, d) in g.idle.iter_mut() {
             if d.take_due(now, since) {
-                out.push(Command::GcIdle {
-                    name: name.clone(),
-                    idle_since: d.tag,
-                });
+                out.push(Command::GcIdle { name: name.clone(), idle_since: d.tag });
             }
         }
         out
     }
 
     /// Time left on a lease, as this node would count it if it led.
-    pub fn remaining(
-        &self,
-        group: GroupId,
-        name: &str,
-        key: &LockKey,
-        now: Instant,
-    ) -> Option<Duration> {
+    pub fn remaining(&self, group: GroupId, name: &str, key: &LockKey, now: Instant) -> Option<Duration> {
         let g = self.group(group);
         let d = g.leases.get(&(name.to_owned(), key.clone()))?;
         let at = d.at(g.leader_since.unwrap_or(d.applied_at))?;
@@ -242,18 +184,8 @@ mod tests {
     use crate::lock::Grant;
 
     fn granted(name: &str, key: &str, ttl_ms: u64, lease_index: u64) -> Effect {
-        let grant = Grant {
-            key: LockKey::new(key).unwrap(),
-            token: 1,
-            permits: 1,
-            ttl_ms,
-            lease_index,
-        };
-        Effect::Granted {
-            name: name.into(),
-            grant,
-            handoff: false,
-        }
+        let grant = Grant { key: LockKey::new(key).unwrap(), token: 1, permits: 1, ttl_ms, lease_index };
+        Effect::Granted { name: name.into(), grant, handoff: false }
     }
 
     #[test]
@@ -261,29 +193,15 @@ mod tests {
         let keeper = Keeper::new(1, 60_000);
         let t0 = Instant::now();
         keeper.on_effects(0, &[granted("a", "k", 1000, 5)], t0);
-        assert!(
-            keeper.due(0, t0 + Duration::from_secs(5)).is_empty(),
-            "a follower proposes nothing"
-        );
+        assert!(keeper.due(0, t0 + Duration::from_secs(5)).is_empty(), "a follower proposes nothing");
         // Elected 800 ms after the grant: the lease now ends at 1800 ms, not 1000 ms.
         keeper.set_leader(0, true, t0 + Duration::from_millis(800));
         assert!(keeper.due(0, t0 + Duration::from_millis(1500)).is_empty());
         let due = keeper.due(0, t0 + Duration::from_millis(1800));
-        let expected = Command::Expire {
-            name: "a".into(),
-            key: LockKey::new("k").unwrap(),
-            lease_index: 5,
-        };
+        let expected = Command::Expire { name: "a".into(), key: LockKey::new("k").unwrap(), lease_index: 5 };
         assert_eq!(due, vec![expected]);
-        assert!(
-            keeper.due(0, t0 + Duration::from_millis(1900)).is_empty(),
-            "not proposed twice at once"
-        );
-        assert_eq!(
-            keeper.due(0, t0 + Duration::from_millis(4000)).len(),
-            1,
-            "proposed again if still there"
-        );
+        assert!(keeper.due(0, t0 + Duration::from_millis(1900)).is_empty(), "not proposed twice at once");
+        assert_eq!(keeper.due(0, t0 + Duration::from_millis(4000)).len(), 1, "proposed again if still there");
     }
 
     #[test]
@@ -293,29 +211,12 @@ mod tests {
         keeper.set_leader(0, true, t0);
         keeper.on_effects(0, &[granted("a", "k", 1000, 5)], t0);
         let key = LockKey::new("k").unwrap();
-        let refreshed = Effect::Refreshed {
-            name: "a".into(),
-            key: key.clone(),
-            ttl_ms: 1000,
-            lease_index: 9,
-        };
+        let refreshed = Effect::Refreshed { name: "a".into(), key: key.clone(), ttl_ms: 1000, lease_index: 9 };
         keeper.on_effects(0, &[refreshed], t0 + Duration::from_millis(900));
         assert!(keeper.due(0, t0 + Duration::from_millis(1500)).is_empty());
         let due = keeper.due(0, t0 + Duration::from_millis(1900));
-        assert_eq!(
-            due,
-            vec![Command::Expire {
-                name: "a".into(),
-                key: key.clone(),
-                lease_index: 9
-            }]
-        );
-        let ended = Effect::HoldEnded {
-            name: "a".into(),
-            key,
-            permits: 1,
-            reason: crate::lock::EndReason::Released,
-        };
+        assert_eq!(due, vec![Command::Expire { name: "a".into(), key: key.clone(), lease_index: 9 }]);
+        let ended = Effect::HoldEnded { name: "a".into(), key, permits: 1, reason: crate::lock::EndReason::Released };
         keeper.on_effects(0, &[ended], t0 + Duration::from_millis(2000));
         assert_eq!(keeper.leases(0), 0);
     }
@@ -326,38 +227,15 @@ mod tests {
         let t0 = Instant::now();
         keeper.set_leader(0, true, t0);
         let key = LockKey::new("w").unwrap();
-        let queued = Effect::Queued {
-            name: "a".into(),
-            key: key.clone(),
-            permits: 1,
-            wait_ms: 300,
-            enqueue_index: 7,
-        };
-        keeper.on_effects(
-            0,
-            &[
-                queued,
-                Effect::Idle {
-                    name: "b".into(),
-                    since: 3,
-                },
-            ],
-            t0,
-        );
+        let queued = Effect::Queued { name: "a".into(), key: key.clone(), permits: 1, wait_ms: 300, enqueue_index: 7 };
+        keeper.on_effects(0, &[queued, Effect::Idle { name: "b".into(), since: 3 }], t0);
         let mut due = keeper.due(0, t0 + Duration::from_millis(600));
         due.sort_by_key(|c| c.to_string());
         assert_eq!(
             due,
             vec![
-                Command::GcIdle {
-                    name: "b".into(),
-                    idle_since: 3
-                },
-                Command::WaitTimeout {
-                    name: "a".into(),
-                    key,
-                    enqueue_index: 7
-                },
+                Command::GcIdle { name: "b".into(), idle_since: 3 },
+                Command::WaitTimeout { name: "a".into(), key, enqueue_index: 7 },
             ]
         );
     }

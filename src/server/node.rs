@@ -46,10 +46,7 @@ pub enum NodeError {
     #[error(transparent)]
     Groups(#[from] GroupsError),
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
 }
 
 pub struct Node {
@@ -73,18 +70,13 @@ impl Node {
         let client = TcpListener::bind(&config.client_addr)
             .await
             .map_err(io(format!("cannot listen on {}", config.client_addr)))?;
-        let peer = TcpListener::bind(&config.peer_addr)
-            .await
-            .map_err(io(format!("cannot listen on {}", config.peer_addr)))?;
+        let peer =
+            TcpListener::bind(&config.peer_addr).await.map_err(io(format!("cannot listen on {}", config.peer_addr)))?;
         Self::start_with(config, client, peer).await
     }
 
     /// Starts a node on listeners the caller already bound.
-    pub async fn start_with(
-        config: Config,
-        client: TcpListener,
-        peer: TcpListener,
-    ) -> Result<Self, NodeError> {
+    pub async fn start_with(config: Config, client: TcpListener, peer: TcpListener) -> Result<Self, NodeError> {
         config.validate()?;
         let config = Arc::new(config);
         identity::ensure(&config.data_dir, config.node_id, config.groups)?;
@@ -96,58 +88,23 @@ impl Node {
         let syncer = Syncer::start(db.clone(), fsync).map_err(io("cannot start the wal syncer"))?;
         let waits = Arc::new(Waits::default());
         let keeper = Arc::new(Keeper::new(config.groups, config.idle_lock_grace_ms));
-        let sink = Arc::new(EffectSink {
-            waits: waits.clone(),
-            keeper: keeper.clone(),
-        });
+        let sink = Arc::new(EffectSink { waits: waits.clone(), keeper: keeper.clone() });
         let groups = Arc::new(Groups::start(&config, db, syncer.clone(), sink).await?);
-        let service = Arc::new(LockService::new(
-            groups.clone(),
-            waits,
-            keeper.clone(),
-            config.clone(),
-        ));
+        let service = Arc::new(LockService::new(groups.clone(), waits, keeper.clone(), config.clone(), syncer.clone()));
         let (shutdown, rx) = watch::channel(false);
         let client_addr = client.local_addr().map_err(io("client listener"))?;
         let peer_addr = peer.local_addr().map_err(io("peer listener"))?;
         let mut tasks = vec![
-            tokio::spawn(serve_peer(
-                peer,
-                groups.clone(),
-                service.clone(),
-                config.max_message_bytes,
-                rx.clone(),
-            )),
-            tokio::spawn(crate::api::serve_client(
-                client,
-                service.clone(),
-                stopped(rx.clone()),
-            )),
+            tokio::spawn(serve_peer(peer, groups.clone(), service.clone(), config.max_message_bytes, rx.clone())),
+            tokio::spawn(crate::api::serve_client(client, service.clone(), stopped(rx.clone()))),
         ];
         groups.bootstrap(&config).await?;
-        tasks.push(tokio::spawn(run_keeper(
-            service.clone(),
-            keeper,
-            rx.clone(),
-        )));
+        tasks.push(tokio::spawn(run_keeper(service.clone(), keeper, rx.clone())));
         let voters = config.voters().iter().map(|p| p.id).collect();
         let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
-        tasks.push(tokio::spawn(super::balancer::run(
-            groups.clone(),
-            voters,
-            heartbeat,
-            rx,
-        )));
+        tasks.push(tokio::spawn(super::balancer::run(groups.clone(), voters, heartbeat, rx)));
         tracing::info!(node = config.node_id, %client_addr, %peer_addr, groups = config.groups, "node started");
-        Ok(Self {
-            client_addr,
-            peer_addr,
-            groups,
-            service,
-            syncer,
-            shutdown,
-            tasks,
-        })
+        Ok(Self { client_addr, peer_addr, groups, service, syncer, shutdown, tasks })
     }
 
     pub fn client_addr(&self) -> SocketAddr {

@@ -15,18 +15,9 @@ use crate::routing::GroupId;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ReadQuery {
-    Describe {
-        name: String,
-    },
-    List {
-        prefix: String,
-        after: Option<String>,
-        limit: usize,
-    },
-    ValidateFence {
-        name: String,
-        token: u64,
-    },
+    Describe { name: String },
+    List { prefix: String, after: Option<String>, limit: usize },
+    ValidateFence { name: String, token: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,11 +69,7 @@ pub fn answer(group: GroupId, table: &LockTable, keeper: &Keeper, query: &ReadQu
         ReadQuery::Describe { name } => {
             ReadAnswer::Describe(table.get(name).map(|lock| view(group, name, lock, keeper)))
         }
-        ReadQuery::List {
-            prefix,
-            after,
-            limit,
-        } => ReadAnswer::List(
+        ReadQuery::List { prefix, after, limit } => ReadAnswer::List(
             table
                 .list(prefix, after.as_deref(), *limit)
                 .into_iter()
@@ -95,11 +82,9 @@ pub fn answer(group: GroupId, table: &LockTable, keeper: &Keeper, query: &ReadQu
                 })
                 .collect(),
         ),
-        ReadQuery::ValidateFence { name, token } => ReadAnswer::Fence(
-            table
-                .validate_fence(name, *token)
-                .map(|(key, _)| key.clone()),
-        ),
+        ReadQuery::ValidateFence { name, token } => {
+            ReadAnswer::Fence(table.validate_fence(name, *token).map(|(key, _)| key.clone()))
+        }
     }
 }
 
@@ -113,27 +98,14 @@ fn view(group: GroupId, name: &str, lock: &Lock, keeper: &Keeper) -> LockView {
             permits: h.permits,
             token: h.token,
             ttl_ms: h.ttl_ms,
-            remaining_ttl_ms: keeper
-                .remaining(group, name, key, now)
-                .map_or(h.ttl_ms, |d| d.as_millis() as u64),
+            remaining_ttl_ms: keeper.remaining(group, name, key, now).map_or(h.ttl_ms, |d| d.as_millis() as u64),
         })
         .collect();
     let waiters = lock
         .waiters()
         .iter()
         .enumerate()
-        .map(|(i, w)| WaiterView {
-            key: w.key.clone(),
-            permits: w.permits,
-            position: i as u32,
-            wait_ms: w.wait_ms,
-        })
+        .map(|(i, w)| WaiterView { key: w.key.clone(), permits: w.permits, position: i as u32, wait_ms: w.wait_ms })
         .collect();
-    LockView {
-        name: name.to_owned(),
-        size: lock.size(),
-        held: lock.held(),
-        holders,
-        waiters,
-    }
+    LockView { name: name.to_owned(), size: lock.size(), held: lock.held(), holders, waiters }
 }

@@ -26,6 +26,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::lock::{AcquireCmd, Command, Grant, LockError, LockKey, Outcome, Reply};
 use crate::raft::{Groups, NodeId};
 use crate::routing::{group_of, GroupId};
+use crate::storage::syncer::Syncer;
 
 /// Where an answer came from (the response header of the API).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,13 +59,11 @@ pub struct LockService {
     waits: Arc<Waits>,
     keeper: Arc<Keeper>,
     config: Arc<Config>,
+    syncer: Syncer,
 }
 
 fn internal(what: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        ErrorCode::Internal,
-        format!("internal error: {what}; see the server log"),
-    )
+    ApiError::new(ErrorCode::Internal, format!("internal error: {what}; see the server log"))
 }
 
 impl LockService {
@@ -73,13 +72,16 @@ impl LockService {
         waits: Arc<Waits>,
         keeper: Arc<Keeper>,
         config: Arc<Config>,
+        syncer: Syncer,
     ) -> Self {
-        Self {
-            groups,
-            waits,
-            keeper,
-            config,
-        }
+        Self { groups, waits, keeper, config, syncer }
+    }
+
+    /// WAL syncs done and log writes they covered, since start.
+    pub fn syncer_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = self.syncer.stats();
+        (stats.syncs.load(Relaxed), stats.synced_writes.load(Relaxed))
     }
 
     pub fn config(&self) -> &Config {
@@ -95,11 +97,7 @@ impl LockService {
     }
 
     fn meta(&self, group: GroupId, index: u64) -> Meta {
-        Meta {
-            group,
-            node_id: self.groups.me(),
-            index,
-        }
+        Meta { group, node_id: self.groups.me(), index }
     }
 
     /// How long a request keeps retrying while its group has no leader.
@@ -116,14 +114,12 @@ impl LockService {
         let mut backoff = Duration::from_millis(20);
         loop {
             let attempt = match self.propose_local(group, cmd).await {
-                Err(err) if err.code == ErrorCode::NotLeader => {
-                    match self.groups.view(group).leader {
-                        Some(leader) if leader != self.groups.me() => {
-                            forward::propose(self.groups.router(), leader, group, cmd).await
-                        }
-                        _ => Err(err),
+                Err(err) if err.code == ErrorCode::NotLeader => match self.groups.view(group).leader {
+                    Some(leader) if leader != self.groups.me() => {
+                        forward::propose(self.groups.router(), leader, group, cmd).await
                     }
-                }
+                    _ => Err(err),
+                },
                 other => other,
             };
             match attempt {
@@ -140,33 +136,24 @@ impl LockService {
     pub async fn propose_local(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
         match self.groups.raft(group).client_write(cmd.clone()).await {
             Ok(resp) => {
-                let outcome = resp
-                    .data
-                    .outcome
-                    .ok_or_else(|| internal("a lock command produced no outcome"))?;
-                Ok(Applied {
-                    index: resp.log_id.index,
-                    outcome,
-                })
+                let outcome = resp.data.outcome.ok_or_else(|| internal("a lock command produced no outcome"))?;
+                Ok(Applied { index: resp.log_id.index, outcome })
             }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
             | Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
                 Err(ApiError::not_leader(f.leader_node.map(|n| n.client_addr)))
             }
             Err(RaftError::APIError(other)) => Err(internal(other)),
-            Err(RaftError::Fatal(fatal)) => Err(ApiError::new(
-                ErrorCode::Unavailable,
-                format!("raft group {group} stopped ({fatal}): retry"),
-            )),
+            Err(RaftError::Fatal(fatal)) => {
+                Err(ApiError::new(ErrorCode::Unavailable, format!("raft group {group} stopped ({fatal}): retry")))
+            }
         }
     }
 
     async fn await_leader(&self, group: GroupId, pause: Duration) {
         match self.groups.view(group).leader {
             None => {
-                self.groups
-                    .wait_leader(group, pause.max(Duration::from_millis(100)))
-                    .await;
+                self.groups.wait_leader(group, pause.max(Duration::from_millis(100))).await;
             }
             Some(_) => tokio::time::sleep(pause).await,
         }
@@ -180,10 +167,7 @@ impl LockService {
         limits.check_ttl(p.ttl_ms)?;
         limits.check_wait(p.wait_ms)?;
         let group = self.group_of(&p.name);
-        let key = p
-            .key
-            .clone()
-            .unwrap_or_else(|| LockKey::from_u128(rand::random()));
+        let key = p.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random()));
         let cmd = Command::Acquire(AcquireCmd {
             name: p.name.clone(),
             key: key.clone(),
@@ -230,18 +214,11 @@ impl LockService {
         self.config.limits.check_name(&name)?;
         let group = self.group_of(&name);
         let cmd = Command::Release { name, key };
-        let (meta, ()) = self
-            .write(group, cmd, |r| matches!(r, Reply::Released).then_some(()))
-            .await?;
+        let (meta, ()) = self.write(group, cmd, |r| matches!(r, Reply::Released).then_some(())).await?;
         Ok(meta)
     }
 
-    pub async fn refresh(
-        &self,
-        name: String,
-        key: LockKey,
-        ttl_ms: Option<u64>,
-    ) -> Result<(Meta, Grant), ApiError> {
+    pub async fn refresh(&self, name: String, key: LockKey, ttl_ms: Option<u64>) -> Result<(Meta, Grant), ApiError> {
         self.config.limits.check_name(&name)?;
         if let Some(ttl) = ttl_ms {
             self.config.limits.check_ttl(ttl)?;
@@ -255,11 +232,7 @@ impl LockService {
         .await
     }
 
-    pub async fn force_release(
-        &self,
-        name: String,
-        key: Option<LockKey>,
-    ) -> Result<(Meta, u32), ApiError> {
+    pub async fn force_release(&self, name: String, key: Option<LockKey>) -> Result<(Meta, u32), ApiError> {
         self.config.limits.check_name(&name)?;
         let group = self.group_of(&name);
         let cmd = Command::ForceRelease { name, key };
@@ -273,23 +246,17 @@ impl LockService {
     // ---- reads --------------------------------------------------------
 
     /// A linearizable read of `group`, on its leader (one hop if need be).
-    pub async fn read(
-        &self,
-        group: GroupId,
-        query: &ReadQuery,
-    ) -> Result<(Meta, ReadAnswer), ApiError> {
+    pub async fn read(&self, group: GroupId, query: &ReadQuery) -> Result<(Meta, ReadAnswer), ApiError> {
         let deadline = Instant::now() + self.retry_window();
         let mut backoff = Duration::from_millis(20);
         loop {
             let attempt = match self.read_local(group, query).await {
-                Err(err) if err.code == ErrorCode::NotLeader => {
-                    match self.groups.view(group).leader {
-                        Some(leader) if leader != self.groups.me() => {
-                            forward::read(self.groups.router(), leader, group, query).await
-                        }
-                        _ => Err(err),
+                Err(err) if err.code == ErrorCode::NotLeader => match self.groups.view(group).leader {
+                    Some(leader) if leader != self.groups.me() => {
+                        forward::read(self.groups.router(), leader, group, query).await
                     }
-                }
+                    _ => Err(err),
+                },
                 other => other,
             };
             match attempt {
@@ -303,17 +270,8 @@ impl LockService {
     }
 
     /// One attempt on this node; `NotLeader` unless it leads the group.
-    pub async fn read_local(
-        &self,
-        group: GroupId,
-        query: &ReadQuery,
-    ) -> Result<(u64, ReadAnswer), ApiError> {
-        match self
-            .groups
-            .raft(group)
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-        {
+    pub async fn read_local(&self, group: GroupId, query: &ReadQuery) -> Result<(u64, ReadAnswer), ApiError> {
+        match self.groups.raft(group).ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(read_log_id) => {
                 let state = self.groups.state(group);
                 let ans = state.read(|table| answer(group, table, &self.keeper, query));
@@ -323,15 +281,11 @@ impl LockService {
                 Err(ApiError::not_leader(f.leader_node.map(|n| n.client_addr)))
             }
             Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
-                Err(ApiError::new(
-                    ErrorCode::Unavailable,
-                    format!("group {group} has no quorum ({q}): retry"),
-                ))
+                Err(ApiError::new(ErrorCode::Unavailable, format!("group {group} has no quorum ({q}): retry")))
             }
-            Err(RaftError::Fatal(fatal)) => Err(ApiError::new(
-                ErrorCode::Unavailable,
-                format!("raft group {group} stopped ({fatal}): retry"),
-            )),
+            Err(RaftError::Fatal(fatal)) => {
+                Err(ApiError::new(ErrorCode::Unavailable, format!("raft group {group} stopped ({fatal}): retry")))
+            }
         }
     }
 
@@ -344,17 +298,10 @@ impl LockService {
         }
     }
 
-    pub async fn validate_fence(
-        &self,
-        name: String,
-        token: u64,
-    ) -> Result<(Meta, Option<LockKey>), ApiError> {
+    pub async fn validate_fence(&self, name: String, token: u64) -> Result<(Meta, Option<LockKey>), ApiError> {
         self.config.limits.check_name(&name)?;
         let group = self.group_of(&name);
-        match self
-            .read(group, &ReadQuery::ValidateFence { name, token })
-            .await?
-        {
+        match self.read(group, &ReadQuery::ValidateFence { name, token }).await? {
             (meta, ReadAnswer::Fence(key)) => Ok((meta, key)),
             (_, other) => Err(internal(format!("validate_fence answered {other:?}"))),
         }
@@ -369,11 +316,7 @@ impl LockService {
         limit: usize,
     ) -> Result<(Vec<LockRow>, bool), ApiError> {
         let limit = limit.clamp(1, self.config.max_list_page as usize);
-        let query = ReadQuery::List {
-            prefix,
-            after,
-            limit: limit + 1,
-        };
+        let query = ReadQuery::List { prefix, after, limit: limit + 1 };
         let reads = (0..self.config.groups).map(|g| self.read(g, &query));
         let mut rows = Vec::new();
         for result in futures::future::join_all(reads).await {
@@ -403,14 +346,7 @@ struct WaitGuard {
 impl WaitGuard {
     fn register(service: Arc<LockService>, group: GroupId, name: &str, key: &LockKey) -> Self {
         let rx = Some(service.waits.register(group, name, key));
-        Self {
-            service,
-            group,
-            name: name.to_owned(),
-            key: key.clone(),
-            rx,
-            armed: false,
-        }
+        Self { service, group, name: name.to_owned(), key: key.clone(), rx, armed: false }
     }
 
     fn arm(&mut self) {
@@ -458,9 +394,7 @@ impl WaitGuard {
     }
 }
 
-fn settle(
-    result: Result<super::waits::WaitResult, tokio::sync::oneshot::error::RecvError>,
-) -> Result<Grant, ApiError> {
+fn settle(result: Result<super::waits::WaitResult, tokio::sync::oneshot::error::RecvError>) -> Result<Grant, ApiError> {
     match result {
         Ok(Ok(grant)) => Ok(grant),
         Ok(Err(err)) => Err(err.into()),
@@ -470,17 +404,12 @@ fn settle(
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        self.service
-            .waits
-            .unregister(self.group, &self.name, &self.key);
+        self.service.waits.unregister(self.group, &self.name, &self.key);
         if !self.armed {
             return;
         }
         let (service, group) = (self.service.clone(), self.group);
-        let cancel = Command::CancelWait {
-            name: std::mem::take(&mut self.name),
-            key: self.key.clone(),
-        };
+        let cancel = Command::CancelWait { name: std::mem::take(&mut self.name), key: self.key.clone() };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 if let Err(err) = service.propose(group, &cancel).await {

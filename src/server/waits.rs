@@ -25,12 +25,7 @@ pub struct Waits {
 
 impl Waits {
     /// Registers interest in the fate of `key` on lock `name`.
-    pub fn register(
-        &self,
-        group: GroupId,
-        name: &str,
-        key: &LockKey,
-    ) -> oneshot::Receiver<WaitResult> {
+    pub fn register(&self, group: GroupId, name: &str, key: &LockKey) -> oneshot::Receiver<WaitResult> {
         let (tx, rx) = oneshot::channel();
         self.map.insert((group, name.to_owned(), key.clone()), tx);
         rx
@@ -82,39 +77,12 @@ mod tests {
         let (k1, k2) = (LockKey::new("k1").unwrap(), LockKey::new("k2").unwrap());
         let mut rx1 = waits.register(3, "a", &k1);
         let mut rx2 = waits.register(3, "a", &k2);
-        let grant = Grant {
-            key: k1.clone(),
-            token: 9,
-            permits: 1,
-            ttl_ms: 1000,
-            lease_index: 4,
-        };
-        waits.on_effects(
-            2,
-            &[Effect::Granted {
-                name: "a".into(),
-                grant: grant.clone(),
-                handoff: true,
-            }],
-        );
-        assert!(
-            rx1.try_recv().is_err(),
-            "another group's grant must not answer"
-        );
-        waits.on_effects(
-            3,
-            &[Effect::Granted {
-                name: "a".into(),
-                grant: grant.clone(),
-                handoff: true,
-            }],
-        );
+        let grant = Grant { key: k1.clone(), token: 9, permits: 1, ttl_ms: 1000, lease_index: 4 };
+        waits.on_effects(2, &[Effect::Granted { name: "a".into(), grant: grant.clone(), handoff: true }]);
+        assert!(rx1.try_recv().is_err(), "another group's grant must not answer");
+        waits.on_effects(3, &[Effect::Granted { name: "a".into(), grant: grant.clone(), handoff: true }]);
         assert_eq!(rx1.try_recv().unwrap(), Ok(grant));
-        let ended = Effect::WaitEnded {
-            name: "a".into(),
-            key: k2,
-            reason: EndReason::TimedOut,
-        };
+        let ended = Effect::WaitEnded { name: "a".into(), key: k2, reason: EndReason::TimedOut };
         waits.on_effects(3, &[ended]);
         assert_eq!(rx2.try_recv().unwrap(), Err(LockError::WaitTimedOut));
         assert!(waits.is_empty());

@@ -36,9 +36,6 @@ mod tests {
         let v = vec![1u64, 2, 3];
         assert_eq!(decode::<Vec<u64>>(&encode(&v)).unwrap(), v);
         assert!(decode::<Vec<u64>>(&[]).is_err());
-        assert!(decode::<Vec<u64>>(&[9, b'[', b']'])
-            .unwrap_err()
-            .to_string()
-            .contains("format 9"));
+        assert!(decode::<Vec<u64>>(&[9, b'[', b']']).unwrap_err().to_string().contains("format 9"));
     }
 }

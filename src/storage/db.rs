@@ -38,16 +38,11 @@ impl Db {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         let db = DB::open_cf(&opts, path, COLUMN_FAMILIES)?;
-        Ok(Self {
-            inner: Arc::new(db),
-            sync,
-        })
+        Ok(Self { inner: Arc::new(db), sync })
     }
 
     pub fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StorageError> {
-        self.inner
-            .cf_handle(name)
-            .ok_or(StorageError::MissingCf(name))
+        self.inner.cf_handle(name).ok_or(StorageError::MissingCf(name))
     }
 
     pub fn raw(&self) -> &DB {
@@ -103,18 +98,12 @@ mod tests {
         let log = db.cf(CF_LOG).unwrap();
         let group1: Vec<u64> = db
             .raw()
-            .iterator_cf(
-                log,
-                rocksdb::IteratorMode::From(&log_key(1, 0), rocksdb::Direction::Forward),
-            )
+            .iterator_cf(log, rocksdb::IteratorMode::From(&log_key(1, 0), rocksdb::Direction::Forward))
             .map(|kv| parse_log_key(&kv.unwrap().0).unwrap())
             .take_while(|(g, _)| *g == 1)
             .map(|(_, i)| i)
             .collect();
         assert_eq!(group1, vec![4, 5]);
-        assert_eq!(
-            db.raw().get_cf(log, log_key(2, 5)).unwrap().as_deref(),
-            Some(&b"2/5"[..])
-        );
+        assert_eq!(db.raw().get_cf(log, log_key(2, 5)).unwrap().as_deref(), Some(&b"2/5"[..]));
     }
 }

@@ -51,14 +51,8 @@ mod tests {
 
     #[test]
     fn byte_order_is_group_then_index_order() {
-        let keys = [
-            log_key(0, 0),
-            log_key(0, 1),
-            log_key(0, 255),
-            log_key(0, 256),
-            log_key(0, u64::MAX),
-            log_key(1, 0),
-        ];
+        let keys =
+            [log_key(0, 0), log_key(0, 1), log_key(0, 255), log_key(0, 256), log_key(0, u64::MAX), log_key(1, 0)];
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(parse_log_key(&log_key(7, 99)), Some((7, 99)));
         assert_eq!(parse_log_key(b"short"), None);

@@ -44,20 +44,11 @@ impl LogStore {
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, tag: MetaTag) -> io::Result<Option<T>> {
         let cf = self.db.cf(CF_META).map_err(io_err)?;
-        let raw = self
-            .db
-            .raw()
-            .get_cf(cf, meta_key(self.group, tag))
-            .map_err(io_err)?;
+        let raw = self.db.raw().get_cf(cf, meta_key(self.group, tag)).map_err(io_err)?;
         raw.map(|bytes| decode(&bytes)).transpose()
     }
 
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        batch: &mut WriteBatch,
-        tag: MetaTag,
-        value: &T,
-    ) -> io::Result<()> {
+    fn put_meta<T: serde::Serialize>(&self, batch: &mut WriteBatch, tag: MetaTag, value: &T) -> io::Result<()> {
         let cf = self.db.cf(CF_META).map_err(io_err)?;
         batch.put_cf(cf, meta_key(self.group, tag), encode(value));
         Ok(())
@@ -72,10 +63,7 @@ impl LogStore {
     fn last_entry(&self) -> io::Result<Option<Entry>> {
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let end = log_key(self.group, u64::MAX);
-        let mut iter = self
-            .db
-            .raw()
-            .iterator_cf(cf, IteratorMode::From(&end, Direction::Reverse));
+        let mut iter = self.db.raw().iterator_cf(cf, IteratorMode::From(&end, Direction::Reverse));
         match iter.next() {
             Some(Ok((key, value))) if parse_log_key(&key).is_some_and(|(g, _)| g == self.group) => {
                 decode(&value).map(Some)
@@ -109,11 +97,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let from = log_key(self.group, start);
         let mut entries = Vec::new();
-        for item in self
-            .db
-            .raw()
-            .iterator_cf(cf, IteratorMode::From(&from, Direction::Forward))
-        {
+        for item in self.db.raw().iterator_cf(cf, IteratorMode::From(&from, Direction::Forward)) {
             let (key, value) = item.map_err(io_err)?;
             match parse_log_key(&key) {
                 Some((g, index)) if g == self.group && index < end => entries.push(decode(&value)?),
@@ -137,10 +121,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(entry) => Some(entry.log_id),
             None => last_purged_log_id,
         };
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -162,9 +143,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        Ok(self
-            .get_meta::<Option<LogId>>(MetaTag::Committed)?
-            .flatten())
+        Ok(self.get_meta::<Option<LogId>>(MetaTag::Committed)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
@@ -178,8 +157,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(cf, log_key(self.group, entry.log_id.index), encode(&entry));
         }
         self.db.write_buffered(batch).map_err(io_err)?;
-        self.syncer
-            .after_sync(Box::new(move |result| callback.io_completed(result)));
+        self.syncer.after_sync(Box::new(move |result| callback.io_completed(result)));
         Ok(())
     }
 
@@ -196,11 +174,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, MetaTag::LastPurged, &log_id)?;
-        batch.delete_range_cf(
-            cf,
-            log_key(self.group, 0),
-            log_key(self.group, log_id.index + 1),
-        );
+        batch.delete_range_cf(cf, log_key(self.group, 0), log_key(self.group, log_id.index + 1));
         self.db.write_buffered(batch).map_err(io_err)
     }
 }

@@ -44,13 +44,8 @@ impl Syncer {
         }
         let (tx, rx) = mpsc::channel::<Done>();
         let thread_stats = stats.clone();
-        std::thread::Builder::new()
-            .name("shardlock-wal-sync".into())
-            .spawn(move || run(db, rx, &thread_stats))?;
-        Ok(Self {
-            tx: Some(tx),
-            stats,
-        })
+        std::thread::Builder::new().name("shardlock-wal-sync".into()).spawn(move || run(db, rx, &thread_stats))?;
+        Ok(Self { tx: Some(tx), stats })
     }
 
     /// Fires `done` once everything written before this call is durable.
@@ -59,9 +54,7 @@ impl Syncer {
             None => done(Ok(())),
             Some(tx) => {
                 if let Err(mpsc::SendError(done)) = tx.send(done) {
-                    done(Err(std::io::Error::other(
-                        "the wal syncer has stopped: the node is shutting down",
-                    )));
+                    done(Err(std::io::Error::other("the wal syncer has stopped: the node is shutting down")));
                 }
             }
         }
@@ -73,8 +66,7 @@ impl Syncer {
         self.after_sync(Box::new(move |r| {
             let _ = tx.send(r);
         }));
-        rx.await
-            .map_err(|_| std::io::Error::other("the wal syncer dropped a request"))?
+        rx.await.map_err(|_| std::io::Error::other("the wal syncer dropped a request"))?
     }
 
     pub fn stats(&self) -> &Stats {
@@ -91,9 +83,7 @@ fn run(db: Db, rx: mpsc::Receiver<Done>, stats: &Stats) {
         let result = db.raw().flush_wal(true).map_err(|e| e.to_string());
         stats.syncs.fetch_add(1, Relaxed);
         stats.synced_writes.fetch_add(batch.len() as u64, Relaxed);
-        stats
-            .sync_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        stats.sync_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         for done in batch {
             done(result.clone().map_err(std::io::Error::other));
         }
@@ -125,12 +115,7 @@ mod tests {
         }
         let stats = syncer.stats();
         let syncs = stats.syncs.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(
-            stats
-                .synced_writes
-                .load(std::sync::atomic::Ordering::Relaxed),
-            64
-        );
+        assert_eq!(stats.synced_writes.load(std::sync::atomic::Ordering::Relaxed), 64);
         assert!((1..=64).contains(&syncs));
     }
 }
