@@ -4,7 +4,7 @@
 APT_PACKAGES := librocksdb-dev libclang-dev
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps run test bench
+.PHONY: deps run test bench cluster loadtest
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -15,11 +15,21 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-# The main job. Until the server lands this is the lock core's benchmark.
-run: deps bench
+# The main job: a single-node cluster on 127.0.0.1:7001 (data in ./data).
+run: deps
+	cargo run --release --bin shardlock -- serve
 
 bench: deps
 	cargo bench --bench apply
 
 test: deps
 	cargo test --locked
+
+# A 3-node cluster on loopback (ports 7001-7003), then `make loadtest`.
+cluster: deps
+	cargo build --release --bins
+	config/local-cluster.sh start
+
+loadtest: deps
+	cargo build --release --bins
+	loadtest/run.sh

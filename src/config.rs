@@ -245,6 +245,16 @@ mod tests {
     }
 
     #[test]
+    fn the_three_node_example_is_valid() {
+        for i in 1..=3 {
+            let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("config/cluster/node{i}.toml"));
+            let c = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(c.node_id, i);
+            assert_eq!(c.voters().len(), 3);
+        }
+    }
+
+    #[test]
     fn empty_file_is_a_valid_single_node() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.voters().len(), 1);

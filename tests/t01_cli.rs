@@ -34,3 +34,26 @@ fn group_of_matches_the_library() {
     let printed: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert_eq!(printed, shardlock::routing::group_of(b"orders/42", 64));
 }
+
+#[tokio::test]
+async fn a_node_refuses_a_data_dir_made_with_another_group_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Record the identity of an 8-group node, as its first start would.
+    shardlock::storage::identity::ensure(&data, 1, 8).unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardlock"))
+        .args(["serve", "--client-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("a node with a mismatched group count must exit")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("groups = 8") && err.contains("says 64"), "{err}");
+}

@@ -176,3 +176,46 @@ async fn requests_to_a_follower_are_forwarded() {
     let err = client.release("forwarded", &grant.key).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::NotHolder);
 }
+
+#[tokio::test]
+async fn a_waiter_whose_client_goes_away_leaves_the_queue() {
+    let cluster = Cluster::start(3, GROUPS).await;
+    let (mut a, mut b, c) = (cluster.client(1).await, cluster.client(2).await, cluster.client(3).await);
+    a.acquire("abandoned", AcquireOptions::default()).await.unwrap();
+    let waiter = tokio::spawn(async move { b.acquire("abandoned", wait(60_000)).await });
+    wait_for("the waiter to be queued", Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move { c.describe("abandoned").await.ok()?.lock.filter(|l| l.waiters.len() == 1) }
+    })
+    .await;
+    // The client goes away: its node cancels the wait in the log.
+    waiter.abort();
+    wait_for("the abandoned waiter to leave the queue", Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move { c.describe("abandoned").await.ok()?.lock.filter(|l| l.waiters.is_empty()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn leaders_spread_evenly_and_come_back_after_a_restart() {
+    let mut cluster = Cluster::start(3, GROUPS).await;
+    let preferred: Vec<u64> =
+        (0..GROUPS).map(|g| shardlock::routing::preferred_leader(g, &[1, 2, 3]).unwrap()).collect();
+    wait_for("leaders on their preferred nodes", Duration::from_secs(20), || async {
+        cluster.leaders(1).await.filter(|l| *l == preferred)
+    })
+    .await;
+
+    // Node 2 dies: its groups move away; when it returns they come back.
+    cluster.kill(2);
+    wait_for("node 2's groups to elect other leaders", Duration::from_secs(20), || async {
+        cluster.leaders(1).await.filter(|l| l.iter().all(|&id| id == 1 || id == 3))
+    })
+    .await;
+    cluster.restart(2).await;
+    wait_for("leaders back on their preferred nodes", Duration::from_secs(30), || async {
+        cluster.leaders(1).await.filter(|l| *l == preferred)
+    })
+    .await;
+}
