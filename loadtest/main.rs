@@ -137,7 +137,7 @@ async fn report(args: &Args, label: &str, clients: usize, workload: Workload) ->
 }
 
 async fn client_loop(
-    mut client: Client,
+    client: Client,
     id: usize,
     workload: Workload,
     ttl_ms: u64,

@@ -247,7 +247,8 @@ mod tests {
     #[test]
     fn the_three_node_example_is_valid() {
         for i in 1..=3 {
-            let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("config/cluster/node{i}.toml"));
+            let path =
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("config/cluster/node{i}.toml"));
             let c = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(c.node_id, i);
             assert_eq!(c.voters().len(), 3);

@@ -147,7 +147,7 @@ impl Cluster {
 
     /// The leader of every group as node `id` sees it (0 = unknown).
     pub async fn leaders(&self, id: u64) -> Option<Vec<u64>> {
-        let mut client = Client::connect(&self.addr(id)).await.ok()?;
+        let client = Client::connect(&self.addr(id)).await.ok()?;
         let status = client.status().await.ok()?;
         Some(status.group_status.iter().map(|g| g.leader_id).collect())
     }

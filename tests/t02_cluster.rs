@@ -20,7 +20,7 @@ fn wait(ms: u64) -> AcquireOptions {
 #[tokio::test]
 async fn lock_wait_and_handoff_across_nodes() {
     let cluster = Cluster::start(3, GROUPS).await;
-    let (mut a, mut b, mut c) = (cluster.client(1).await, cluster.client(2).await, cluster.client(3).await);
+    let (a, b, c) = (cluster.client(1).await, cluster.client(2).await, cluster.client(3).await);
 
     // Phase 1: node 1's client holds; a try-lock through node 3 is refused.
     let first = a.acquire("handoff", AcquireOptions::default()).await.unwrap();
@@ -30,7 +30,7 @@ async fn lock_wait_and_handoff_across_nodes() {
     // Phase 2: node 2's client blocks; node 3 sees it queued.
     let waiter = tokio::spawn(async move { b.acquire("handoff", wait(20_000)).await });
     wait_for("the waiter to be queued", Duration::from_secs(10), || {
-        let mut c = c.clone();
+        let c = c.clone();
         async move { c.describe("handoff").await.ok()?.lock.filter(|l| l.waiters.len() == 1) }
     })
     .await;
@@ -52,7 +52,7 @@ async fn semaphore_size_is_respected_with_many_clients() {
     let most = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..12u64 {
-        let mut client = cluster.client(1 + i % 3).await;
+        let client = cluster.client(1 + i % 3).await;
         let (inside, most) = (inside.clone(), most.clone());
         tasks.push(tokio::spawn(async move {
             let opts = AcquireOptions { size: Some(3), wait_ms: 30_000, ..Default::default() };
@@ -83,7 +83,7 @@ async fn a_grant_survives_killing_the_group_leader() {
     let mut cluster = Cluster::start(3, GROUPS).await;
     let leader = cluster.leader_of("survivor", 1).await;
     let via = if leader == 1 { 2 } else { 1 };
-    let mut client = cluster.client(via).await;
+    let client = cluster.client(via).await;
     let opts = AcquireOptions { ttl_ms: Some(60_000), ..Default::default() };
     let grant = client.acquire("survivor", opts).await.unwrap();
 
@@ -103,17 +103,33 @@ async fn a_grant_survives_killing_the_group_leader() {
     let next = client.acquire("survivor", AcquireOptions::default()).await.unwrap();
     assert!(next.fencing_token > grant.fencing_token);
 
-    // Phase 5: the old leader comes back and catches up.
+    // Phase 5: while it is down, the group writes far past a snapshot
+    // (every 50 entries here) and purges its log.
+    let mut last = next;
+    for _ in 0..60 {
+        client.release("survivor", &last.key).await.unwrap();
+        last = client.acquire("survivor", AcquireOptions::default()).await.unwrap();
+    }
+
+    // Phase 6: the old leader comes back and catches up from a snapshot.
     cluster.restart(leader).await;
-    let mut back = cluster.client(leader).await;
+    let group = shardlock::routing::group_of(b"survivor", GROUPS) as usize;
+    let target = client.status().await.unwrap().group_status[group].applied_index;
+    let back = cluster.client(leader).await;
+    wait_for("the restarted node to apply the group's log", Duration::from_secs(20), || {
+        let back = back.clone();
+        async move { back.status().await.ok().filter(|s| s.group_status[group].applied_index >= target) }
+    })
+    .await;
     let lock = back.describe("survivor").await.unwrap().lock.unwrap();
-    assert_eq!(lock.holders[0].key, next.key);
+    assert_eq!(lock.holders[0].key, last.key);
+    assert_eq!(lock.holders[0].fencing_token, last.fencing_token);
 }
 
 #[tokio::test]
 async fn a_full_restart_keeps_holders_and_tokens() {
     let mut cluster = Cluster::start(3, GROUPS).await;
-    let mut client = cluster.client(1).await;
+    let client = cluster.client(1).await;
     let opts = AcquireOptions { ttl_ms: Some(120_000), ..Default::default() };
     let mut grants = Vec::new();
     for i in 0..20 {
@@ -129,7 +145,7 @@ async fn a_full_restart_keeps_holders_and_tokens() {
     }
     cluster.wait_ready().await;
 
-    let mut client = cluster.client(2).await;
+    let client = cluster.client(2).await;
     for (name, grant) in &grants {
         let lock = client.describe(name).await.unwrap().lock.expect("lock after restart");
         assert_eq!(lock.holders[0].key, grant.key, "{name}");
@@ -144,7 +160,7 @@ async fn a_full_restart_keeps_holders_and_tokens() {
 #[tokio::test]
 async fn an_expired_lease_goes_to_the_next_waiter() {
     let cluster = Cluster::start(3, GROUPS).await;
-    let (mut a, mut b) = (cluster.client(1).await, cluster.client(2).await);
+    let (a, b) = (cluster.client(1).await, cluster.client(2).await);
     let short = AcquireOptions { ttl_ms: Some(1000), ..Default::default() };
     let first = a.acquire("expiring", short).await.unwrap();
     // Never refreshed: the leader expires it and the waiter gets the lock.
@@ -162,7 +178,7 @@ async fn requests_to_a_follower_are_forwarded() {
     let cluster = Cluster::start(3, GROUPS).await;
     let leader = cluster.leader_of("forwarded", 1).await;
     let follower = if leader == 3 { 2 } else { 3 };
-    let mut client = cluster.client(follower).await;
+    let client = cluster.client(follower).await;
     let status = client.status().await.unwrap();
     let group = shardlock::routing::group_of(b"forwarded", GROUPS);
     assert!(!status.group_status[group as usize].is_leader);
@@ -180,18 +196,18 @@ async fn requests_to_a_follower_are_forwarded() {
 #[tokio::test]
 async fn a_waiter_whose_client_goes_away_leaves_the_queue() {
     let cluster = Cluster::start(3, GROUPS).await;
-    let (mut a, mut b, c) = (cluster.client(1).await, cluster.client(2).await, cluster.client(3).await);
+    let (a, b, c) = (cluster.client(1).await, cluster.client(2).await, cluster.client(3).await);
     a.acquire("abandoned", AcquireOptions::default()).await.unwrap();
     let waiter = tokio::spawn(async move { b.acquire("abandoned", wait(60_000)).await });
     wait_for("the waiter to be queued", Duration::from_secs(10), || {
-        let mut c = c.clone();
+        let c = c.clone();
         async move { c.describe("abandoned").await.ok()?.lock.filter(|l| l.waiters.len() == 1) }
     })
     .await;
     // The client goes away: its node cancels the wait in the log.
     waiter.abort();
     wait_for("the abandoned waiter to leave the queue", Duration::from_secs(10), || {
-        let mut c = c.clone();
+        let c = c.clone();
         async move { c.describe("abandoned").await.ok()?.lock.filter(|l| l.waiters.is_empty()) }
     })
     .await;

@@ -125,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await?,
         Command::Acquire { name, size, permits, ttl, wait, key, target } => {
-            let mut client = Client::connect(&target.addr).await?;
+            let client = Client::connect(&target.addr).await?;
             let opts = AcquireOptions { size, permits, ttl_ms: ttl, wait_ms: wait, key };
             let grant = client.acquire(&name, opts).await?;
             println!(

@@ -1,20 +1,40 @@
 //! The Rust client of shardlock.
 //!
-//! [`Client`] talks to one node, which forwards to group leaders as needed.
-//! Every failure is an [`ApiError`] with the server's code, so callers match
-//! on `ErrorCode` (and `row(code).retryable`), never on message text.
+//! [`Client`] caches the cluster's topology (groups, nodes, leaders), sends
+//! each request straight to its group's leader, corrects itself on
+//! `NotLeader`, and retries transient failures (`row(code).retryable`,
+//! transport errors) for up to [`RETRY_FOR`], refreshing the topology from
+//! any reachable node. An acquire always carries a key — the caller's or one
+//! the client draws before the first attempt — so a retried acquire can
+//! never take a second grant. [`LockGuard`] keeps a lease alive.
+//!
+//! Every failure is an [`ApiError`] with the server's code: match on
+//! `ErrorCode`, never on message text.
 
-use std::time::Duration;
+mod guard;
+mod topology;
 
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
 use tonic::transport::{Channel, Endpoint};
 
+pub use guard::LockGuard;
+pub use topology::Topology;
+
 use crate::error::{ApiError, ErrorCode};
+use crate::lock::LockKey;
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_client::AdminClient;
 use crate::proto::v1::lock_client::LockClient;
 
+/// How long a request keeps retrying transient failures.
+pub const RETRY_FOR: Duration = Duration::from_secs(15);
+
 /// Options of an acquire; the defaults ask for a try-lock of a mutex with
-/// the server's default TTL and a server-generated key.
+/// the server's default TTL and a key drawn by the client.
 #[derive(Clone, Debug, Default)]
 pub struct AcquireOptions {
     pub size: Option<u32>,
@@ -26,81 +46,238 @@ pub struct AcquireOptions {
 
 #[derive(Clone)]
 pub struct Client {
-    lock: LockClient<Channel>,
-    admin: AdminClient<Channel>,
+    inner: Arc<Inner>,
 }
 
-fn failed(status: tonic::Status) -> ApiError {
-    ApiError::from_status(&status)
+struct Inner {
+    seeds: Vec<String>,
+    topology: RwLock<Topology>,
+    channels: DashMap<String, Channel>,
+}
+
+fn url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn bad_addr(addr: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, format!("bad address {addr:?}: {e}"))
 }
 
 impl Client {
-    /// Connects to the node at `addr` (`host:port` or a URL).
+    /// Connects to the node at `addr`; the rest of the cluster is learned
+    /// from its status.
     pub async fn connect(addr: &str) -> Result<Self, ApiError> {
-        let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-        let endpoint = Endpoint::from_shared(url)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("bad address {addr:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true);
-        let channel = endpoint.connect().await.map_err(|e| {
-            ApiError::new(ErrorCode::Unavailable, format!("cannot connect to {addr}: {e}; is the node running?"))
-        })?;
-        Ok(Self { lock: LockClient::new(channel.clone()), admin: AdminClient::new(channel) })
+        Self::connect_any(&[addr]).await
     }
 
-    pub async fn acquire(&mut self, name: &str, opts: AcquireOptions) -> Result<pb::AcquireResponse, ApiError> {
+    /// Connects through the first of `seeds` that answers.
+    pub async fn connect_any(seeds: &[&str]) -> Result<Self, ApiError> {
+        let inner = Inner {
+            seeds: seeds.iter().map(|s| s.to_string()).collect(),
+            topology: RwLock::new(Topology::default()),
+            channels: DashMap::new(),
+        };
+        let client = Self { inner: Arc::new(inner) };
+        client.refresh_topology().await?;
+        Ok(client)
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, ApiError> {
+        if let Some(ch) = self.inner.channels.get(addr) {
+            return Ok(ch.clone());
+        }
+        let endpoint = Endpoint::from_shared(url(addr))
+            .map_err(|e| bad_addr(addr, e))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        self.inner.channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    pub fn topology(&self) -> Topology {
+        self.inner.topology.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reloads the topology from the first node (known or seed) that answers.
+    pub async fn refresh_topology(&self) -> Result<(), ApiError> {
+        let mut candidates: Vec<String> = self.topology().addrs().map(str::to_owned).collect();
+        candidates.extend(self.inner.seeds.iter().cloned());
+        let mut last = ApiError::new(ErrorCode::Unavailable, "no node address to connect to");
+        for addr in candidates {
+            let mut admin = AdminClient::new(self.channel(&addr)?);
+            match admin.status(pb::StatusRequest {}).await {
+                Ok(status) => {
+                    *self.inner.topology.write().unwrap_or_else(|p| p.into_inner()) =
+                        Topology::from_status(&status.into_inner());
+                    return Ok(());
+                }
+                Err(status) => last = unreachable(&addr, status),
+            }
+        }
+        Err(last)
+    }
+
+    /// The address to send a request about `name` to: its leader if known
+    /// and trusted, else the nodes in turn.
+    fn addr_for(&self, name: &str, attempt: u32, to_leader: bool) -> String {
+        let topo = self.topology();
+        if to_leader {
+            if let Some(addr) = topo.leader_addr(name) {
+                return addr.to_owned();
+            }
+        }
+        let addrs: Vec<&str> = topo.addrs().chain(self.inner.seeds.iter().map(String::as_str)).collect();
+        addrs[attempt as usize % addrs.len().max(1)].to_owned()
+    }
+
+    /// Runs `call` against the right node, retrying as the module doc says.
+    async fn with_retry<T, F, Fut>(&self, name: &str, mut call: F) -> Result<T, ApiError>
+    where
+        F: FnMut(Channel, u32) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = Instant::now() + RETRY_FOR;
+        let mut backoff = Duration::from_millis(50);
+        let (mut attempt, mut to_leader) = (0u32, true);
+        loop {
+            let addr = self.addr_for(name, attempt, to_leader);
+            let err = match call(self.channel(&addr)?, attempt).await {
+                Ok(value) => return Ok(value),
+                Err(status) => unreachable(&addr, status),
+            };
+            attempt += 1;
+            if !err.row().retryable || Instant::now() >= deadline {
+                return Err(err);
+            }
+            match err.leader.as_deref() {
+                Some(leader) if err.code == ErrorCode::NotLeader => {
+                    self.inner.topology.write().unwrap_or_else(|p| p.into_inner()).set_leader_addr(name, leader);
+                    to_leader = true;
+                }
+                _ => {
+                    to_leader = false;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    let _ = self.refresh_topology().await;
+                }
+            }
+        }
+    }
+
+    fn lock_client(channel: Channel) -> LockClient<Channel> {
+        LockClient::new(channel)
+    }
+
+    pub async fn acquire(&self, name: &str, opts: AcquireOptions) -> Result<pb::AcquireResponse, ApiError> {
+        // The key is fixed before the first attempt: retries are idempotent.
+        let key = opts.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random()).to_string());
         let req = pb::AcquireRequest {
             name: name.as_bytes().to_vec(),
             size: opts.size,
             permits: opts.permits,
             ttl_ms: opts.ttl_ms,
             wait_ms: opts.wait_ms,
-            key: opts.key.unwrap_or_default(),
+            key,
         };
-        self.lock.acquire(req).await.map(|r| r.into_inner()).map_err(failed)
+        self.with_retry(name, |ch, _| {
+            let req = req.clone();
+            async move { Self::lock_client(ch).acquire(req).await.map(|r| r.into_inner()) }
+        })
+        .await
     }
 
-    pub async fn release(&mut self, name: &str, key: &str) -> Result<pb::ReleaseResponse, ApiError> {
+    /// Acquires and returns a guard that refreshes the lease until dropped.
+    pub async fn lock(&self, name: &str, opts: AcquireOptions) -> Result<LockGuard, ApiError> {
+        let grant = self.acquire(name, opts).await?;
+        Ok(LockGuard::start(self.clone(), name, grant))
+    }
+
+    /// Releases; a retry that finds the key gone counts as done (the first
+    /// attempt released it and only its answer was lost).
+    pub async fn release(&self, name: &str, key: &str) -> Result<pb::ReleaseResponse, ApiError> {
         let req = pb::ReleaseRequest { name: name.as_bytes().to_vec(), key: key.to_owned() };
-        self.lock.release(req).await.map(|r| r.into_inner()).map_err(failed)
+        self.with_retry(name, |ch, attempt| {
+            let req = req.clone();
+            async move {
+                match Self::lock_client(ch).release(req).await {
+                    Err(status) if attempt > 0 && ApiError::from_status(&status).code == ErrorCode::NotHolder => {
+                        Ok(pb::ReleaseResponse { header: None })
+                    }
+                    other => other.map(|r| r.into_inner()),
+                }
+            }
+        })
+        .await
     }
 
-    pub async fn refresh(
-        &mut self,
-        name: &str,
-        key: &str,
-        ttl_ms: Option<u64>,
-    ) -> Result<pb::RefreshResponse, ApiError> {
+    pub async fn refresh(&self, name: &str, key: &str, ttl_ms: Option<u64>) -> Result<pb::RefreshResponse, ApiError> {
         let req = pb::RefreshRequest { name: name.as_bytes().to_vec(), key: key.to_owned(), ttl_ms };
-        self.lock.refresh(req).await.map(|r| r.into_inner()).map_err(failed)
+        self.with_retry(name, |ch, _| {
+            let req = req.clone();
+            async move { Self::lock_client(ch).refresh(req).await.map(|r| r.into_inner()) }
+        })
+        .await
     }
 
-    pub async fn describe(&mut self, name: &str) -> Result<pb::DescribeResponse, ApiError> {
+    pub async fn describe(&self, name: &str) -> Result<pb::DescribeResponse, ApiError> {
         let req = pb::DescribeRequest { name: name.as_bytes().to_vec() };
-        self.lock.describe(req).await.map(|r| r.into_inner()).map_err(failed)
+        self.with_retry(name, |ch, _| {
+            let req = req.clone();
+            async move { Self::lock_client(ch).describe(req).await.map(|r| r.into_inner()) }
+        })
+        .await
     }
 
-    pub async fn list(&mut self, prefix: &str, limit: u32, page_token: Vec<u8>) -> Result<pb::ListResponse, ApiError> {
+    pub async fn list(&self, prefix: &str, limit: u32, page_token: Vec<u8>) -> Result<pb::ListResponse, ApiError> {
         let req = pb::ListRequest { prefix: prefix.as_bytes().to_vec(), limit, page_token };
-        self.lock.list(req).await.map(|r| r.into_inner()).map_err(failed)
+        self.with_retry("", |ch, _| {
+            let req = req.clone();
+            async move { Self::lock_client(ch).list(req).await.map(|r| r.into_inner()) }
+        })
+        .await
     }
 
-    pub async fn validate_fence(&mut self, name: &str, token: u64) -> Result<pb::ValidateFenceResponse, ApiError> {
+    pub async fn validate_fence(&self, name: &str, token: u64) -> Result<pb::ValidateFenceResponse, ApiError> {
         let req = pb::ValidateFenceRequest { name: name.as_bytes().to_vec(), fencing_token: token };
-        self.lock.validate_fence(req).await.map(|r| r.into_inner()).map_err(failed)
+        self.with_retry(name, |ch, _| {
+            let req = req.clone();
+            async move { Self::lock_client(ch).validate_fence(req).await.map(|r| r.into_inner()) }
+        })
+        .await
     }
 
-    pub async fn force_release(&mut self, name: &str, key: Option<&str>) -> Result<pb::ForceReleaseResponse, ApiError> {
+    pub async fn force_release(&self, name: &str, key: Option<&str>) -> Result<pb::ForceReleaseResponse, ApiError> {
         let req = pb::ForceReleaseRequest { name: name.as_bytes().to_vec(), key: key.unwrap_or_default().to_owned() };
-        self.admin.force_release(req).await.map(|r| r.into_inner()).map_err(failed)
+        self.with_retry(name, |ch, _| {
+            let req = req.clone();
+            async move { AdminClient::new(ch).force_release(req).await.map(|r| r.into_inner()) }
+        })
+        .await
     }
 
-    pub async fn status(&mut self) -> Result<pb::StatusResponse, ApiError> {
-        self.admin.status(pb::StatusRequest {}).await.map(|r| r.into_inner()).map_err(failed)
+    /// The status of the first seed node (or, failing that, any node).
+    pub async fn status(&self) -> Result<pb::StatusResponse, ApiError> {
+        let addr = self.inner.seeds.first().cloned().unwrap_or_default();
+        AdminClient::new(self.channel(&addr)?)
+            .status(pb::StatusRequest {})
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| unreachable(&addr, s))
     }
+}
 
-    /// The raw gRPC lock client, for calls this wrapper does not cover.
-    pub fn raw(&mut self) -> &mut LockClient<Channel> {
-        &mut self.lock
+/// Reads an error from a status; a transport failure says which node.
+fn unreachable(addr: &str, status: tonic::Status) -> ApiError {
+    let mut err = ApiError::from_status(&status);
+    if status.metadata().get(crate::error::CODE_METADATA).is_none() && err.code == ErrorCode::Unavailable {
+        err.message = format!("node {addr} is unreachable ({}): is it running?", status.message());
     }
+    err
 }
