@@ -39,6 +39,12 @@ pub struct Config {
     pub max_list_page: u32,
     /// Largest gRPC message accepted.
     pub max_message_bytes: usize,
+    /// Concurrent HTTP/2 streams (calls) per client connection.
+    pub max_concurrent_streams: u32,
+    /// Keepalive TTL of a session that names none.
+    pub session_ttl_ms: u64,
+    /// Most sessions open on one node.
+    pub max_sessions: usize,
     pub raft: RaftConfig,
     pub storage: StorageConfig,
     pub limits: Limits,
@@ -88,6 +94,9 @@ impl Default for Config {
             default_list_page: 100,
             max_list_page: 1000,
             max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 1024,
+            session_ttl_ms: 10_000,
+            max_sessions: 100_000,
             raft: RaftConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
@@ -165,6 +174,12 @@ impl Config {
         self.limits.check_ttl(self.default_ttl_ms).or_else(|e| bad(format!("default_ttl_ms: {e}")))?;
         if self.default_list_page == 0 || self.default_list_page > self.max_list_page {
             return bad("default_list_page must be 1 to max_list_page".into());
+        }
+        if self.max_concurrent_streams == 0 || self.max_sessions == 0 {
+            return bad("max_concurrent_streams and max_sessions must be at least 1".into());
+        }
+        if !(100..=self.limits.max_ttl_ms).contains(&self.session_ttl_ms) {
+            return bad("session_ttl_ms must be 100 to limits.max_ttl_ms".into());
         }
         if self.max_message_bytes < 4096 {
             return bad("max_message_bytes must be at least 4096".into());

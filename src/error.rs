@@ -40,7 +40,7 @@ pub fn row(code: ErrorCode) -> Row {
         E::WaitTimeout => (G::DeadlineExceeded, 423, false),
         E::WaitCancelled => (G::Cancelled, 499, false),
         E::TooManyWaiters => (G::ResourceExhausted, 429, true),
-        E::NotFound => (G::NotFound, 404, false),
+        E::NotFound | E::NoSession => (G::NotFound, 404, false),
         E::NotLeader | E::Unavailable | E::Draining => (G::Unavailable, 503, true),
         E::Unauthenticated => (G::Unauthenticated, 401, false),
         E::Stale => (G::Aborted, 409, false),
@@ -156,7 +156,7 @@ mod tests {
             assert_eq!(status.code(), row(code).grpc, "{code:?}");
             assert_eq!(ApiError::from_status(&status), err, "{code:?}");
         }
-        assert_eq!(n, 22, "a new ErrorCode needs a row and a test");
+        assert_eq!(n, 23, "a new ErrorCode needs a row and a test");
     }
 
     #[test]

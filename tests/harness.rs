@@ -16,7 +16,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use shardlock::client::Client;
-use shardlock::routing::group_of;
+use shardlock::proto::v1::lock_client::LockClient;
+use shardlock::routing::{group_of, preferred_leader};
+use tonic::transport::Channel;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -167,6 +169,22 @@ impl Cluster {
             seen
         })
         .await;
+    }
+
+    /// Waits until every group is led by its preferred node (as node 1 sees
+    /// it) and returns the leaders.
+    pub async fn wait_balanced(&self) -> Vec<u64> {
+        let voters: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        let preferred: Vec<u64> = (0..self.groups).map(|g| preferred_leader(g, &voters).unwrap()).collect();
+        wait_for("leaders on their preferred nodes", Duration::from_secs(30), || async {
+            self.leaders(1).await.filter(|l| *l == preferred)
+        })
+        .await
+    }
+
+    /// A plain gRPC client pinned to node `id` (no routing, no retries).
+    pub async fn raw(&self, id: u64) -> LockClient<Channel> {
+        LockClient::connect(format!("http://{}", self.addr(id))).await.expect("connect")
     }
 
     /// The node leading the group of lock `name`, as node `via` sees it.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shardlock::client::AcquireOptions;
-use shardlock::error::ErrorCode;
+use shardlock::error::{ApiError, ErrorCode};
+use shardlock::proto::v1 as pb;
 
 use crate::harness::{wait_for, Cluster};
 
@@ -176,21 +177,26 @@ async fn an_expired_lease_goes_to_the_next_waiter() {
 #[tokio::test]
 async fn requests_to_a_follower_are_forwarded() {
     let cluster = Cluster::start(3, GROUPS).await;
-    let leader = cluster.leader_of("forwarded", 1).await;
-    let follower = if leader == 3 { 2 } else { 3 };
-    let client = cluster.client(follower).await;
-    let status = client.status().await.unwrap();
     let group = shardlock::routing::group_of(b"forwarded", GROUPS);
-    assert!(!status.group_status[group as usize].is_leader);
-
-    let grant = client.acquire("forwarded", AcquireOptions::default()).await.unwrap();
-    assert_eq!(grant.header.unwrap().group, group);
-    let lock = client.describe("forwarded").await.unwrap().lock.unwrap();
+    let leader = cluster.wait_balanced().await[group as usize];
+    let follower = if leader == 3 { 2 } else { 3 };
+    // A plain gRPC client pinned to the follower (the smart client would
+    // go to the leader directly).
+    let mut raw = cluster.raw(follower).await;
+    let name = b"forwarded".to_vec();
+    let acquire = pb::AcquireRequest { name: name.clone(), ..Default::default() };
+    let grant = raw.acquire(acquire).await.unwrap().into_inner();
+    let header = grant.header.unwrap();
+    assert_eq!((header.group, header.node_id), (group, follower));
+    let describe = pb::DescribeRequest { name: name.clone() };
+    let lock = raw.describe(describe).await.unwrap().into_inner().lock.unwrap();
     assert_eq!(lock.holders[0].key, grant.key);
-    client.refresh("forwarded", &grant.key, Some(5000)).await.unwrap();
-    client.release("forwarded", &grant.key).await.unwrap();
-    let err = client.release("forwarded", &grant.key).await.unwrap_err();
-    assert_eq!(err.code, ErrorCode::NotHolder);
+    let refresh = pb::RefreshRequest { name: name.clone(), key: grant.key.clone(), ttl_ms: Some(5000) };
+    assert_eq!(raw.refresh(refresh).await.unwrap().into_inner().ttl_ms, 5000);
+    let release = pb::ReleaseRequest { name: name.clone(), key: grant.key.clone() };
+    raw.release(release.clone()).await.unwrap();
+    let again = raw.release(release).await.unwrap_err();
+    assert_eq!(ApiError::from_status(&again).code, ErrorCode::NotHolder);
 }
 
 #[tokio::test]
@@ -216,12 +222,7 @@ async fn a_waiter_whose_client_goes_away_leaves_the_queue() {
 #[tokio::test]
 async fn leaders_spread_evenly_and_come_back_after_a_restart() {
     let mut cluster = Cluster::start(3, GROUPS).await;
-    let preferred: Vec<u64> =
-        (0..GROUPS).map(|g| shardlock::routing::preferred_leader(g, &[1, 2, 3]).unwrap()).collect();
-    wait_for("leaders on their preferred nodes", Duration::from_secs(20), || async {
-        cluster.leaders(1).await.filter(|l| *l == preferred)
-    })
-    .await;
+    let preferred = cluster.wait_balanced().await;
 
     // Node 2 dies: its groups move away; when it returns they come back.
     cluster.kill(2);
@@ -230,8 +231,5 @@ async fn leaders_spread_evenly_and_come_back_after_a_restart() {
     })
     .await;
     cluster.restart(2).await;
-    wait_for("leaders back on their preferred nodes", Duration::from_secs(30), || async {
-        cluster.leaders(1).await.filter(|l| *l == preferred)
-    })
-    .await;
+    assert_eq!(cluster.wait_balanced().await, preferred);
 }

@@ -5,9 +5,15 @@
 //! an empty key means "generate one"; every error leaves as a status built
 //! by `ApiError::to_status` (one code table for all surfaces).
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tonic::{Request, Response, Status};
+use futures::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Conn;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::lock::LockKey;
@@ -56,8 +62,11 @@ fn header(meta: Meta) -> Option<pb::ResponseHeader> {
 
 #[tonic::async_trait]
 impl Lock for GrpcApi {
+    type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::SessionResponse, Status>> + Send + 'static>>;
+
     async fn acquire(&self, request: Request<pb::AcquireRequest>) -> Result<Response<pb::AcquireResponse>, Status> {
         let req = request.into_inner();
+        let session = (req.session_id != 0).then_some((req.session_id, true));
         let params = AcquireParams {
             name: name_of(req.name)?,
             key: key_of(req.key)?,
@@ -65,6 +74,7 @@ impl Lock for GrpcApi {
             permits: req.permits.unwrap_or(1),
             ttl_ms: req.ttl_ms.unwrap_or(self.service.config().default_ttl_ms),
             wait_ms: req.wait_ms,
+            session,
         };
         let size = params.size;
         let (meta, grant) = self.service.acquire(params).await.map_err(status)?;
@@ -146,6 +156,44 @@ impl Lock for GrpcApi {
             })
             .collect();
         Ok(Response::new(pb::ListResponse { locks, next_page_token }))
+    }
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::SessionRequest>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let conn = request.extensions().get::<Conn>().map(|c| c.0);
+        let mut inbound = request.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| {
+            status(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "the stream ended before its first message opened a session",
+            ))
+        })?;
+        let config = self.service.config();
+        let ttl_ms = if first.ttl_ms == 0 { config.session_ttl_ms } else { first.ttl_ms };
+        if !(100..=config.limits.max_ttl_ms).contains(&ttl_ms) {
+            let msg = format!("session ttl of {ttl_ms} ms is out of range: use 100 to {} ms", config.limits.max_ttl_ms);
+            return Err(status(ApiError::new(ErrorCode::InvalidTtl, msg)));
+        }
+        let sessions = self.service.sessions().clone();
+        let id = sessions.open(conn, Some(Duration::from_millis(ttl_ms))).map_err(status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let opened = pb::SessionResponse { session_id: id, ttl_ms };
+        let _ = tx.send(Ok(opened.clone())).await;
+        let service = self.service.clone();
+        tokio::spawn(async move {
+            // Every message is a keepalive; the end of the stream ends the session.
+            while let Ok(Some(_)) = inbound.message().await {
+                let reply = sessions.keepalive(id).map(|_| opened.clone()).map_err(status);
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    break;
+                }
+            }
+            service.release_holds(sessions.close(id));
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn validate_fence(

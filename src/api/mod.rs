@@ -1,20 +1,43 @@
-//! Thin adapters from the wire to the lock service.
+//! Thin adapters from the wire to the lock service, and the client port.
 //!
 //! - [`grpc`]: the `Lock` and `Admin` gRPC services of `proto/shardlock/v1`.
 //!
 //! gRPC and HTTP share the client port: tonic's routes become an axum
-//! router, so one listener serves both.
+//! router. Connections are accepted here, not by `axum::serve`, so that
+//! (1) every request carries the [`Conn`] it arrived on — a session can end
+//! when its connection drops — and (2) HTTP/2 limits are set explicitly
+//! (`max_concurrent_streams`, keepalive).
 
 pub mod grpc;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::proto::v1::admin_server::AdminServer;
 use crate::proto::v1::lock_server::LockServer;
 use crate::server::LockService;
+
+/// The client connection a request arrived on (a request extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conn(pub u64);
+
+fn router(service: Arc<LockService>) -> axum::Router {
+    let max = service.config().max_message_bytes;
+    let api = grpc::GrpcApi::new(service);
+    let lock = LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
+    let admin = AdminServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
+    tonic::service::Routes::new(lock)
+        .add_service(admin)
+        .into_axum_router()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+}
 
 /// Serves the client API on `listener` until `shutdown` resolves.
 pub async fn serve_client(
@@ -22,15 +45,43 @@ pub async fn serve_client(
     service: Arc<LockService>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let max = service.config().max_message_bytes;
-    let api = grpc::GrpcApi::new(service);
-    let lock = LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
-    let admin = AdminServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
-    let app = tonic::service::Routes::new(lock)
-        .add_service(admin)
-        .into_axum_router()
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
-    if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-        tracing::error!(error = %err, "client server failed");
+    let app = router(service.clone());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(service.config().max_concurrent_streams)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let next = AtomicU64::new(1);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accepting a client connection failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Conn(next.fetch_add(1, Ordering::Relaxed));
+        let (app, builder, service) = (app.clone(), builder.clone(), service.clone());
+        connections.spawn(async move {
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(conn);
+                app.clone().oneshot(req)
+            });
+            if let Err(err) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(error = %err, "client connection ended with an error");
+            }
+            service.release_holds(service.sessions().connection_closed(conn.0));
+        });
+        while connections.try_join_next().is_some() {}
     }
+    connections.shutdown().await;
 }

@@ -185,6 +185,7 @@ impl Client {
             ttl_ms: opts.ttl_ms,
             wait_ms: opts.wait_ms,
             key,
+            session_id: 0,
         };
         self.with_retry(name, |ch, _| {
             let req = req.clone();

@@ -6,6 +6,7 @@
 //! - [`forward`]: one-hop forwarding to group leaders;
 //! - [`read`]: linearizable read queries and answers;
 //! - [`waits`]: blocking acquires waiting on this node;
+//! - [`sessions`]: grants that live as long as a client session;
 //! - [`keeper`]: leader-side deadlines (expiry, wait timeout, idle GC);
 //! - [`balancer`]: moves leaders back to their preferred nodes;
 //! - [`effects`]: performs the effects of each apply.
@@ -17,6 +18,7 @@ pub mod keeper;
 pub mod node;
 pub mod read;
 pub mod service;
+pub mod sessions;
 pub mod waits;
 
 pub use node::{Node, NodeError};

@@ -32,6 +32,8 @@ use crate::storage::{Db, StorageError};
 
 /// How often the lease keeper looks for due deadlines.
 const KEEPER_TICK: Duration = Duration::from_millis(50);
+/// How often sessions are checked for expiry and due refreshes.
+const SESSION_TICK: Duration = Duration::from_millis(100);
 /// How long shutdown waits for a server or loop before aborting it.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -100,6 +102,7 @@ impl Node {
         ];
         groups.bootstrap(&config).await?;
         tasks.push(tokio::spawn(run_keeper(service.clone(), keeper, rx.clone())));
+        tasks.push(tokio::spawn(run_sessions(service.clone(), rx.clone())));
         let voters = config.voters().iter().map(|p| p.id).collect();
         let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
         tasks.push(tokio::spawn(super::balancer::run(groups.clone(), voters, heartbeat, rx)));
@@ -194,5 +197,16 @@ async fn run_keeper(service: Arc<LockService>, keeper: Arc<Keeper>, mut rx: watc
                 });
             }
         }
+    }
+}
+
+/// Session upkeep: ends expired sessions, refreshes what live ones hold.
+async fn run_sessions(service: Arc<LockService>, mut rx: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SESSION_TICK) => {}
+            _ = rx.changed() => return,
+        }
+        service.session_tick(Instant::now());
     }
 }

@@ -20,6 +20,7 @@ use openraft::raft::ReadPolicy;
 use super::forward;
 use super::keeper::Keeper;
 use super::read::{answer, LockRow, LockView, ReadAnswer, ReadQuery};
+use super::sessions::{Hold, SessionId, Sessions};
 use super::waits::Waits;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -52,6 +53,9 @@ pub struct AcquireParams {
     pub permits: u32,
     pub ttl_ms: u64,
     pub wait_ms: u64,
+    /// Session to hold the grant under, and whether the node keeps its lease
+    /// alive while the session lives (ldlm locks with a timeout: no).
+    pub session: Option<(SessionId, bool)>,
 }
 
 pub struct LockService {
@@ -60,6 +64,7 @@ pub struct LockService {
     keeper: Arc<Keeper>,
     config: Arc<Config>,
     syncer: Syncer,
+    sessions: Arc<Sessions>,
 }
 
 fn internal(what: impl std::fmt::Display) -> ApiError {
@@ -74,7 +79,54 @@ impl LockService {
         config: Arc<Config>,
         syncer: Syncer,
     ) -> Self {
-        Self { groups, waits, keeper, config, syncer }
+        let sessions = Arc::new(Sessions::new(config.max_sessions));
+        Self { groups, waits, keeper, config, syncer, sessions }
+    }
+
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// Releases `holds` in the background (their session ended).
+    pub fn release_holds(self: &Arc<Self>, holds: Vec<Hold>) {
+        for hold in holds {
+            let service = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = service.release(hold.name.clone(), hold.key.clone()).await {
+                    if err.code != ErrorCode::NotHolder {
+                        tracing::warn!(error = %err, "releasing a grant of an ended session failed");
+                    }
+                }
+            });
+        }
+    }
+
+    /// One round of session upkeep: ends expired sessions and refreshes the
+    /// leases of the holds that live sessions keep alive.
+    pub fn session_tick(self: &Arc<Self>, now: Instant) {
+        for id in self.sessions.expired(now) {
+            let holds = self.sessions.close(id);
+            self.release_holds(holds);
+        }
+        for hold in self.sessions.due_refreshes(now) {
+            let service = self.clone();
+            tokio::spawn(async move {
+                let refreshed = service.refresh(hold.name.clone(), hold.key.clone(), Some(hold.ttl_ms)).await;
+                if refreshed.is_err_and(|e| e.code == ErrorCode::NotHolder) {
+                    service.sessions.remove_hold(&hold.name, &hold.key);
+                }
+            });
+        }
+    }
+
+    fn record_hold(&self, p: &AcquireParams, grant: &Grant) {
+        if let Some((id, auto_refresh)) = p.session {
+            let hold = Hold { name: p.name.clone(), key: grant.key.clone(), auto_refresh, ttl_ms: grant.ttl_ms };
+            if self.sessions.add_hold(id, hold).is_err() {
+                // The session ended while the acquire was in flight.
+                tracing::debug!(session = id, "grant outlived its session; its lease will expire");
+            }
+        }
     }
 
     /// WAL syncs done and log writes they covered, since start.
@@ -166,6 +218,9 @@ impl LockService {
         limits.check_permits(p.permits, p.size)?;
         limits.check_ttl(p.ttl_ms)?;
         limits.check_wait(p.wait_ms)?;
+        if let Some((id, _)) = p.session {
+            self.sessions.check(id)?;
+        }
         let group = self.group_of(&p.name);
         let key = p.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random()));
         let cmd = Command::Acquire(AcquireCmd {
@@ -181,11 +236,13 @@ impl LockService {
         match applied.outcome.reply {
             Ok(Reply::Granted(grant)) => {
                 wait.disarm();
+                self.record_hold(&p, &grant);
                 Ok((self.meta(group, applied.index), grant))
             }
             Ok(Reply::Queued { .. }) => {
                 wait.arm();
                 let grant = wait.wait(Duration::from_millis(p.wait_ms)).await?;
+                self.record_hold(&p, &grant);
                 Ok((self.meta(group, grant.lease_index), grant))
             }
             Ok(other) => Err(internal(format!("acquire answered {other:?}"))),
@@ -213,6 +270,7 @@ impl LockService {
     pub async fn release(&self, name: String, key: LockKey) -> Result<Meta, ApiError> {
         self.config.limits.check_name(&name)?;
         let group = self.group_of(&name);
+        self.sessions.remove_hold(&name, &key);
         let cmd = Command::Release { name, key };
         let (meta, ()) = self.write(group, cmd, |r| matches!(r, Reply::Released).then_some(())).await?;
         Ok(meta)
