@@ -2,6 +2,8 @@
 # Both install the Debian packages shardlock links against, if missing.
 
 APT_PACKAGES := librocksdb-dev libclang-dev
+PY_PACKAGES := "grpcio>=1.63" protobuf
+PY_LDLM := py-ldlm==1.1.3
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: deps run test bench cluster loadtest
@@ -14,6 +16,10 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+	@# The real ldlm Python client, for the ldlm compatibility test.
+	@python3 -c "import ldlm, grpc" 2>/dev/null || { \
+	  python3 -m pip install --quiet $(PY_PACKAGES) && \
+	  python3 -m pip install --quiet --no-deps $(PY_LDLM); }
 
 # The main job: a single-node cluster on 127.0.0.1:7001 (data in ./data).
 run: deps

@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/shardlock/v1/admin.proto",
         "proto/shardlock/v1/errors.proto",
         "proto/shardlock/v1/peer.proto",
+        "proto/ldlm/ldlm.proto",
     ];
     tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
     for p in protos {

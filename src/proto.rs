@@ -13,3 +13,9 @@ pub mod v1 {
 pub mod peer {
     tonic::include_proto!("shardlock.peer.v1");
 }
+
+/// The ldlm v1 protocol, served for compatibility with ldlm clients.
+#[allow(clippy::all, missing_docs)]
+pub mod ldlm {
+    tonic::include_proto!("ldlm");
+}

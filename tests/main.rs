@@ -4,3 +4,4 @@
 mod harness;
 mod t01_cli;
 mod t02_cluster;
+mod t04_ldlm;

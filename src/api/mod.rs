@@ -1,6 +1,7 @@
 //! Thin adapters from the wire to the lock service, and the client port.
 //!
-//! - [`grpc`]: the `Lock` and `Admin` gRPC services of `proto/shardlock/v1`.
+//! - [`grpc`]: the `Lock` and `Admin` gRPC services of `proto/shardlock/v1`;
+//! - [`ldlm`]: the ldlm v1 service (`proto/ldlm`), for existing ldlm clients.
 //!
 //! gRPC and HTTP share the client port: tonic's routes become an axum
 //! router. Connections are accepted here, not by `axum::serve`, so that
@@ -9,6 +10,7 @@
 //! (`max_concurrent_streams`, keepalive).
 
 pub mod grpc;
+pub mod ldlm;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,11 +32,15 @@ pub struct Conn(pub u64);
 
 fn router(service: Arc<LockService>) -> axum::Router {
     let max = service.config().max_message_bytes;
+    let ldlm = crate::proto::ldlm::ldlm_server::LdlmServer::new(ldlm::LdlmApi::new(service.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let api = grpc::GrpcApi::new(service);
     let lock = LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
     let admin = AdminServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
     tonic::service::Routes::new(lock)
         .add_service(admin)
+        .add_service(ldlm)
         .into_axum_router()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
 }

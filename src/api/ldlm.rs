@@ -1,0 +1,176 @@
+//! ldlm v1 compatibility: the `ldlm.LDLM` service on the client port,
+//! backed by the same replicated locks.
+//!
+//! Mapping (decisions where ldlm and shardlock differ):
+//! - every client connection is an ldlm session: whatever it locks is
+//!   released when it disconnects; a lock without `lock_timeout_seconds` is
+//!   kept alive by this node while the connection lives (lease TTL
+//!   `default_ttl_ms` as the backstop if the node dies); a lock with a
+//!   timeout expires unless renewed, as in ldlm;
+//! - a `Lock` without a wait timeout waits up to `limits.max_wait_ms`;
+//! - lock-level failures are answered in the response's `error` with ldlm's
+//!   codes and gRPC status OK (ldlm clients retry any non-OK status);
+//!   only "cluster unavailable" leaves as a gRPC status, so clients retry;
+//! - `Renew` of an unknown name or key answers code 5
+//!   (LockDoesNotExistOrInvalidKey), as ldlm documents;
+//! - keys are shardlock keys (32 hex digits), opaque to ldlm clients.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::Conn;
+use crate::error::{row, ApiError, ErrorCode};
+use crate::lock::LockKey;
+use crate::proto::ldlm as pb;
+use crate::proto::ldlm::ldlm_server::Ldlm;
+use crate::server::{AcquireParams, LockService};
+
+pub struct LdlmApi {
+    service: Arc<LockService>,
+}
+
+impl LdlmApi {
+    pub fn new(service: Arc<LockService>) -> Self {
+        Self { service }
+    }
+}
+
+fn error(code: pb::ErrorCode, message: impl Into<String>) -> Option<pb::Error> {
+    Some(pb::Error { code: code as i32, message: message.into() })
+}
+
+/// The ldlm error for a shardlock error, or a gRPC status when the client
+/// should retry (the cluster is unavailable).
+fn ldlm_error(err: ApiError) -> Result<Option<pb::Error>, Status> {
+    use pb::ErrorCode as L;
+    let code = match err.code {
+        ErrorCode::WaitTimeout => return Ok(error(L::LockWaitTimeout, "timeout waiting to acquire lock")),
+        ErrorCode::SizeMismatch => return Ok(error(L::LockSizeMismatch, "lock size mismatch")),
+        ErrorCode::NotFound => L::LockDoesNotExist,
+        ErrorCode::NotHolder | ErrorCode::InvalidKey => L::InvalidLockKey,
+        ErrorCode::InvalidSize => L::InvalidLockSize,
+        code if row(code).retryable => return Err(err.to_status()),
+        _ => L::Unknown,
+    };
+    Ok(error(code, err.message))
+}
+
+/// Seconds as ldlm sends them: `None` for absent or 0, an error if negative.
+fn seconds(value: Option<i32>, what: &str) -> Result<Option<u64>, Option<pb::Error>> {
+    match value {
+        None | Some(0) => Ok(None),
+        Some(s) if s < 0 => Err(error(pb::ErrorCode::Unknown, format!("{what} must be greater than 0"))),
+        Some(s) => Ok(Some(s as u64 * 1000)),
+    }
+}
+
+fn refused(name: String, error: Option<pb::Error>) -> Response<pb::LockResponse> {
+    Response::new(pb::LockResponse { locked: false, name, key: String::new(), error })
+}
+
+impl LdlmApi {
+    async fn acquire(
+        &self,
+        conn: Option<Conn>,
+        name: String,
+        wait_ms: u64,
+        lock_timeout: Option<i32>,
+        size: Option<i32>,
+    ) -> Result<Response<pb::LockResponse>, Status> {
+        let config = self.service.config();
+        if name.is_empty() {
+            return Ok(refused(name, error(pb::ErrorCode::Unknown, "lock name cannot be empty")));
+        }
+        let size = match size {
+            None => 1,
+            Some(s) if s <= 0 => {
+                return Ok(refused(name, error(pb::ErrorCode::InvalidLockSize, "lock size must be greater than 0")))
+            }
+            Some(s) => s as u32,
+        };
+        let timeout = match seconds(lock_timeout, "lock timeout") {
+            Ok(t) => t,
+            Err(e) => return Ok(refused(name, e)),
+        };
+        let session = match conn {
+            Some(conn) => Some(self.service.sessions().for_connection(conn.0).map_err(|e| e.to_status())?),
+            None => None,
+        };
+        let params = AcquireParams {
+            name: name.clone(),
+            key: None,
+            size,
+            permits: 1,
+            ttl_ms: timeout.unwrap_or(config.default_ttl_ms),
+            wait_ms,
+            session: session.map(|id| (id, timeout.is_none())),
+        };
+        match self.service.acquire(params).await {
+            Ok((_, grant)) => {
+                Ok(Response::new(pb::LockResponse { locked: true, name, key: grant.key.to_string(), error: None }))
+            }
+            Err(err) if err.code == ErrorCode::LockBusy => {
+                let key = LockKey::from_u128(rand::random()).to_string();
+                Ok(Response::new(pb::LockResponse { locked: false, name, key, error: None }))
+            }
+            Err(err) => Ok(refused(name, ldlm_error(err)?)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Ldlm for LdlmApi {
+    async fn lock(&self, request: Request<pb::LockRequest>) -> Result<Response<pb::LockResponse>, Status> {
+        let conn = request.extensions().get::<Conn>().copied();
+        let req = request.into_inner();
+        let max_wait_ms = self.service.config().limits.max_wait_ms;
+        let wait_ms = match seconds(req.wait_timeout_seconds, "wait timeout") {
+            Ok(wait) => wait.map_or(max_wait_ms, |w| w.min(max_wait_ms)),
+            Err(e) => return Ok(refused(req.name, e)),
+        };
+        self.acquire(conn, req.name, wait_ms, req.lock_timeout_seconds, req.size).await
+    }
+
+    async fn try_lock(&self, request: Request<pb::TryLockRequest>) -> Result<Response<pb::LockResponse>, Status> {
+        let conn = request.extensions().get::<Conn>().copied();
+        let req = request.into_inner();
+        self.acquire(conn, req.name, 0, req.lock_timeout_seconds, req.size).await
+    }
+
+    async fn unlock(&self, request: Request<pb::UnlockRequest>) -> Result<Response<pb::UnlockResponse>, Status> {
+        let req = request.into_inner();
+        let name = req.name.clone();
+        let answer = |error: Option<pb::Error>| {
+            Response::new(pb::UnlockResponse { unlocked: error.is_none(), name: name.clone(), error })
+        };
+        let Ok(key) = LockKey::new(req.key) else {
+            return Ok(answer(error(pb::ErrorCode::InvalidLockKey, "invalid lock key")));
+        };
+        match self.service.release(req.name, key).await {
+            Ok(_) => Ok(answer(None)),
+            Err(err) if err.code == ErrorCode::NotFound => {
+                Ok(answer(error(pb::ErrorCode::LockDoesNotExist, "a lock by that name does not exist")))
+            }
+            Err(err) if err.code == ErrorCode::NotHolder => {
+                Ok(answer(error(pb::ErrorCode::InvalidLockKey, "invalid lock key")))
+            }
+            Err(err) => Ok(answer(ldlm_error(err)?)),
+        }
+    }
+
+    async fn renew(&self, request: Request<pb::RenewRequest>) -> Result<Response<pb::LockResponse>, Status> {
+        let req = request.into_inner();
+        let gone = || error(pb::ErrorCode::LockDoesNotExistOrInvalidKey, "lock does not exist or invalid key");
+        if req.lock_timeout_seconds <= 0 {
+            return Ok(refused(req.name, error(pb::ErrorCode::Unknown, "lock timeout must be greater than 0")));
+        }
+        let Ok(key) = LockKey::new(req.key.clone()) else { return Ok(refused(req.name, gone())) };
+        let ttl_ms = req.lock_timeout_seconds as u64 * 1000;
+        match self.service.refresh(req.name.clone(), key, Some(ttl_ms)).await {
+            Ok(_) => Ok(Response::new(pb::LockResponse { locked: true, name: req.name, key: req.key, error: None })),
+            Err(err) if matches!(err.code, ErrorCode::NotHolder | ErrorCode::NotFound) => Ok(refused(req.name, gone())),
+            Err(err) => Ok(refused(req.name, ldlm_error(err)?)),
+        }
+    }
+}
