@@ -4,4 +4,5 @@
 mod harness;
 mod t01_cli;
 mod t02_cluster;
+mod t03_surfaces;
 mod t04_ldlm;

@@ -1,7 +1,8 @@
 //! Thin adapters from the wire to the lock service, and the client port.
 //!
 //! - [`grpc`]: the `Lock` and `Admin` gRPC services of `proto/shardlock/v1`;
-//! - [`ldlm`]: the ldlm v1 service (`proto/ldlm`), for existing ldlm clients.
+//! - [`ldlm`]: the ldlm v1 service (`proto/ldlm`), for existing ldlm clients;
+//! - [`rest`]: JSON over HTTP, the same calls as gRPC.
 //!
 //! gRPC and HTTP share the client port: tonic's routes become an axum
 //! router. Connections are accepted here, not by `axum::serve`, so that
@@ -11,6 +12,7 @@
 
 pub mod grpc;
 pub mod ldlm;
+pub mod rest;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,14 +37,11 @@ fn router(service: Arc<LockService>) -> axum::Router {
     let ldlm = crate::proto::ldlm::ldlm_server::LdlmServer::new(ldlm::LdlmApi::new(service.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let rest = rest::router(service.clone());
     let api = grpc::GrpcApi::new(service);
     let lock = LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
     let admin = AdminServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
-    tonic::service::Routes::new(lock)
-        .add_service(admin)
-        .add_service(ldlm)
-        .into_axum_router()
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+    tonic::service::Routes::new(lock).add_service(admin).add_service(ldlm).into_axum_router().merge(rest)
 }
 
 /// Serves the client API on `listener` until `shutdown` resolves.

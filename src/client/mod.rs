@@ -12,6 +12,7 @@
 //! `ErrorCode`, never on message text.
 
 mod guard;
+mod session;
 mod topology;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use dashmap::DashMap;
 use tonic::transport::{Channel, Endpoint};
 
 pub use guard::LockGuard;
+pub use session::Session;
 pub use topology::Topology;
 
 use crate::error::{ApiError, ErrorCode};

@@ -8,7 +8,7 @@
 //! each grant's lease TTL is the backstop.
 //!
 //! Invariants: a session id is unique on this node and never reused (random
-//! 64 bits, nonzero); a session ends at most once, and ending returns its
+//! 53 bits, nonzero, exact as a JSON number); a session ends at most once, and ending returns its
 //! holds exactly once; the number of sessions is bounded by `max_sessions`.
 
 use std::collections::HashMap;
@@ -77,9 +77,11 @@ impl Sessions {
             let msg = format!("this node already has {} sessions: close some or retry later", self.max);
             return Err(ApiError::new(ErrorCode::TooManyWaiters, msg));
         }
-        let mut id: SessionId = rand::random();
+        // 53 bits, so that JSON clients (JavaScript numbers) keep ids exact.
+        let draw = || rand::random::<u64>() >> 11;
+        let mut id: SessionId = draw();
         while id == 0 || self.map.contains_key(&id) {
-            id = rand::random();
+            id = draw();
         }
         let expires = ttl.map(|t| Instant::now() + t);
         self.map.insert(

@@ -1,0 +1,295 @@
+//! The subcommands: each connects with the Rust client and prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+use shardlock::client::{AcquireOptions, Client};
+use shardlock::config::Config;
+use shardlock::server::Node;
+
+use super::output::{json, table};
+use super::{LockArgs, Target};
+
+pub const TEMPLATE: &str = include_str!("../../../config/shardlock.example.toml");
+
+/// Exit code of `lock` when the lock was lost while the command ran.
+const EXIT_LOCK_LOST: u8 = 75;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Config file (TOML); flags below override it.
+    #[arg(long, env = "SHARDLOCK_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    node_id: Option<u64>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    client_addr: Option<String>,
+    #[arg(long)]
+    peer_addr: Option<String>,
+}
+
+fn options(lock: &LockArgs) -> AcquireOptions {
+    AcquireOptions {
+        size: lock.size,
+        permits: lock.permits,
+        ttl_ms: lock.ttl,
+        wait_ms: lock.wait,
+        key: lock.key.clone(),
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = args.node_id {
+        config.node_id = v;
+    }
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    if let Some(v) = args.client_addr {
+        config.client_addr = v;
+    }
+    if let Some(v) = args.peer_addr {
+        config.peer_addr = v;
+    }
+    config.validate()?;
+    let node = Node::start(config).await?;
+    println!("shardlock node listening: client={} peer={}", node.client_addr(), node.peer_addr());
+    wait_for_signal().await;
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
+    }
+}
+
+pub async fn lock(target: &Target, name: &str, lock: &LockArgs, cmd: &[String]) -> anyhow::Result<ExitCode> {
+    let client = Client::connect(&target.addr).await?;
+    let guard = client.lock(name, options(lock)).await?;
+    let mut child = tokio::process::Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("SHARDLOCK_NAME", name)
+        .env("SHARDLOCK_KEY", guard.key())
+        .env("SHARDLOCK_FENCING_TOKEN", guard.fencing_token().to_string())
+        .env("SHARDLOCK_PERMITS", guard.permits().to_string())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", cmd[0]))?;
+    let pid = child.id();
+    let outcome = tokio::select! {
+        status = child.wait() => Ok(status?),
+        reason = guard.lost() => Err(reason),
+        _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
+    };
+    match outcome {
+        Ok(status) => {
+            guard.release().await?;
+            Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+        }
+        Err(reason) => {
+            eprintln!("shardlock: {reason}; stopping the command");
+            if let Some(pid) = pid {
+                // SAFETY: sends a signal to our own child process by pid.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+            drop(guard);
+            Ok(ExitCode::from(EXIT_LOCK_LOST))
+        }
+    }
+}
+
+pub async fn acquire(target: &Target, name: &str, lock: &LockArgs) -> anyhow::Result<()> {
+    let grant = Client::connect(&target.addr).await?.acquire(name, options(lock)).await?;
+    if target.json {
+        json(&json!({"name": name, "key": grant.key, "fencing_token": grant.fencing_token,
+            "permits": grant.permits, "ttl_ms": grant.ttl_ms, "size": grant.size}));
+    } else {
+        println!(
+            "key={} fencing_token={} permits={} ttl_ms={}",
+            grant.key, grant.fencing_token, grant.permits, grant.ttl_ms
+        );
+    }
+    Ok(())
+}
+
+pub async fn unlock(target: &Target, name: &str, key: &str) -> anyhow::Result<()> {
+    Client::connect(&target.addr).await?.release(name, key).await?;
+    if target.json {
+        json(&json!({"name": name, "released": true}));
+    } else {
+        println!("released");
+    }
+    Ok(())
+}
+
+pub async fn describe(target: &Target, name: &str) -> anyhow::Result<()> {
+    let resp = Client::connect(&target.addr).await?.describe(name).await?;
+    let Some(lock) = resp.lock else {
+        if target.json {
+            json(&json!({"name": name, "lock": null}));
+        } else {
+            println!("no lock named {name:?}");
+        }
+        return Ok(());
+    };
+    if target.json {
+        let holders: Vec<_> = lock
+            .holders
+            .iter()
+            .map(|h| {
+                json!({"key": h.key, "permits": h.permits,
+            "fencing_token": h.fencing_token, "ttl_ms": h.ttl_ms, "remaining_ttl_ms": h.remaining_ttl_ms})
+            })
+            .collect();
+        let waiters: Vec<_> = lock
+            .waiters
+            .iter()
+            .map(|w| {
+                json!({"key": w.key, "permits": w.permits,
+            "position": w.position, "wait_ms": w.wait_ms})
+            })
+            .collect();
+        json(&json!({"name": name, "size": lock.size, "permits_held": lock.permits_held,
+            "holders": holders, "waiters": waiters}));
+        return Ok(());
+    }
+    println!("lock {name}  size {}  held {}", lock.size, lock.permits_held);
+    let mut rows: Vec<Vec<String>> = lock
+        .holders
+        .iter()
+        .map(|h| {
+            vec![
+                "holder".into(),
+                h.key.clone(),
+                h.permits.to_string(),
+                h.fencing_token.to_string(),
+                format!("{}ms", h.remaining_ttl_ms),
+            ]
+        })
+        .collect();
+    rows.extend(lock.waiters.iter().map(|w| {
+        vec![format!("waiter #{}", w.position), w.key.clone(), w.permits.to_string(), "-".into(), "-".into()]
+    }));
+    table(&["ROLE", "KEY", "PERMITS", "TOKEN", "TTL LEFT"], &rows);
+    Ok(())
+}
+
+pub async fn list(target: &Target, prefix: &str, limit: u32) -> anyhow::Result<()> {
+    let resp = Client::connect(&target.addr).await?.list(prefix, limit, Vec::new()).await?;
+    let names: Vec<String> = resp.locks.iter().map(|l| String::from_utf8_lossy(&l.name).into_owned()).collect();
+    if target.json {
+        let locks: Vec<_> = resp
+            .locks
+            .iter()
+            .zip(&names)
+            .map(|(l, n)| {
+                json!({"name": n, "size": l.size,
+            "permits_held": l.permits_held, "holders": l.holders, "waiters": l.waiters})
+            })
+            .collect();
+        json(&json!({"locks": locks, "more": !resp.next_page_token.is_empty()}));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = resp
+        .locks
+        .iter()
+        .zip(&names)
+        .map(|(l, n)| {
+            vec![
+                n.clone(),
+                l.size.to_string(),
+                l.permits_held.to_string(),
+                l.holders.to_string(),
+                l.waiters.to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "SIZE", "HELD", "HOLDERS", "WAITERS"], &rows);
+    if !resp.next_page_token.is_empty() {
+        println!("(more locks: raise --limit or narrow the prefix)");
+    }
+    Ok(())
+}
+
+pub async fn status(target: &Target) -> anyhow::Result<()> {
+    let status = Client::connect(&target.addr).await?.status().await?;
+    let leaderless = status.group_status.iter().filter(|g| g.leader_id == 0).count();
+    if target.json {
+        let nodes: Vec<_> = status
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({"node_id": n.node_id, "client_addr": n.client_addr,
+            "peer_addr": n.peer_addr, "leads": status.group_status.iter().filter(|g| g.leader_id == n.node_id).count()})
+            })
+            .collect();
+        let groups: Vec<_> = status
+            .group_status
+            .iter()
+            .map(|g| {
+                json!({"group": g.group, "leader_id": g.leader_id,
+            "term": g.term, "applied_index": g.applied_index, "locks": g.locks})
+            })
+            .collect();
+        json(&json!({"node_id": status.node_id, "groups": status.groups, "healthy": leaderless == 0,
+            "groups_without_leader": leaderless, "nodes": nodes, "group_status": groups}));
+        return Ok(());
+    }
+    let health = if leaderless == 0 { "healthy".to_owned() } else { format!("{leaderless} groups without a leader") };
+    println!("node {} sees {} groups: {health}", status.node_id, status.groups);
+    let rows: Vec<Vec<String>> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let leads = status.group_status.iter().filter(|g| g.leader_id == n.node_id).count();
+            vec![n.node_id.to_string(), n.client_addr.clone(), n.peer_addr.clone(), leads.to_string()]
+        })
+        .collect();
+    table(&["NODE", "CLIENT", "PEER", "LEADS"], &rows);
+    Ok(())
+}
+
+pub async fn force_release(target: &Target, name: &str, key: Option<&str>) -> anyhow::Result<()> {
+    let resp = Client::connect(&target.addr).await?.force_release(name, key).await?;
+    if target.json {
+        json(&json!({"name": name, "released": resp.released}));
+    } else {
+        println!("released {} holder(s)", resp.released);
+    }
+    Ok(())
+}
+
+pub fn config_check(file: &Path) -> anyhow::Result<()> {
+    let config = Config::load(file)?;
+    print!("{}", toml::to_string(&config)?);
+    Ok(())
+}
