@@ -10,6 +10,24 @@
 //!
 //! Every failure is an [`ApiError`] with the server's code: match on
 //! `ErrorCode`, never on message text.
+//!
+//! ```no_run
+//! use shardlock::client::{AcquireOptions, Client};
+//!
+//! # async fn example() -> Result<(), shardlock::error::ApiError> {
+//! let client = Client::connect_any(&["127.0.0.1:7001", "127.0.0.1:7002"]).await?;
+//! // Wait up to 5 s for the lock; the guard refreshes its 10 s lease.
+//! let opts = AcquireOptions { ttl_ms: Some(10_000), wait_ms: 5_000, ..Default::default() };
+//! let guard = client.lock("orders/42", opts).await?;
+//! println!("holding with fencing token {}", guard.fencing_token());
+//! tokio::select! {
+//!     _ = async { /* do the work, passing guard.fencing_token() along */ } => {}
+//!     reason = guard.lost() => eprintln!("lost the lock: {reason}"),
+//! }
+//! guard.release().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod guard;
 mod session;

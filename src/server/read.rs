@@ -24,6 +24,7 @@ pub enum ReadQuery {
 pub struct HolderView {
     pub key: LockKey,
     pub permits: u32,
+    #[serde(rename = "fencing_token")]
     pub token: u64,
     pub ttl_ms: u64,
     pub remaining_ttl_ms: u64,
