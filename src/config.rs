@@ -48,6 +48,47 @@ pub struct Config {
     pub raft: RaftConfig,
     pub storage: StorageConfig,
     pub limits: Limits,
+    pub auth: AuthConfig,
+}
+
+/// Client authentication with a shared secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The token clients must present; prefer `token_file` or the
+    /// `SHARDLOCK_AUTH__TOKEN` environment variable to keep it out of files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// A file holding the token (trailing whitespace ignored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// A secret: never printed, logged or serialised in clear.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
 }
 
 /// One member of the initial cluster.
@@ -100,6 +141,7 @@ impl Default for Config {
             raft: RaftConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -134,11 +176,39 @@ pub enum ConfigError {
 impl Config {
     /// Reads, parses and validates a TOML config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::parse(&text).map_err(|err| match err {
-            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.into(), source },
-            other => other,
-        })
+        Self::load_layered(Some(path), std::iter::empty())
+    }
+
+    /// The config of a node: defaults, then the file (if any), then
+    /// `SHARDLOCK_*` variables from `env` (a key path in capitals, `__`
+    /// between sections: `SHARDLOCK_GROUPS`, `SHARDLOCK_RAFT__HEARTBEAT_INTERVAL_MS`),
+    /// each overriding the one before; validated once. Flags go on top.
+    pub fn load_layered(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?,
+            None => String::new(),
+        };
+        let named = |source| ConfigError::Parse { path: path.map_or_else(|| "<defaults>".into(), Into::into), source };
+        let mut doc: toml::Table = toml::from_str(&text).map_err(named)?;
+        for (name, value) in env {
+            overlay(&mut doc, &name, &value)?;
+        }
+        let mut config: Config = toml::Value::Table(doc).try_into().map_err(named)?;
+        config.read_secrets()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn read_secrets(&mut self) -> Result<(), ConfigError> {
+        if let Some(file) = &self.auth.token_file {
+            let text =
+                std::fs::read_to_string(file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+            self.auth.token = Some(Secret::new(text.trim_end()));
+        }
+        Ok(())
     }
 
     /// Parses and validates TOML text.
@@ -184,6 +254,9 @@ impl Config {
         if self.max_message_bytes < 4096 {
             return bad("max_message_bytes must be at least 4096".into());
         }
+        if self.auth.token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            return bad("auth token must be at least 16 characters".into());
+        }
         if self.storage.max_batch_entries == 0 {
             return bad("storage.max_batch_entries must be at least 1".into());
         }
@@ -223,6 +296,40 @@ impl RaftConfig {
         }
         Ok(())
     }
+}
+
+/// Variables that configure tools, not the node.
+const NOT_SETTINGS: &[&str] = &["SHARDLOCK_CONFIG", "SHARDLOCK_ADDR"];
+
+/// Sets the key that `SHARDLOCK_A__B_C` names (`a.b_c`) to `value`, parsed
+/// as a TOML value when it is one (numbers, booleans) and as a string else.
+fn overlay(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let Some(path) = name.strip_prefix("SHARDLOCK_") else { return Ok(()) };
+    if NOT_SETTINGS.contains(&name) {
+        return Ok(());
+    }
+    let known = toml::Value::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+    let is_section = |k: &str| known.get(k).is_some_and(toml::Value::is_table);
+    let exists = match keys.as_slice() {
+        [key] => known.get(key).is_some() && !is_section(key),
+        [section, key] => is_section(section) || section == "auth" && !key.is_empty(),
+        _ => false,
+    };
+    if !exists {
+        return Err(ConfigError::Invalid(format!("environment variable {name} names no setting: check its spelling")));
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let mut table = doc;
+    for section in &keys[..keys.len() - 1] {
+        let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
+        table = entry.as_table_mut().ok_or_else(|| ConfigError::Invalid(format!("{section} is not a section")))?;
+    }
+    table.insert(keys[keys.len() - 1].clone(), parsed);
+    Ok(())
 }
 
 fn check_addr(field: &str, addr: &str) -> Result<(), ConfigError> {
@@ -268,6 +375,27 @@ mod tests {
             assert_eq!(c.node_id, i);
             assert_eq!(c.voters().len(), 3);
         }
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_secrets_stay_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "groups = 8\n[raft]\nheartbeat_interval_ms = 100\n").unwrap();
+        let env = [
+            ("SHARDLOCK_GROUPS", "16"),
+            ("SHARDLOCK_RAFT__ELECTION_TIMEOUT_MIN_MS", "700"),
+            ("SHARDLOCK_AUTH__TOKEN", "a-long-enough-shared-secret"),
+            ("SHARDLOCK_ADDR", "ignored, it configures the cli"),
+        ];
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = Config::load_layered(Some(&file), env).unwrap();
+        assert_eq!((c.groups, c.raft.heartbeat_interval_ms, c.raft.election_timeout_min_ms), (16, 100, 700));
+        assert_eq!(c.auth.token.as_ref().unwrap().expose(), "a-long-enough-shared-secret");
+        assert!(!format!("{c:?}").contains("shared-secret"));
+        assert!(!toml::to_string(&c).unwrap().contains("shared-secret"));
+        let typo = [("SHARDLOCK_GRUOPS".to_string(), "3".to_string())];
+        assert!(Config::load_layered(Some(&file), typo).unwrap_err().to_string().contains("SHARDLOCK_GRUOPS"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod lock;
+pub mod metrics;
 pub mod proto;
 pub mod raft;
 pub mod routing;

@@ -10,8 +10,10 @@
 //! when its connection drops — and (2) HTTP/2 limits are set explicitly
 //! (`max_concurrent_streams`, keepalive).
 
+pub mod auth;
 pub mod grpc;
 pub mod ldlm;
+pub mod observe;
 pub mod rest;
 
 use std::future::Future;
@@ -37,11 +39,18 @@ fn router(service: Arc<LockService>) -> axum::Router {
     let ldlm = crate::proto::ldlm::ldlm_server::LdlmServer::new(ldlm::LdlmApi::new(service.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let token = service.config().auth.token.clone().map(Arc::new);
     let rest = rest::router(service.clone());
     let api = grpc::GrpcApi::new(service);
     let lock = LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
     let admin = AdminServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
-    tonic::service::Routes::new(lock).add_service(admin).add_service(ldlm).into_axum_router().merge(rest)
+    tonic::service::Routes::new(lock)
+        .add_service(admin)
+        .add_service(ldlm)
+        .into_axum_router()
+        .merge(rest)
+        .layer(axum::middleware::from_fn_with_state(token, auth::require))
+        .layer(axum::middleware::from_fn(observe::observe))
 }
 
 /// Serves the client API on `listener` until `shutdown` resolves.

@@ -46,6 +46,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/openapi.json"),
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("post", "/v1/admin/most-contended"),
 ];
 
 type Svc = State<Arc<LockService>>;
@@ -66,6 +68,11 @@ pub fn router(service: Arc<LockService>) -> Router {
         .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(|| async { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()) }),
+        )
+        .route("/v1/admin/most-contended", post(most_contended))
         .with_state(service)
 }
 
@@ -84,7 +91,8 @@ impl IntoResponse for RestError {
         let e = self.0;
         let body =
             ErrorBody { code: e.code.as_str_name().to_owned(), message: e.message.clone(), leader: e.leader.clone() };
-        (e.row().http, Json(body)).into_response()
+        let code = [(crate::error::CODE_METADATA, e.code.as_str_name())];
+        (e.row().http, code, Json(body)).into_response()
     }
 }
 
@@ -374,6 +382,29 @@ async fn session_close(State(svc): Svc, body: Bytes) -> Reply<SessionClosed> {
     Ok(Json(SessionClosed { released }))
 }
 
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ContendedBody {
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ContendedLock {
+    pub name: String,
+    pub queued: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ContendedReply {
+    pub locks: Vec<ContendedLock>,
+}
+
+async fn most_contended(State(svc): Svc, body: Bytes) -> Reply<ContendedReply> {
+    let b: ContendedBody = parse(&body)?;
+    let top = svc.most_contended(b.limit.unwrap_or(10).min(1000) as usize);
+    Ok(Json(ContendedReply { locks: top.into_iter().map(|(name, queued)| ContendedLock { name, queued }).collect() }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -419,6 +450,7 @@ mod tests {
         assert_eq!(documented("ForceReleaseRequest"), fields::<ForceBody>());
         assert_eq!(documented("SessionOpenRequest"), fields::<SessionOpenBody>());
         assert_eq!(documented("SessionRequest"), fields::<SessionBody>());
+        assert_eq!(documented("MostContendedRequest"), fields::<ContendedBody>());
     }
 
     #[test]

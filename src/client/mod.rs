@@ -71,6 +71,8 @@ pub struct Client {
 
 struct Inner {
     seeds: Vec<String>,
+    /// `Bearer <token>`, sent with every call when the cluster requires it.
+    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     topology: RwLock<Topology>,
     channels: DashMap<String, Channel>,
 }
@@ -96,7 +98,20 @@ impl Client {
 
     /// Connects through the first of `seeds` that answers.
     pub async fn connect_any(seeds: &[&str]) -> Result<Self, ApiError> {
+        Self::connect_with(seeds, None).await
+    }
+
+    /// Connects through the first of `seeds` that answers, presenting
+    /// `token` with every call (for clusters that set `auth.token`).
+    pub async fn connect_with(seeds: &[&str], token: Option<&str>) -> Result<Self, ApiError> {
+        let auth = match token {
+            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
+                ApiError::new(ErrorCode::InvalidArgument, "the token holds characters a header cannot carry")
+            })?),
+            None => None,
+        };
         let inner = Inner {
+            auth,
             seeds: seeds.iter().map(|s| s.to_string()).collect(),
             topology: RwLock::new(Topology::default()),
             channels: DashMap::new(),
@@ -132,7 +147,7 @@ impl Client {
         let mut last = ApiError::new(ErrorCode::Unavailable, "no node address to connect to");
         for addr in candidates {
             let mut admin = AdminClient::new(self.channel(&addr)?);
-            match admin.status(pb::StatusRequest {}).await {
+            match admin.status(self.request(pb::StatusRequest {})).await {
                 Ok(status) => {
                     *self.inner.topology.write().unwrap_or_else(|p| p.into_inner()) =
                         Topology::from_status(&status.into_inner());
@@ -195,6 +210,15 @@ impl Client {
         LockClient::new(channel)
     }
 
+    /// Wraps a message in a request carrying the client's credentials.
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        if let Some(auth) = &self.inner.auth {
+            req.metadata_mut().insert("authorization", auth.clone());
+        }
+        req
+    }
+
     pub async fn acquire(&self, name: &str, opts: AcquireOptions) -> Result<pb::AcquireResponse, ApiError> {
         // The key is fixed before the first attempt: retries are idempotent.
         let key = opts.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random()).to_string());
@@ -208,7 +232,7 @@ impl Client {
             session_id: 0,
         };
         self.with_retry(name, |ch, _| {
-            let req = req.clone();
+            let req = self.request(req.clone());
             async move { Self::lock_client(ch).acquire(req).await.map(|r| r.into_inner()) }
         })
         .await
@@ -225,7 +249,7 @@ impl Client {
     pub async fn release(&self, name: &str, key: &str) -> Result<pb::ReleaseResponse, ApiError> {
         let req = pb::ReleaseRequest { name: name.as_bytes().to_vec(), key: key.to_owned() };
         self.with_retry(name, |ch, attempt| {
-            let req = req.clone();
+            let req = self.request(req.clone());
             async move {
                 match Self::lock_client(ch).release(req).await {
                     Err(status) if attempt > 0 && ApiError::from_status(&status).code == ErrorCode::NotHolder => {
@@ -241,7 +265,7 @@ impl Client {
     pub async fn refresh(&self, name: &str, key: &str, ttl_ms: Option<u64>) -> Result<pb::RefreshResponse, ApiError> {
         let req = pb::RefreshRequest { name: name.as_bytes().to_vec(), key: key.to_owned(), ttl_ms };
         self.with_retry(name, |ch, _| {
-            let req = req.clone();
+            let req = self.request(req.clone());
             async move { Self::lock_client(ch).refresh(req).await.map(|r| r.into_inner()) }
         })
         .await
@@ -250,7 +274,7 @@ impl Client {
     pub async fn describe(&self, name: &str) -> Result<pb::DescribeResponse, ApiError> {
         let req = pb::DescribeRequest { name: name.as_bytes().to_vec() };
         self.with_retry(name, |ch, _| {
-            let req = req.clone();
+            let req = self.request(req.clone());
             async move { Self::lock_client(ch).describe(req).await.map(|r| r.into_inner()) }
         })
         .await
@@ -259,7 +283,7 @@ impl Client {
     pub async fn list(&self, prefix: &str, limit: u32, page_token: Vec<u8>) -> Result<pb::ListResponse, ApiError> {
         let req = pb::ListRequest { prefix: prefix.as_bytes().to_vec(), limit, page_token };
         self.with_retry("", |ch, _| {
-            let req = req.clone();
+            let req = self.request(req.clone());
             async move { Self::lock_client(ch).list(req).await.map(|r| r.into_inner()) }
         })
         .await
@@ -268,7 +292,7 @@ impl Client {
     pub async fn validate_fence(&self, name: &str, token: u64) -> Result<pb::ValidateFenceResponse, ApiError> {
         let req = pb::ValidateFenceRequest { name: name.as_bytes().to_vec(), fencing_token: token };
         self.with_retry(name, |ch, _| {
-            let req = req.clone();
+            let req = self.request(req.clone());
             async move { Self::lock_client(ch).validate_fence(req).await.map(|r| r.into_inner()) }
         })
         .await
@@ -277,7 +301,7 @@ impl Client {
     pub async fn force_release(&self, name: &str, key: Option<&str>) -> Result<pb::ForceReleaseResponse, ApiError> {
         let req = pb::ForceReleaseRequest { name: name.as_bytes().to_vec(), key: key.unwrap_or_default().to_owned() };
         self.with_retry(name, |ch, _| {
-            let req = req.clone();
+            let req = self.request(req.clone());
             async move { AdminClient::new(ch).force_release(req).await.map(|r| r.into_inner()) }
         })
         .await
@@ -287,7 +311,7 @@ impl Client {
     pub async fn status(&self) -> Result<pb::StatusResponse, ApiError> {
         let addr = self.inner.seeds.first().cloned().unwrap_or_default();
         AdminClient::new(self.channel(&addr)?)
-            .status(pb::StatusRequest {})
+            .status(self.request(pb::StatusRequest {}))
             .await
             .map(|r| r.into_inner())
             .map_err(|s| unreachable(&addr, s))

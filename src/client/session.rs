@@ -19,6 +19,7 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::lock_client::LockClient;
 
 pub struct Session {
+    client: Client,
     id: u64,
     ttl_ms: u64,
     channel: Channel,
@@ -35,7 +36,7 @@ impl Client {
         let (tx, rx) = mpsc::channel(4);
         let _ = tx.send(pb::SessionRequest { ttl_ms: ttl_ms.unwrap_or(0) }).await;
         let mut stream = LockClient::new(channel.clone())
-            .session(ReceiverStream::new(rx))
+            .session(self.request(ReceiverStream::new(rx)))
             .await
             .map_err(|s| ApiError::from_status(&s))?
             .into_inner();
@@ -59,7 +60,7 @@ impl Client {
             }
             let _ = ended_tx.send(true);
         });
-        Ok(Session { id: opened.session_id, ttl_ms: opened.ttl_ms, channel, ended, keepalive })
+        Ok(Session { client: self.clone(), id: opened.session_id, ttl_ms: opened.ttl_ms, channel, ended, keepalive })
     }
 }
 
@@ -91,7 +92,7 @@ impl Session {
             session_id: self.id,
         };
         LockClient::new(self.channel.clone())
-            .acquire(req)
+            .acquire(self.client.request(req))
             .await
             .map(|r| r.into_inner())
             .map_err(|s| ApiError::from_status(&s))

@@ -38,6 +38,7 @@ pub struct GroupView {
     pub is_leader: bool,
     pub term: u64,
     pub last_log_index: u64,
+    pub commit_index: u64,
     pub applied_index: u64,
 }
 
@@ -146,6 +147,7 @@ impl Groups {
             is_leader: m.state == ServerState::Leader,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
+            commit_index: m.cluster_committed.map_or(0, |l| l.index),
             applied_index: m.last_applied.map_or(0, |l| l.index),
         }
     }

@@ -8,13 +8,53 @@ use std::time::Instant;
 
 use super::keeper::Keeper;
 use super::waits::Waits;
-use crate::lock::{LockTable, Outcome};
+use crate::lock::{Effect, EndReason, LockTable, Outcome};
+use crate::metrics::{Contention, GRANTS, HOLDS_ENDED, HOLD_DURATION, QUEUED, WAITS_ENDED};
 use crate::raft::ApplyObserver;
 use crate::routing::GroupId;
 
 pub struct EffectSink {
     pub waits: Arc<Waits>,
     pub keeper: Arc<Keeper>,
+    pub contention: Arc<Contention>,
+}
+
+fn reason_label(reason: EndReason) -> &'static str {
+    match reason {
+        EndReason::Released => "released",
+        EndReason::Expired => "expired",
+        EndReason::Forced => "forced",
+        EndReason::TimedOut => "timed_out",
+        EndReason::Cancelled => "cancelled",
+    }
+}
+
+impl EffectSink {
+    /// Counts what happened, once per cluster: only the group leader counts.
+    fn count(&self, effects: &[Effect], held: &[std::time::Duration]) {
+        for effect in effects {
+            match effect {
+                Effect::Granted { handoff, .. } => {
+                    let kind = if *handoff { "handoff" } else { "immediate" };
+                    metrics::counter!(GRANTS, "kind" => kind).increment(1);
+                }
+                Effect::HoldEnded { reason, .. } => {
+                    metrics::counter!(HOLDS_ENDED, "reason" => reason_label(*reason)).increment(1)
+                }
+                Effect::WaitEnded { reason, .. } => {
+                    metrics::counter!(WAITS_ENDED, "reason" => reason_label(*reason)).increment(1)
+                }
+                Effect::Queued { name, .. } => {
+                    metrics::counter!(QUEUED).increment(1);
+                    self.contention.record(name);
+                }
+                _ => {}
+            }
+        }
+        for d in held {
+            metrics::histogram!(HOLD_DURATION).record(d.as_secs_f64());
+        }
+    }
 }
 
 impl ApplyObserver for EffectSink {
@@ -22,8 +62,11 @@ impl ApplyObserver for EffectSink {
         if outcome.effects.is_empty() {
             return;
         }
-        self.keeper.on_effects(group, &outcome.effects, Instant::now());
+        let held = self.keeper.on_effects(group, &outcome.effects, Instant::now());
         self.waits.on_effects(group, &outcome.effects);
+        if self.keeper.is_leader(group) {
+            self.count(&outcome.effects, &held);
+        }
     }
 
     fn restored(&self, group: GroupId, table: &LockTable) {

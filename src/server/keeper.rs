@@ -57,6 +57,8 @@ type HoldId = (String, LockKey);
 #[derive(Default)]
 struct GroupDeadlines {
     leader_since: Option<Instant>,
+    /// When each current hold was granted (refreshes do not move it).
+    granted_at: HashMap<HoldId, Instant>,
     leases: HashMap<HoldId, Deadline>,
     waits: HashMap<HoldId, Deadline>,
     idle: HashMap<String, Deadline>,
@@ -76,8 +78,10 @@ impl Keeper {
         self.groups[group as usize].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the deadlines that the effects of one applied entry start or end.
-    pub fn on_effects(&self, group: GroupId, effects: &[Effect], now: Instant) {
+    /// Records the deadlines that the effects of one applied entry start or
+    /// end; returns how long each hold that ended was held.
+    pub fn on_effects(&self, group: GroupId, effects: &[Effect], now: Instant) -> Vec<Duration> {
+        let mut held = Vec::new();
         let mut g = self.group(group);
         for effect in effects {
             match effect {
@@ -85,13 +89,18 @@ impl Keeper {
                     let id = (name.clone(), grant.key.clone());
                     g.waits.remove(&id);
                     g.idle.remove(name);
+                    g.granted_at.entry(id.clone()).or_insert(now);
                     g.leases.insert(id, Deadline::new(now, grant.ttl_ms, grant.lease_index));
                 }
                 Effect::Refreshed { name, key, ttl_ms, lease_index } => {
                     g.leases.insert((name.clone(), key.clone()), Deadline::new(now, *ttl_ms, *lease_index));
                 }
                 Effect::HoldEnded { name, key, .. } => {
-                    g.leases.remove(&(name.clone(), key.clone()));
+                    let id = (name.clone(), key.clone());
+                    g.leases.remove(&id);
+                    if let Some(at) = g.granted_at.remove(&id) {
+                        held.push(now.saturating_duration_since(at));
+                    }
                 }
                 Effect::Queued { name, key, wait_ms, enqueue_index, .. } => {
                     g.idle.remove(name);
@@ -108,6 +117,12 @@ impl Keeper {
                 }
             }
         }
+        held
+    }
+
+    /// Whether this node led `group` at the keeper's last look.
+    pub fn is_leader(&self, group: GroupId) -> bool {
+        self.group(group).leader_since.is_some()
     }
 
     /// Rebuilds a group's deadlines from a table installed from a snapshot;
@@ -119,6 +134,7 @@ impl Keeper {
         for (name, lock) in table.iter() {
             for (key, h) in lock.holders() {
                 g.leases.insert((name.clone(), key.clone()), Deadline::new(now, h.ttl_ms, h.lease_index));
+                g.granted_at.insert((name.clone(), key.clone()), now);
             }
             for w in lock.waiters().iter() {
                 g.waits.insert((name.clone(), w.key.clone()), Deadline::new(now, w.wait_ms, w.enqueue_index));

@@ -14,6 +14,7 @@
 pub mod balancer;
 pub mod effects;
 pub mod forward;
+pub mod gauges;
 pub mod keeper;
 pub mod node;
 pub mod read;

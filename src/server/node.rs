@@ -90,9 +90,19 @@ impl Node {
         let syncer = Syncer::start(db.clone(), fsync).map_err(io("cannot start the wal syncer"))?;
         let waits = Arc::new(Waits::default());
         let keeper = Arc::new(Keeper::new(config.groups, config.idle_lock_grace_ms));
-        let sink = Arc::new(EffectSink { waits: waits.clone(), keeper: keeper.clone() });
+        crate::metrics::install();
+        let contention = Arc::new(crate::metrics::Contention::new(10_000));
+        let sink =
+            Arc::new(EffectSink { waits: waits.clone(), keeper: keeper.clone(), contention: contention.clone() });
         let groups = Arc::new(Groups::start(&config, db, syncer.clone(), sink).await?);
-        let service = Arc::new(LockService::new(groups.clone(), waits, keeper.clone(), config.clone(), syncer.clone()));
+        let service = Arc::new(LockService::new(
+            groups.clone(),
+            waits,
+            keeper.clone(),
+            config.clone(),
+            syncer.clone(),
+            contention,
+        ));
         let (shutdown, rx) = watch::channel(false);
         let client_addr = client.local_addr().map_err(io("client listener"))?;
         let peer_addr = peer.local_addr().map_err(io("peer listener"))?;
@@ -103,6 +113,7 @@ impl Node {
         groups.bootstrap(&config).await?;
         tasks.push(tokio::spawn(run_keeper(service.clone(), keeper, rx.clone())));
         tasks.push(tokio::spawn(run_sessions(service.clone(), rx.clone())));
+        tasks.push(tokio::spawn(super::gauges::run(service.clone(), rx.clone())));
         let voters = config.voters().iter().map(|p| p.id).collect();
         let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
         tasks.push(tokio::spawn(super::balancer::run(groups.clone(), voters, heartbeat, rx)));

@@ -25,6 +25,7 @@ use super::waits::Waits;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::lock::{AcquireCmd, Command, Grant, LockError, LockKey, Outcome, Reply};
+use crate::metrics::Contention;
 use crate::raft::{Groups, NodeId};
 use crate::routing::{group_of, GroupId};
 use crate::storage::syncer::Syncer;
@@ -65,6 +66,7 @@ pub struct LockService {
     config: Arc<Config>,
     syncer: Syncer,
     sessions: Arc<Sessions>,
+    contention: Arc<Contention>,
 }
 
 fn internal(what: impl std::fmt::Display) -> ApiError {
@@ -78,9 +80,15 @@ impl LockService {
         keeper: Arc<Keeper>,
         config: Arc<Config>,
         syncer: Syncer,
+        contention: Arc<Contention>,
     ) -> Self {
         let sessions = Arc::new(Sessions::new(config.max_sessions));
-        Self { groups, waits, keeper, config, syncer, sessions }
+        Self { groups, waits, keeper, config, syncer, sessions, contention }
+    }
+
+    /// The `n` lock names that queued most often while this node led them.
+    pub fn most_contended(&self, n: usize) -> Vec<(String, u64)> {
+        self.contention.top(n)
     }
 
     pub fn sessions(&self) -> &Arc<Sessions> {
@@ -186,6 +194,7 @@ impl LockService {
 
     /// One attempt through the local Raft; `NotLeader` when it does not lead.
     pub async fn propose_local(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
+        metrics::counter!(crate::metrics::PROPOSALS, "group" => group.to_string()).increment(1);
         match self.groups.raft(group).client_write(cmd.clone()).await {
             Ok(resp) => {
                 let outcome = resp.data.outcome.ok_or_else(|| internal("a lock command produced no outcome"))?;
@@ -222,6 +231,7 @@ impl LockService {
             self.sessions.check(id)?;
         }
         let group = self.group_of(&p.name);
+        let started = Instant::now();
         let key = p.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random()));
         let cmd = Command::Acquire(AcquireCmd {
             name: p.name.clone(),
@@ -237,12 +247,14 @@ impl LockService {
             Ok(Reply::Granted(grant)) => {
                 wait.disarm();
                 self.record_hold(&p, &grant);
+                metrics::histogram!(crate::metrics::WAIT_DURATION).record(started.elapsed().as_secs_f64());
                 Ok((self.meta(group, applied.index), grant))
             }
             Ok(Reply::Queued { .. }) => {
                 wait.arm();
                 let grant = wait.wait(Duration::from_millis(p.wait_ms)).await?;
                 self.record_hold(&p, &grant);
+                metrics::histogram!(crate::metrics::WAIT_DURATION).record(started.elapsed().as_secs_f64());
                 Ok((self.meta(group, grant.lease_index), grant))
             }
             Ok(other) => Err(internal(format!("acquire answered {other:?}"))),

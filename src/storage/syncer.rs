@@ -84,6 +84,8 @@ fn run(db: Db, rx: mpsc::Receiver<Done>, stats: &Stats) {
         stats.syncs.fetch_add(1, Relaxed);
         stats.synced_writes.fetch_add(batch.len() as u64, Relaxed);
         stats.sync_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        metrics::histogram!(crate::metrics::WAL_SYNC_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::WAL_SYNC_BATCH).record(batch.len() as f64);
         for done in batch {
             done(result.clone().map_err(std::io::Error::other));
         }

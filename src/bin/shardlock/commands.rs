@@ -33,6 +33,10 @@ pub struct ServeArgs {
     peer_addr: Option<String>,
 }
 
+async fn connect(target: &Target) -> anyhow::Result<Client> {
+    Ok(Client::connect_with(&[target.addr.as_str()], target.token.as_deref()).await?)
+}
+
 fn options(lock: &LockArgs) -> AcquireOptions {
     AcquireOptions {
         size: lock.size,
@@ -49,10 +53,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .init();
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    // Defaults < file < SHARDLOCK_* environment < flags.
+    let mut config = Config::load_layered(args.config.as_deref(), std::env::vars())?;
     if let Some(v) = args.node_id {
         config.node_id = v;
     }
@@ -91,7 +93,7 @@ async fn wait_for_signal() {
 }
 
 pub async fn lock(target: &Target, name: &str, lock: &LockArgs, cmd: &[String]) -> anyhow::Result<ExitCode> {
-    let client = Client::connect(&target.addr).await?;
+    let client = connect(target).await?;
     let guard = client.lock(name, options(lock)).await?;
     let mut child = tokio::process::Command::new(&cmd[0])
         .args(&cmd[1..])
@@ -128,7 +130,7 @@ pub async fn lock(target: &Target, name: &str, lock: &LockArgs, cmd: &[String]) 
 }
 
 pub async fn acquire(target: &Target, name: &str, lock: &LockArgs) -> anyhow::Result<()> {
-    let grant = Client::connect(&target.addr).await?.acquire(name, options(lock)).await?;
+    let grant = connect(target).await?.acquire(name, options(lock)).await?;
     if target.json {
         json(&json!({"name": name, "key": grant.key, "fencing_token": grant.fencing_token,
             "permits": grant.permits, "ttl_ms": grant.ttl_ms, "size": grant.size}));
@@ -142,7 +144,7 @@ pub async fn acquire(target: &Target, name: &str, lock: &LockArgs) -> anyhow::Re
 }
 
 pub async fn unlock(target: &Target, name: &str, key: &str) -> anyhow::Result<()> {
-    Client::connect(&target.addr).await?.release(name, key).await?;
+    connect(target).await?.release(name, key).await?;
     if target.json {
         json(&json!({"name": name, "released": true}));
     } else {
@@ -152,7 +154,7 @@ pub async fn unlock(target: &Target, name: &str, key: &str) -> anyhow::Result<()
 }
 
 pub async fn describe(target: &Target, name: &str) -> anyhow::Result<()> {
-    let resp = Client::connect(&target.addr).await?.describe(name).await?;
+    let resp = connect(target).await?.describe(name).await?;
     let Some(lock) = resp.lock else {
         if target.json {
             json(&json!({"name": name, "lock": null}));
@@ -204,7 +206,7 @@ pub async fn describe(target: &Target, name: &str) -> anyhow::Result<()> {
 }
 
 pub async fn list(target: &Target, prefix: &str, limit: u32) -> anyhow::Result<()> {
-    let resp = Client::connect(&target.addr).await?.list(prefix, limit, Vec::new()).await?;
+    let resp = connect(target).await?.list(prefix, limit, Vec::new()).await?;
     let names: Vec<String> = resp.locks.iter().map(|l| String::from_utf8_lossy(&l.name).into_owned()).collect();
     if target.json {
         let locks: Vec<_> = resp
@@ -241,7 +243,7 @@ pub async fn list(target: &Target, prefix: &str, limit: u32) -> anyhow::Result<(
 }
 
 pub async fn status(target: &Target) -> anyhow::Result<()> {
-    let status = Client::connect(&target.addr).await?.status().await?;
+    let status = connect(target).await?.status().await?;
     let leaderless = status.group_status.iter().filter(|g| g.leader_id == 0).count();
     if target.json {
         let nodes: Vec<_> = status
@@ -279,7 +281,7 @@ pub async fn status(target: &Target) -> anyhow::Result<()> {
 }
 
 pub async fn force_release(target: &Target, name: &str, key: Option<&str>) -> anyhow::Result<()> {
-    let resp = Client::connect(&target.addr).await?.force_release(name, key).await?;
+    let resp = connect(target).await?.force_release(name, key).await?;
     if target.json {
         json(&json!({"name": name, "released": resp.released}));
     } else {

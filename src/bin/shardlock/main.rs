@@ -27,6 +27,9 @@ pub struct Target {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Token for clusters that require one (auth.token).
+    #[arg(long, global = true, env = "SHARDLOCK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Lock options shared by `lock` and `acquire`.

@@ -1,0 +1,82 @@
+//! Per-call metrics of every surface, measured around the whole router.
+//!
+//! Invariant: labels are bounded — the surface, a call name from the fixed
+//! lists below ("unknown" otherwise, so a client cannot mint labels), and a
+//! result code: the `shardlock-code` header our errors carry, else "OK" or
+//! the HTTP status.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error::CODE_METADATA;
+use crate::metrics::{API_DURATION, API_REQUESTS};
+
+const GRPC_CALLS: &[&str] = &[
+    "Acquire",
+    "Release",
+    "Refresh",
+    "Describe",
+    "List",
+    "ValidateFence",
+    "Session",
+    "ForceRelease",
+    "Status",
+    "MostContended",
+];
+const LDLM_CALLS: &[&str] = &["Lock", "TryLock", "Unlock", "Renew"];
+
+fn known(calls: &'static [&'static str], name: &str) -> &'static str {
+    calls.iter().find(|c| **c == name).copied().unwrap_or("unknown")
+}
+
+/// (surface, call) of a request path, or `None` for probes and metrics.
+fn classify(path: &str) -> Option<(&'static str, &'static str)> {
+    if let Some(rest) = path.strip_prefix("/shardlock.v1.") {
+        let method = rest.rsplit('/').next().unwrap_or("");
+        return Some(("grpc", known(GRPC_CALLS, method)));
+    }
+    if let Some(method) = path.strip_prefix("/ldlm.LDLM/") {
+        return Some(("ldlm", known(LDLM_CALLS, method)));
+    }
+    if path.starts_with("/v1/") {
+        let call = super::rest::ROUTES.iter().find(|(_, p)| *p == path).map_or("unknown", |(_, p)| *p);
+        return Some(("rest", call));
+    }
+    None
+}
+
+fn code_of(resp: &Response) -> String {
+    match resp.headers().get(CODE_METADATA).and_then(|v| v.to_str().ok()) {
+        Some(code) => code.to_owned(),
+        None if resp.status().is_success() => "OK".to_owned(),
+        None => format!("HTTP_{}", resp.status().as_u16()),
+    }
+}
+
+pub async fn observe(req: Request, next: Next) -> Response {
+    let Some((surface, call)) = classify(req.uri().path()) else { return next.run(req).await };
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let code = code_of(&resp);
+    metrics::counter!(API_REQUESTS, "surface" => surface, "call" => call, "code" => code).increment(1);
+    metrics::histogram!(API_DURATION, "surface" => surface, "call" => call).record(started.elapsed().as_secs_f64());
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classify;
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(classify("/shardlock.v1.Lock/Acquire"), Some(("grpc", "Acquire")));
+        assert_eq!(classify("/shardlock.v1.Lock/Whatever123"), Some(("grpc", "unknown")));
+        assert_eq!(classify("/ldlm.LDLM/TryLock"), Some(("ldlm", "TryLock")));
+        assert_eq!(classify("/v1/lock/acquire"), Some(("rest", "/v1/lock/acquire")));
+        assert_eq!(classify("/v1/made/up"), Some(("rest", "unknown")));
+        assert_eq!(classify("/healthz"), None);
+    }
+}

@@ -1,0 +1,52 @@
+//! The gauges loop: once a second, publishes each group's Raft state and
+//! table sizes, and the node's sessions, as metrics.
+//!
+//! Invariant: reads only (metrics watch borrows and short table read locks);
+//! labels are group ids, bounded by `groups`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+use tokio::sync::watch;
+
+use super::LockService;
+use crate::metrics as m;
+
+const EVERY: Duration = Duration::from_secs(1);
+
+pub async fn run(service: Arc<LockService>, mut stop: watch::Receiver<bool>) {
+    let groups = service.groups().clone();
+    let mut leaders: Vec<Option<u64>> = vec![None; groups.count() as usize];
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        for group in 0..groups.count() {
+            let view = groups.view(group);
+            let label = group.to_string();
+            if leaders[group as usize] != view.leader && view.leader.is_some() {
+                if leaders[group as usize].is_some() {
+                    counter!(m::LEADER_CHANGES, "group" => label.clone()).increment(1);
+                }
+                leaders[group as usize] = view.leader;
+            }
+            gauge!(m::GROUP_IS_LEADER, "group" => label.clone()).set(if view.is_leader { 1.0 } else { 0.0 });
+            gauge!(m::GROUP_TERM, "group" => label.clone()).set(view.term as f64);
+            gauge!(m::GROUP_COMMIT_INDEX, "group" => label.clone()).set(view.commit_index as f64);
+            gauge!(m::GROUP_APPLIED_INDEX, "group" => label.clone()).set(view.applied_index as f64);
+            let lag = view.commit_index.saturating_sub(view.applied_index);
+            gauge!(m::GROUP_APPLY_LAG, "group" => label.clone()).set(lag as f64);
+            let (locks, held, waiters) = groups.state(group).read(|t| {
+                t.iter().fold((0u64, 0u64, 0u64), |(l, h, w), (_, lock)| {
+                    (l + 1, h + u64::from(lock.held()), w + lock.waiters().len() as u64)
+                })
+            });
+            gauge!(m::LOCKS, "group" => label.clone()).set(locks as f64);
+            gauge!(m::PERMITS_HELD, "group" => label.clone()).set(held as f64);
+            gauge!(m::WAITERS, "group" => label).set(waiters as f64);
+        }
+        gauge!(m::SESSIONS).set(service.sessions().len() as f64);
+    }
+}
