@@ -34,6 +34,8 @@ pub struct NodeProc {
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     pub groups: u32,
+    /// The auth token the nodes require, if any (from `extra`).
+    pub token: Option<String>,
     dir: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
 }
@@ -63,6 +65,11 @@ impl Cluster {
     /// Starts `n` nodes hosting `groups` groups and waits until every group
     /// has a leader that every node knows.
     pub async fn start(n: usize, groups: u32) -> Self {
+        Self::start_with(n, groups, "").await
+    }
+
+    /// Like `start`, with `extra` TOML tables appended to every node's config.
+    pub async fn start_with(n: usize, groups: u32, extra: &str) -> Self {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<(String, String)> =
@@ -83,14 +90,16 @@ impl Cluster {
                 "node_id = {id}\ndata_dir = \"{}\"\nclient_addr = \"{client_addr}\"\npeer_addr = \"{peer_addr}\"\n\
                  groups = {groups}\nidle_lock_grace_ms = 2000\n\n{members}\
                  [raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\
-                 snapshot_every_entries = 50\n",
+                 snapshot_every_entries = 50\n{extra}",
                 data.display()
             );
             std::fs::write(&config, text).expect("write config");
             let log = dir.path().join(format!("node{id}.log"));
             nodes.push(NodeProc { id, client_addr, peer_addr, config, log, child: None });
         }
-        let mut cluster = Self { nodes, groups, dir, _turn: turn };
+        let token =
+            extra.lines().find_map(|l| l.strip_prefix("token = \"")).map(|t| t.trim_end_matches('"').to_owned());
+        let mut cluster = Self { nodes, groups, token, dir, _turn: turn };
         for id in 1..=n as u64 {
             cluster.spawn(id);
         }
@@ -130,7 +139,8 @@ impl Cluster {
         let addr = self.node(id).client_addr.clone();
         wait_for("a restarted node to answer", Duration::from_secs(20), || {
             let addr = addr.clone();
-            async move { Client::connect(&addr).await.ok() }
+            let token = self.token.clone();
+            async move { Client::connect_with(&[addr.as_str()], token.as_deref()).await.ok() }
         })
         .await;
     }
@@ -144,12 +154,12 @@ impl Cluster {
     }
 
     pub async fn client(&self, id: u64) -> Client {
-        Client::connect(&self.addr(id)).await.expect("connect to node")
+        Client::connect_with(&[self.addr(id).as_str()], self.token.as_deref()).await.expect("connect to node")
     }
 
     /// The leader of every group as node `id` sees it (0 = unknown).
     pub async fn leaders(&self, id: u64) -> Option<Vec<u64>> {
-        let client = Client::connect(&self.addr(id)).await.ok()?;
+        let client = Client::connect_with(&[self.addr(id).as_str()], self.token.as_deref()).await.ok()?;
         let status = client.status().await.ok()?;
         Some(status.group_status.iter().map(|g| g.leader_id).collect())
     }

@@ -6,3 +6,4 @@ mod t01_cli;
 mod t02_cluster;
 mod t03_surfaces;
 mod t04_ldlm;
+mod t05_ops;

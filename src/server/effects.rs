@@ -44,10 +44,7 @@ impl EffectSink {
                 Effect::WaitEnded { reason, .. } => {
                     metrics::counter!(WAITS_ENDED, "reason" => reason_label(*reason)).increment(1)
                 }
-                Effect::Queued { name, .. } => {
-                    metrics::counter!(QUEUED).increment(1);
-                    self.contention.record(name);
-                }
+                Effect::Queued { .. } => metrics::counter!(QUEUED).increment(1),
                 _ => {}
             }
         }
@@ -66,6 +63,12 @@ impl ApplyObserver for EffectSink {
         self.waits.on_effects(group, &outcome.effects);
         if self.keeper.is_leader(group) {
             self.count(&outcome.effects, &held);
+        }
+        // Every node applies every entry, so each sees the whole contention.
+        for effect in &outcome.effects {
+            if let Effect::Queued { name, .. } = effect {
+                self.contention.record(name);
+            }
         }
     }
 

@@ -86,7 +86,8 @@ impl LockService {
         Self { groups, waits, keeper, config, syncer, sessions, contention }
     }
 
-    /// The `n` lock names that queued most often while this node led them.
+    /// The `n` lock names that queued most often (every node applies every
+    /// entry, so any node answers for the whole cluster since it started).
     pub fn most_contended(&self, n: usize) -> Vec<(String, u64)> {
         self.contention.top(n)
     }

@@ -1,0 +1,134 @@
+//! Operating shardlock: metrics that cover the Grafana dashboard, the
+//! most-contended view, and shared-secret authentication on every surface.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use shardlock::client::{AcquireOptions, Client};
+use shardlock::error::{ApiError, ErrorCode};
+use shardlock::proto::v1 as pb;
+
+use crate::harness::{http, wait_for, Cluster};
+
+const GROUPS: u32 = 4;
+
+/// Metric names used by the dashboard's queries.
+fn dashboard_metrics() -> BTreeSet<String> {
+    let text = include_str!("../config/grafana-dashboard.json");
+    let dash: Value = serde_json::from_str(text).expect("dashboard is JSON");
+    let mut names = BTreeSet::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("shardlock_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .fold(name.clone(), |n, s| n.strip_suffix(s).map_or(n.clone(), str::to_owned));
+                names.insert(base);
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn metrics_cover_the_grafana_dashboard() {
+    let used = dashboard_metrics();
+    for name in &used {
+        assert!(
+            shardlock::metrics::ALL.contains(&name.as_str()),
+            "the dashboard uses {name}, which src/metrics.rs lacks"
+        );
+    }
+
+    let cluster = Cluster::start(3, GROUPS).await;
+    let (a, b) = (cluster.client(1).await, cluster.client(2).await);
+    // Exercise every kind of event: grants, hand-offs, waits that time out,
+    // expiries, forced releases and sessions.
+    let first = a.acquire("ops/hot", AcquireOptions { ttl_ms: Some(600), ..Default::default() }).await.unwrap();
+    let timed_out = b.acquire("ops/hot", AcquireOptions { wait_ms: 100, ..Default::default() }).await.unwrap_err();
+    assert_eq!(timed_out.code, ErrorCode::WaitTimeout);
+    let handed = b.acquire("ops/hot", AcquireOptions { wait_ms: 20_000, ..Default::default() }).await.unwrap();
+    assert!(handed.fencing_token > first.fencing_token, "the expired lease went to the waiter");
+    a.release("ops/hot", &handed.key).await.unwrap();
+    a.acquire("ops/forced", AcquireOptions::default()).await.unwrap();
+    a.force_release("ops/forced", None).await.unwrap();
+    let session = a.session(None).await.unwrap();
+    session.acquire("ops/session", AcquireOptions::default()).await.unwrap();
+
+    // Every metric the dashboard needs shows up in some node's scrape.
+    let mut seen = String::new();
+    wait_for("every dashboard metric in a scrape", Duration::from_secs(20), || {
+        let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+        let used = used.clone();
+        async move {
+            let mut all = String::new();
+            for addr in &addrs {
+                all.push_str(&http(addr, "GET", "/metrics", "").await.1);
+            }
+            used.iter().all(|name| all.contains(name.as_str())).then_some(all)
+        }
+    })
+    .await
+    .clone_into(&mut seen);
+    assert!(seen.contains("call=\"Acquire\""), "per-call API metrics");
+    assert!(!seen.contains("ops/hot"), "lock names must never be metric labels");
+
+    // The most contended names come from the admin API instead.
+    let (code, body) = http(&cluster.addr(3), "POST", "/v1/admin/most-contended", r#"{"limit": 3}"#).await;
+    assert_eq!(code, 200, "{body}");
+    let top: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(top["locks"][0]["name"], "ops/hot", "{body}");
+}
+
+const TOKEN: &str = "integration-test-shared-secret";
+
+#[tokio::test]
+async fn a_shared_secret_guards_every_surface() {
+    let cluster = Cluster::start_with(1, GROUPS, &format!("[auth]\ntoken = \"{TOKEN}\"\n")).await;
+    let addr = cluster.addr(1);
+
+    // gRPC: refused without the token, served with it.
+    let mut raw = cluster.raw(1).await;
+    let req = pb::AcquireRequest { name: b"auth/a".to_vec(), ..Default::default() };
+    let status = raw.acquire(req).await.unwrap_err();
+    assert_eq!(
+        (status.code(), ApiError::from_status(&status).code),
+        (tonic::Code::Unauthenticated, ErrorCode::Unauthenticated)
+    );
+    let client = Client::connect_with(&[addr.as_str()], Some(TOKEN)).await.unwrap();
+    client.acquire("auth/a", AcquireOptions::default()).await.unwrap();
+    assert!(Client::connect_with(&[addr.as_str()], Some("not-the-token")).await.is_err());
+
+    // REST: 401 without or with a wrong token; probes and metrics stay open.
+    let (code, body) = http(&addr, "POST", "/v1/lock/describe", r#"{"name": "auth/a"}"#).await;
+    assert_eq!((code, body.contains("UNAUTHENTICATED")), (401, true), "{body}");
+    assert_eq!(http(&addr, "GET", "/healthz", "").await.0, 200);
+    assert_eq!(http(&addr, "GET", "/metrics", "").await.0, 200);
+
+    // ldlm: the password travels in the `authorization` metadata.
+    let script = format!(
+        "import sys, grpc\nfrom ldlm import Client\n\
+         assert Client('{addr}', password='{TOKEN}', retries=0, auto_renew_locks=False).try_lock('auth/ldlm').locked\n\
+         try:\n    Client('{addr}', password='wrong', retries=0, auto_renew_locks=False).try_lock('auth/ldlm2')\n    sys.exit('accepted a wrong password')\n\
+         except grpc.RpcError as e:\n    assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e\nprint('OK')\n"
+    );
+    let run = tokio::process::Command::new("python3").args(["-c", &script]).kill_on_drop(true).output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // CLI: --token (or SHARDLOCK_TOKEN).
+    let cli = |token: Option<&str>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardlock"));
+        cmd.args(["describe", "auth/a", "--addr", &addr]).env_remove("SHARDLOCK_TOKEN").kill_on_drop(true);
+        if let Some(t) = token {
+            cmd.env("SHARDLOCK_TOKEN", t);
+        }
+        cmd.output()
+    };
+    assert!(cli(Some(TOKEN)).await.unwrap().status.success());
+    let refused = cli(None).await.unwrap();
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("credentials"));
+}
