@@ -299,7 +299,7 @@ impl RaftConfig {
 }
 
 /// Variables that configure tools, not the node.
-const NOT_SETTINGS: &[&str] = &["SHARDLOCK_CONFIG", "SHARDLOCK_ADDR"];
+const NOT_SETTINGS: &[&str] = &["SHARDLOCK_CONFIG", "SHARDLOCK_ADDR", "SHARDLOCK_TOKEN", "SHARDLOCK_LOG_FORMAT"];
 
 /// Sets the key that `SHARDLOCK_A__B_C` names (`a.b_c`) to `value`, parsed
 /// as a TOML value when it is one (numbers, booleans) and as a string else.

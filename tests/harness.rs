@@ -133,6 +133,27 @@ impl Cluster {
         }
     }
 
+    /// Sends SIGTERM to node `id` (by pid) and waits for it to exit; returns
+    /// how long it took.
+    pub async fn terminate(&mut self, id: u64) -> Duration {
+        let started = Instant::now();
+        let Some(mut child) = self.nodes[id as usize - 1].child.take() else { return Duration::ZERO };
+        // SAFETY: signals our own child process by its pid.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if child.try_wait().ok().flatten().is_some() {
+                return started.elapsed();
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {id} did not exit within 60 s of SIGTERM");
+            }
+        }
+    }
+
     /// Starts node `id` again on its data directory.
     pub async fn restart(&mut self, id: u64) {
         self.spawn(id);

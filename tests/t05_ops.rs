@@ -132,3 +132,67 @@ async fn a_shared_secret_guards_every_surface() {
     let refused = cli(None).await.unwrap();
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("credentials"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_node_without_failing_requests() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let mut cluster = Cluster::start(3, 8).await;
+    let preferred = cluster.wait_balanced().await;
+    let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    let seeds: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let client = Client::connect_any(&seeds).await.unwrap();
+
+    // Phase 1: eight clients cycle acquire+release on their own locks.
+    let (stop, ok, failed) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut workers = Vec::new();
+    for i in 0..8 {
+        let (client, stop, ok, failed) = (client.clone(), stop.clone(), ok.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            let name = format!("drain/{i}");
+            while !stop.load(Ordering::Relaxed) {
+                let cycle = async {
+                    let grant = client.acquire(&name, AcquireOptions { wait_ms: 10_000, ..Default::default() }).await?;
+                    client.release(&name, &grant.key).await
+                };
+                match cycle.await {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(err) => {
+                        eprintln!("worker {i}: {err:?}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    wait_for("the workers to get going", Duration::from_secs(20), || async {
+        (ok.load(Ordering::Relaxed) >= 50).then_some(())
+    })
+    .await;
+
+    // Phase 2: SIGTERM node 1, which leads a third of the groups.
+    let before = ok.load(Ordering::Relaxed);
+    let took = cluster.terminate(1).await;
+    let leaders = cluster.leaders(2).await.unwrap();
+    assert!(leaders.iter().all(|&l| l == 2 || l == 3), "node 1 still leads after its drain: {leaders:?}");
+    wait_for("work to go on without node 1", Duration::from_secs(20), || async {
+        (ok.load(Ordering::Relaxed) >= before + 50).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let log = cluster.log_tail(1);
+    let drained = log.lines().find(|l| l.contains("drained in")).unwrap_or("(no drain line)").to_owned();
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("drain: node 1 exited {took:?} after SIGTERM; {drained}; requests ok {ok}, failed {failed}");
+    assert_eq!(failed, 0, "requests failed during the drain");
+    assert!(drained.contains("moved"), "{log}");
+
+    // Phase 3: it rejoins and the balancer gives its groups back.
+    cluster.restart(1).await;
+    assert_eq!(cluster.wait_balanced().await, preferred);
+}

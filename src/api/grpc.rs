@@ -162,6 +162,7 @@ impl Lock for GrpcApi {
         &self,
         request: Request<Streaming<pb::SessionRequest>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        self.service.admit().map_err(status)?;
         let conn = request.extensions().get::<Conn>().map(|c| c.0);
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.ok_or_else(|| {

@@ -1,4 +1,8 @@
-//! Per-call metrics of every surface, measured around the whole router.
+//! Per-call metrics and request ids of every surface, around the whole router.
+//!
+//! Every API request runs in a `request` tracing span with an id: the
+//! client's `x-request-id` (if it is 1 to 64 printable ASCII characters) or
+//! 64 random bits; the id is echoed in the response's `x-request-id`.
 //!
 //! Invariant: labels are bounded — the surface, a call name from the fixed
 //! lists below ("unknown" otherwise, so a client cannot mint labels), and a
@@ -8,8 +12,10 @@
 use std::time::Instant;
 
 use axum::extract::Request;
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 use crate::error::CODE_METADATA;
 use crate::metrics::{API_DURATION, API_REQUESTS};
@@ -56,11 +62,33 @@ fn code_of(resp: &Response) -> String {
     }
 }
 
+const REQUEST_ID: &str = "x-request-id";
+
+fn request_id(req: &Request) -> String {
+    let given = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok());
+    match given {
+        Some(id) if (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) => id.to_owned(),
+        _ => format!("{:016x}", rand::random::<u64>()),
+    }
+}
+
 pub async fn observe(req: Request, next: Next) -> Response {
     let Some((surface, call)) = classify(req.uri().path()) else { return next.run(req).await };
+    let id = request_id(&req);
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let span = tracing::info_span!("request", id = %id, surface, call);
+    let mut resp = next.run(req).instrument(span.clone()).await;
     let code = code_of(&resp);
+    span.in_scope(|| {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match code.as_str() {
+            "INTERNAL" => tracing::warn!(code = %code, ms, "request failed"),
+            _ => tracing::debug!(code = %code, ms, "request done"),
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, value);
+    }
     metrics::counter!(API_REQUESTS, "surface" => surface, "call" => call, "code" => code).increment(1);
     metrics::histogram!(API_DURATION, "surface" => surface, "call" => call).record(started.elapsed().as_secs_f64());
     resp

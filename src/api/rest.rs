@@ -351,6 +351,7 @@ pub struct SessionReply {
 }
 
 async fn session_open(State(svc): Svc, body: Bytes) -> Reply<SessionReply> {
+    svc.admit()?;
     let b: SessionOpenBody = parse(&body)?;
     let config = svc.config();
     let ttl_ms = b.ttl_ms.unwrap_or(config.session_ttl_ms);

@@ -44,6 +44,8 @@ pub struct GroupView {
 
 pub struct Groups {
     me: NodeId,
+    /// Peers that announced they are draining, and when.
+    draining_peers: dashmap::DashMap<NodeId, std::time::Instant>,
     rafts: Arc<Vec<Raft>>,
     states: Vec<Arc<GroupState>>,
     router: PeerRouter,
@@ -87,7 +89,8 @@ impl Groups {
                 .map_err(|e| GroupsError::Start { group, why: e.to_string() })?;
             rafts.push(raft);
         }
-        Ok(Self { me: config.node_id, rafts: Arc::new(rafts), states, router })
+        let draining_peers = dashmap::DashMap::new();
+        Ok(Self { me: config.node_id, draining_peers, rafts: Arc::new(rafts), states, router })
     }
 
     /// Initializes every group that is not yet, with the configured voters.
@@ -175,6 +178,21 @@ impl Groups {
         let heard = m.heartbeat.as_ref().and_then(|h| h.get(&node)).and_then(|t| t.as_ref());
         let matched = m.replication.as_ref().and_then(|r| r.get(&node)).and_then(|l| l.as_ref()).map(|l| l.index);
         heard.is_some_and(|t| t.elapsed() < max_age) && matched >= m.last_log_index
+    }
+
+    /// Records a peer's draining notice (forgotten after 5 minutes, or when
+    /// the peer says it is back).
+    pub fn mark_draining(&self, node: NodeId, draining: bool) {
+        if draining {
+            self.draining_peers.insert(node, std::time::Instant::now());
+        } else {
+            self.draining_peers.remove(&node);
+        }
+    }
+
+    /// Whether `node` said it is draining (in the last 5 minutes).
+    pub fn peer_draining(&self, node: NodeId) -> bool {
+        self.draining_peers.get(&node).is_some_and(|at| at.elapsed() < Duration::from_secs(300))
     }
 
     /// Waits until `group` has a leader or `timeout` passes.

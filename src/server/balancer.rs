@@ -45,7 +45,8 @@ pub async fn balance_once(groups: &Groups, voters: &[NodeId], max_age: Duration)
         let Some(preferred) = preferred_leader(group, voters) else {
             continue;
         };
-        if preferred == groups.me() || !groups.follower_healthy(group, preferred, max_age) {
+        let eligible = !groups.peer_draining(preferred) && groups.follower_healthy(group, preferred, max_age);
+        if preferred == groups.me() || !eligible {
             continue;
         }
         if groups.raft(group).trigger().transfer_leader(preferred).await.is_ok() {

@@ -17,7 +17,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::lock::Command;
 use crate::proto::peer::forward_client::ForwardClient;
 use crate::proto::peer::forward_server::Forward;
-use crate::proto::peer::{ProposeReply, ProposeRequest, ReadReply, ReadRequest};
+use crate::proto::peer::{DrainingAck, DrainingNotice, ProposeReply, ProposeRequest, ReadReply, ReadRequest};
 use crate::raft::network::PeerRouter;
 use crate::raft::NodeId;
 use crate::routing::GroupId;
@@ -57,6 +57,16 @@ pub async fn read(
     Ok((reply.index, answer))
 }
 
+/// Tells node `peer` whether this node (`me`) is draining; best effort.
+pub async fn announce(router: &PeerRouter, peer: NodeId, me: NodeId, draining: bool) {
+    let Ok(mut client) = client(router, peer) else { return };
+    let mut req = Request::new(DrainingNotice { node_id: me, draining });
+    req.set_timeout(Duration::from_secs(1));
+    if let Err(status) = client.draining(req).await {
+        tracing::debug!(peer, error = %status.message(), "draining notice not delivered");
+    }
+}
+
 /// The receiving end: serves forwarded work on this node only.
 pub struct ForwardService {
     service: Arc<LockService>,
@@ -83,6 +93,13 @@ impl Forward for ForwardService {
         let cmd: Command = decode(&req.command).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let applied = self.service.propose_local(req.group, &cmd).await.map_err(|e| e.to_status())?;
         Ok(Response::new(ProposeReply { index: applied.index, outcome: encode(&applied.outcome) }))
+    }
+
+    async fn draining(&self, request: Request<DrainingNotice>) -> Result<Response<DrainingAck>, Status> {
+        let notice = request.into_inner();
+        self.service.groups().mark_draining(notice.node_id, notice.draining);
+        tracing::info!(peer = notice.node_id, draining = notice.draining, "peer draining notice");
+        Ok(Response::new(DrainingAck {}))
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {

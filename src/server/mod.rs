@@ -22,5 +22,5 @@ pub mod service;
 pub mod sessions;
 pub mod waits;
 
-pub use node::{Node, NodeError};
+pub use node::{DrainReport, Node, NodeError};
 pub use service::{AcquireParams, LockService, Meta};

@@ -59,6 +59,18 @@ pub struct Node {
     syncer: Syncer,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    peers: Vec<crate::raft::NodeId>,
+    heartbeat: Duration,
+}
+
+/// What a drain did.
+#[derive(Clone, Debug)]
+pub struct DrainReport {
+    /// Groups this node led when the drain began.
+    pub led: usize,
+    /// Groups it still led when the drain ended (0 unless no peer was healthy).
+    pub still_leading: usize,
+    pub took: Duration,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
@@ -117,8 +129,11 @@ impl Node {
         let voters = config.voters().iter().map(|p| p.id).collect();
         let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
         tasks.push(tokio::spawn(super::balancer::run(groups.clone(), voters, heartbeat, rx)));
+        let peers: Vec<_> = config.voters().iter().map(|p| p.id).filter(|id| *id != config.node_id).collect();
+        tokio::spawn(announce_all(groups.clone(), peers.clone(), false));
         tracing::info!(node = config.node_id, %client_addr, %peer_addr, groups = config.groups, "node started");
-        Ok(Self { client_addr, peer_addr, groups, service, syncer, shutdown, tasks })
+        let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
+        Ok(Self { client_addr, peer_addr, groups, service, syncer, shutdown, tasks, peers, heartbeat })
     }
 
     pub fn client_addr(&self) -> SocketAddr {
@@ -139,6 +154,52 @@ impl Node {
 
     pub fn syncer(&self) -> &Syncer {
         &self.syncer
+    }
+
+    /// Drains the node: refuses new requests, answers its waiters with a
+    /// retryable `DRAINING`, tells peers not to hand it leadership, and moves
+    /// the leadership of every group it leads to a healthy peer, for at most
+    /// `timeout`. Call `shutdown` afterwards.
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        let started = Instant::now();
+        self.service.start_draining();
+        announce_all(self.groups.clone(), self.peers.clone(), true).await;
+        let led_by_me = |groups: &Groups| (0..groups.count()).filter(|g| groups.view(*g).is_leader).collect::<Vec<_>>();
+        let led = led_by_me(&self.groups).len();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut last_push = None::<Instant>;
+        loop {
+            tick.tick().await;
+            let leading = led_by_me(&self.groups);
+            if leading.is_empty() || started.elapsed() >= timeout {
+                let report = DrainReport { led, still_leading: leading.len(), took: started.elapsed() };
+                tracing::info!(
+                    led,
+                    still_leading = report.still_leading,
+                    ms = report.took.as_millis() as u64,
+                    "drained"
+                );
+                return report;
+            }
+            if last_push.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+                last_push = Some(Instant::now());
+                for group in leading {
+                    if let Some(to) = self.handoff_target(group) {
+                        let _ = self.groups.raft(group).trigger().transfer_leader(to).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A healthy, non-draining peer to take `group`, its preferred leader first.
+    fn handoff_target(&self, group: crate::routing::GroupId) -> Option<crate::raft::NodeId> {
+        let max_age = self.heartbeat * 3;
+        let ok = |id: &crate::raft::NodeId| {
+            !self.groups.peer_draining(*id) && self.groups.follower_healthy(group, *id, max_age)
+        };
+        let preferred = crate::routing::preferred_leader(group, &self.peers).filter(ok);
+        preferred.or_else(|| self.peers.iter().copied().find(ok))
     }
 
     /// Stops servers and loops, then every Raft group.
@@ -220,4 +281,11 @@ async fn run_sessions(service: Arc<LockService>, mut rx: watch::Receiver<bool>) 
         }
         service.session_tick(Instant::now());
     }
+}
+
+/// Tells every peer whether this node is draining (best effort, in parallel).
+async fn announce_all(groups: Arc<Groups>, peers: Vec<crate::raft::NodeId>, draining: bool) {
+    let me = groups.me();
+    let notices = peers.iter().map(|peer| super::forward::announce(groups.router(), *peer, me, draining));
+    futures::future::join_all(notices).await;
 }

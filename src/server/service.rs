@@ -67,6 +67,12 @@ pub struct LockService {
     syncer: Syncer,
     sessions: Arc<Sessions>,
     contention: Arc<Contention>,
+    /// Set once when the node starts draining; new requests are refused.
+    draining: std::sync::atomic::AtomicBool,
+}
+
+fn draining() -> ApiError {
+    ApiError::new(ErrorCode::Draining, "this node is shutting down: retry on another node")
 }
 
 fn internal(what: impl std::fmt::Display) -> ApiError {
@@ -83,7 +89,23 @@ impl LockService {
         contention: Arc<Contention>,
     ) -> Self {
         let sessions = Arc::new(Sessions::new(config.max_sessions));
-        Self { groups, waits, keeper, config, syncer, sessions, contention }
+        let draining = std::sync::atomic::AtomicBool::new(false);
+        Self { groups, waits, keeper, config, syncer, sessions, contention, draining }
+    }
+
+    /// Refuses new requests and answers local waiters with `DRAINING`, so
+    /// clients retry elsewhere (with the same key: they keep their place).
+    pub fn start_draining(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.waits.fail_all(&draining());
+    }
+
+    /// Fails with `DRAINING` once the node is shutting down.
+    pub fn admit(&self) -> Result<(), ApiError> {
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(draining());
+        }
+        Ok(())
     }
 
     /// The `n` lock names that queued most often (every node applies every
@@ -101,7 +123,7 @@ impl LockService {
         for hold in holds {
             let service = self.clone();
             tokio::spawn(async move {
-                if let Err(err) = service.release(hold.name.clone(), hold.key.clone()).await {
+                if let Err(err) = service.release_unchecked(hold.name.clone(), hold.key.clone()).await {
                     if err.code != ErrorCode::NotHolder {
                         tracing::warn!(error = %err, "releasing a grant of an ended session failed");
                     }
@@ -120,7 +142,7 @@ impl LockService {
         for hold in self.sessions.due_refreshes(now) {
             let service = self.clone();
             tokio::spawn(async move {
-                let refreshed = service.refresh(hold.name.clone(), hold.key.clone(), Some(hold.ttl_ms)).await;
+                let refreshed = service.refresh_unchecked(hold.name.clone(), hold.key.clone(), Some(hold.ttl_ms)).await;
                 if refreshed.is_err_and(|e| e.code == ErrorCode::NotHolder) {
                     service.sessions.remove_hold(&hold.name, &hold.key);
                 }
@@ -222,6 +244,7 @@ impl LockService {
     }
 
     pub async fn acquire(self: &Arc<Self>, p: AcquireParams) -> Result<(Meta, Grant), ApiError> {
+        self.admit()?;
         let limits = &self.config.limits;
         limits.check_name(&p.name)?;
         limits.check_size(p.size)?;
@@ -281,6 +304,12 @@ impl LockService {
     }
 
     pub async fn release(&self, name: String, key: LockKey) -> Result<Meta, ApiError> {
+        self.admit()?;
+        self.release_unchecked(name, key).await
+    }
+
+    /// Release on behalf of the node itself (ended sessions), also while draining.
+    async fn release_unchecked(&self, name: String, key: LockKey) -> Result<Meta, ApiError> {
         self.config.limits.check_name(&name)?;
         let group = self.group_of(&name);
         self.sessions.remove_hold(&name, &key);
@@ -290,6 +319,17 @@ impl LockService {
     }
 
     pub async fn refresh(&self, name: String, key: LockKey, ttl_ms: Option<u64>) -> Result<(Meta, Grant), ApiError> {
+        self.admit()?;
+        self.refresh_unchecked(name, key, ttl_ms).await
+    }
+
+    /// Refresh on behalf of the node itself (session holds), also while draining.
+    async fn refresh_unchecked(
+        &self,
+        name: String,
+        key: LockKey,
+        ttl_ms: Option<u64>,
+    ) -> Result<(Meta, Grant), ApiError> {
         self.config.limits.check_name(&name)?;
         if let Some(ttl) = ttl_ms {
             self.config.limits.check_ttl(ttl)?;
@@ -304,6 +344,7 @@ impl LockService {
     }
 
     pub async fn force_release(&self, name: String, key: Option<LockKey>) -> Result<(Meta, u32), ApiError> {
+        self.admit()?;
         self.config.limits.check_name(&name)?;
         let group = self.group_of(&name);
         let cmd = Command::ForceRelease { name, key };
@@ -361,6 +402,7 @@ impl LockService {
     }
 
     pub async fn describe(&self, name: String) -> Result<(Meta, Option<LockView>), ApiError> {
+        self.admit()?;
         self.config.limits.check_name(&name)?;
         let group = self.group_of(&name);
         match self.read(group, &ReadQuery::Describe { name }).await? {
@@ -370,6 +412,7 @@ impl LockService {
     }
 
     pub async fn validate_fence(&self, name: String, token: u64) -> Result<(Meta, Option<LockKey>), ApiError> {
+        self.admit()?;
         self.config.limits.check_name(&name)?;
         let group = self.group_of(&name);
         match self.read(group, &ReadQuery::ValidateFence { name, token }).await? {
@@ -386,6 +429,7 @@ impl LockService {
         after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<LockRow>, bool), ApiError> {
+        self.admit()?;
         let limit = limit.clamp(1, self.config.max_list_page as usize);
         let query = ReadQuery::List { prefix, after, limit: limit + 1 };
         let reads = (0..self.config.groups).map(|g| self.read(g, &query));
@@ -468,7 +512,7 @@ impl WaitGuard {
 fn settle(result: Result<super::waits::WaitResult, tokio::sync::oneshot::error::RecvError>) -> Result<Grant, ApiError> {
     match result {
         Ok(Ok(grant)) => Ok(grant),
-        Ok(Err(err)) => Err(err.into()),
+        Ok(Err(err)) => Err(err),
         Err(_) => Err(internal("the wait registry dropped a waiter")),
     }
 }

@@ -10,11 +10,12 @@
 use dashmap::DashMap;
 use tokio::sync::oneshot;
 
+use crate::error::ApiError;
 use crate::lock::{Effect, EndReason, Grant, LockError, LockKey};
 use crate::routing::GroupId;
 
-/// How a wait ended: a grant, or the reason it was not granted.
-pub type WaitResult = Result<Grant, LockError>;
+/// How a wait ended: a grant, or why not (from the log, or this node draining).
+pub type WaitResult = Result<Grant, ApiError>;
 
 type WaitId = (GroupId, String, LockKey);
 
@@ -43,6 +44,17 @@ impl Waits {
         self.map.is_empty()
     }
 
+    /// Answers every wait with `err` (the node is draining: the clients
+    /// retry elsewhere with the same key and keep their place in the queue).
+    pub fn fail_all(&self, err: &ApiError) {
+        let ids: Vec<WaitId> = self.map.iter().map(|e| e.key().clone()).collect();
+        for id in ids {
+            if let Some((_, tx)) = self.map.remove(&id) {
+                let _ = tx.send(Err(err.clone()));
+            }
+        }
+    }
+
     /// Answers the waits that the effects of one applied entry settle.
     pub fn on_effects(&self, group: GroupId, effects: &[Effect]) {
         if self.map.is_empty() {
@@ -56,7 +68,7 @@ impl Waits {
                         EndReason::TimedOut => LockError::WaitTimedOut,
                         _ => LockError::WaitCancelled,
                     };
-                    (name, key, Err(err))
+                    (name, key, Err(ApiError::from(err)))
                 }
                 _ => continue,
             };
@@ -84,7 +96,7 @@ mod tests {
         assert_eq!(rx1.try_recv().unwrap(), Ok(grant));
         let ended = Effect::WaitEnded { name: "a".into(), key: k2, reason: EndReason::TimedOut };
         waits.on_effects(3, &[ended]);
-        assert_eq!(rx2.try_recv().unwrap(), Err(LockError::WaitTimedOut));
+        assert_eq!(rx2.try_recv().unwrap(), Err(ApiError::from(LockError::WaitTimedOut)));
         assert!(waits.is_empty());
     }
 }

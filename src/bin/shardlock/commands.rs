@@ -31,6 +31,9 @@ pub struct ServeArgs {
     client_addr: Option<String>,
     #[arg(long)]
     peer_addr: Option<String>,
+    /// Log format: human (default) or json.
+    #[arg(long, env = "SHARDLOCK_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    log_format: String,
 }
 
 async fn connect(target: &Target) -> anyhow::Result<Client> {
@@ -48,11 +51,13 @@ fn options(lock: &LockArgs) -> AcquireOptions {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if args.log_format == "json" {
+        logs.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        logs.init();
+    }
     // Defaults < file < SHARDLOCK_* environment < flags.
     let mut config = Config::load_layered(args.config.as_deref(), std::env::vars())?;
     if let Some(v) = args.node_id {
@@ -71,6 +76,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
     println!("shardlock node listening: client={} peer={}", node.client_addr(), node.peer_addr());
     wait_for_signal().await;
+    let report = node.drain(Duration::from_secs(15)).await;
+    eprintln!(
+        "shardlock: drained in {} ms: moved {} of {} group leaders; stopping",
+        report.took.as_millis(),
+        report.led - report.still_leading,
+        report.led
+    );
     node.shutdown().await;
     Ok(())
 }
