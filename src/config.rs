@@ -49,6 +49,25 @@ pub struct Config {
     pub storage: StorageConfig,
     pub limits: Limits,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
+}
+
+/// TLS for both ports; on when `cert_file` is set (see `crate::tls`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// This node's certificate chain and key (PEM), for both ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// The CA that signed every node's certificate: peers verify each other
+    /// with it (mutual TLS on the peer port). Required with `cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// When set, clients must present a certificate signed by this CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Client authentication with a shared secret.
@@ -142,6 +161,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             limits: Limits::default(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -257,6 +277,13 @@ impl Config {
         if self.auth.token.as_ref().is_some_and(|t| t.expose().len() < 16) {
             return bad("auth token must be at least 16 characters".into());
         }
+        let t = &self.tls;
+        if t.cert_file.is_some() != t.key_file.is_some() || (t.cert_file.is_some() && t.ca_file.is_none()) {
+            return bad("tls: set cert_file, key_file and ca_file together (or none of them)".into());
+        }
+        if t.client_ca_file.is_some() && t.cert_file.is_none() {
+            return bad("tls.client_ca_file needs tls.cert_file, key_file and ca_file".into());
+        }
         if self.storage.max_batch_entries == 0 {
             return bad("storage.max_batch_entries must be at least 1".into());
         }
@@ -299,7 +326,15 @@ impl RaftConfig {
 }
 
 /// Variables that configure tools, not the node.
-const NOT_SETTINGS: &[&str] = &["SHARDLOCK_CONFIG", "SHARDLOCK_ADDR", "SHARDLOCK_TOKEN", "SHARDLOCK_LOG_FORMAT"];
+const NOT_SETTINGS: &[&str] = &[
+    "SHARDLOCK_CONFIG",
+    "SHARDLOCK_ADDR",
+    "SHARDLOCK_TOKEN",
+    "SHARDLOCK_LOG_FORMAT",
+    "SHARDLOCK_CA_FILE",
+    "SHARDLOCK_CERT_FILE",
+    "SHARDLOCK_KEY_FILE",
+];
 
 /// Sets the key that `SHARDLOCK_A__B_C` names (`a.b_c`) to `value`, parsed
 /// as a TOML value when it is one (numbers, booleans) and as a string else.
@@ -313,7 +348,7 @@ fn overlay(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigE
     let is_section = |k: &str| known.get(k).is_some_and(toml::Value::is_table);
     let exists = match keys.as_slice() {
         [key] => known.get(key).is_some() && !is_section(key),
-        [section, key] => is_section(section) || section == "auth" && !key.is_empty(),
+        [section, key] => is_section(section) || matches!(section.as_str(), "auth" | "tls") && !key.is_empty(),
         _ => false,
     };
     if !exists {

@@ -19,3 +19,4 @@ pub mod raft;
 pub mod routing;
 pub mod server;
 pub mod storage;
+pub mod tls;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use shardlock::client::Client;
+use shardlock::client::{Client, ClientOptions};
 use shardlock::proto::v1::lock_client::LockClient;
 use shardlock::routing::{group_of, preferred_leader};
 use tonic::transport::Channel;
@@ -34,8 +34,8 @@ pub struct NodeProc {
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     pub groups: u32,
-    /// The auth token the nodes require, if any (from `extra`).
-    pub token: Option<String>,
+    /// How the tests' clients reach the nodes (token, TLS).
+    pub options: ClientOptions,
     dir: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
 }
@@ -68,8 +68,16 @@ impl Cluster {
         Self::start_with(n, groups, "").await
     }
 
-    /// Like `start`, with `extra` TOML tables appended to every node's config.
+    /// Like `start`, with `extra` TOML tables appended to every node's config
+    /// (a `token = "..."` line in it is also used by the tests' clients).
     pub async fn start_with(n: usize, groups: u32, extra: &str) -> Self {
+        let token =
+            extra.lines().find_map(|l| l.strip_prefix("token = \"")).map(|t| t.trim_end_matches('"').to_owned());
+        Self::start_with_options(n, groups, extra, ClientOptions { token, tls: None }).await
+    }
+
+    /// Like `start_with`, the tests' clients connecting with `options`.
+    pub async fn start_with_options(n: usize, groups: u32, extra: &str, options: ClientOptions) -> Self {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<(String, String)> =
@@ -97,9 +105,7 @@ impl Cluster {
             let log = dir.path().join(format!("node{id}.log"));
             nodes.push(NodeProc { id, client_addr, peer_addr, config, log, child: None });
         }
-        let token =
-            extra.lines().find_map(|l| l.strip_prefix("token = \"")).map(|t| t.trim_end_matches('"').to_owned());
-        let mut cluster = Self { nodes, groups, token, dir, _turn: turn };
+        let mut cluster = Self { nodes, groups, options, dir, _turn: turn };
         for id in 1..=n as u64 {
             cluster.spawn(id);
         }
@@ -160,8 +166,8 @@ impl Cluster {
         let addr = self.node(id).client_addr.clone();
         wait_for("a restarted node to answer", Duration::from_secs(20), || {
             let addr = addr.clone();
-            let token = self.token.clone();
-            async move { Client::connect_with(&[addr.as_str()], token.as_deref()).await.ok() }
+            let options = self.options.clone();
+            async move { Client::connect_opts(&[addr.as_str()], &options).await.ok() }
         })
         .await;
     }
@@ -175,12 +181,12 @@ impl Cluster {
     }
 
     pub async fn client(&self, id: u64) -> Client {
-        Client::connect_with(&[self.addr(id).as_str()], self.token.as_deref()).await.expect("connect to node")
+        Client::connect_opts(&[self.addr(id).as_str()], &self.options).await.expect("connect to node")
     }
 
     /// The leader of every group as node `id` sees it (0 = unknown).
     pub async fn leaders(&self, id: u64) -> Option<Vec<u64>> {
-        let client = Client::connect_with(&[self.addr(id).as_str()], self.token.as_deref()).await.ok()?;
+        let client = Client::connect_opts(&[self.addr(id).as_str()], &self.options).await.ok()?;
         let status = client.status().await.ok()?;
         Some(status.group_status.iter().map(|g| g.leader_id).collect())
     }

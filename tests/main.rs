@@ -7,3 +7,4 @@ mod t02_cluster;
 mod t03_surfaces;
 mod t04_ldlm;
 mod t05_ops;
+mod t06_tls;

@@ -57,8 +57,10 @@ fn router(service: Arc<LockService>) -> axum::Router {
 pub async fn serve_client(
     listener: TcpListener,
     service: Arc<LockService>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let app = router(service.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
@@ -84,13 +86,21 @@ pub async fn serve_client(
         };
         let _ = stream.set_nodelay(true);
         let conn = Conn(next.fetch_add(1, Ordering::Relaxed));
-        let (app, builder, service) = (app.clone(), builder.clone(), service.clone());
+        let (app, builder, service, acceptor) = (app.clone(), builder.clone(), service.clone(), acceptor.clone());
         connections.spawn(async move {
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(conn);
                 app.clone().oneshot(req)
             });
-            if let Err(err) = builder.serve_connection(TokioIo::new(stream), svc).await {
+            let served = match acceptor {
+                None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), svc).await,
+                    Ok(Err(err)) => Err(err.into()),
+                    Err(_) => Err("tls handshake timed out".into()),
+                },
+            };
+            if let Err(err) = served {
                 tracing::debug!(error = %err, "client connection ended with an error");
             }
             service.release_holds(service.sessions().connection_closed(conn.0));

@@ -38,7 +38,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub use guard::LockGuard;
 pub use session::Session;
@@ -64,6 +64,15 @@ pub struct AcquireOptions {
     pub key: Option<String>,
 }
 
+/// How to reach a cluster: credentials and TLS.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// The shared secret, for clusters that set `auth.token`.
+    pub token: Option<String>,
+    /// TLS, for clusters that set `tls.cert_file` (see `crate::tls::client`).
+    pub tls: Option<ClientTlsConfig>,
+}
+
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -73,15 +82,16 @@ struct Inner {
     seeds: Vec<String>,
     /// `Bearer <token>`, sent with every call when the cluster requires it.
     auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    tls: Option<ClientTlsConfig>,
     topology: RwLock<Topology>,
     channels: DashMap<String, Channel>,
 }
 
-fn url(addr: &str) -> String {
+fn url(addr: &str, scheme: &str) -> String {
     if addr.contains("://") {
         addr.to_owned()
     } else {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     }
 }
 
@@ -104,7 +114,13 @@ impl Client {
     /// Connects through the first of `seeds` that answers, presenting
     /// `token` with every call (for clusters that set `auth.token`).
     pub async fn connect_with(seeds: &[&str], token: Option<&str>) -> Result<Self, ApiError> {
-        let auth = match token {
+        let opts = ClientOptions { token: token.map(str::to_owned), tls: None };
+        Self::connect_opts(seeds, &opts).await
+    }
+
+    /// Connects through the first of `seeds` that answers, with `opts`.
+    pub async fn connect_opts(seeds: &[&str], opts: &ClientOptions) -> Result<Self, ApiError> {
+        let auth = match opts.token.as_deref() {
             Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
                 ApiError::new(ErrorCode::InvalidArgument, "the token holds characters a header cannot carry")
             })?),
@@ -112,6 +128,7 @@ impl Client {
         };
         let inner = Inner {
             auth,
+            tls: opts.tls.clone(),
             seeds: seeds.iter().map(|s| s.to_string()).collect(),
             topology: RwLock::new(Topology::default()),
             channels: DashMap::new(),
@@ -125,8 +142,12 @@ impl Client {
         if let Some(ch) = self.inner.channels.get(addr) {
             return Ok(ch.clone());
         }
-        let endpoint = Endpoint::from_shared(url(addr))
-            .map_err(|e| bad_addr(addr, e))?
+        let scheme = if self.inner.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(url(addr, scheme)).map_err(|e| bad_addr(addr, e))?;
+        if let Some(tls) = &self.inner.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad_addr(addr, e))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))

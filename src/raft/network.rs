@@ -18,7 +18,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::types::{NodeId, NodeInfo, Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::proto::peer::raft_peer_client::RaftPeerClient;
@@ -37,12 +37,19 @@ struct Inner {
     addrs: DashMap<NodeId, String>,
     channels: DashMap<NodeId, Channel>,
     max_message_bytes: usize,
+    /// Mutual TLS to peers, when the node runs with TLS.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerRouter {
-    pub fn new(me: NodeId, peers: impl IntoIterator<Item = (NodeId, String)>, max_message_bytes: usize) -> Self {
+    pub fn new(
+        me: NodeId,
+        peers: impl IntoIterator<Item = (NodeId, String)>,
+        max_message_bytes: usize,
+        tls: Option<ClientTlsConfig>,
+    ) -> Self {
         let addrs = peers.into_iter().collect();
-        Self { inner: Arc::new(Inner { me, addrs, channels: DashMap::new(), max_message_bytes }) }
+        Self { inner: Arc::new(Inner { me, addrs, channels: DashMap::new(), max_message_bytes, tls }) }
     }
 
     /// Records a peer's address (from a membership entry).
@@ -61,8 +68,12 @@ impl PeerRouter {
         }
         let addr =
             self.inner.addrs.get(&target).map(|a| a.clone()).ok_or_else(|| format!("node {target} is unknown"))?;
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?
+        let scheme = if self.inner.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| e.to_string())?;
+        if let Some(tls) = &self.inner.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| e.to_string())?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))

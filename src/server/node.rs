@@ -49,6 +49,8 @@ pub enum NodeError {
     Groups(#[from] GroupsError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 pub struct Node {
@@ -118,9 +120,11 @@ impl Node {
         let (shutdown, rx) = watch::channel(false);
         let client_addr = client.local_addr().map_err(io("client listener"))?;
         let peer_addr = peer.local_addr().map_err(io("peer listener"))?;
+        let peer_tls = crate::tls::peer_server(&config.tls)?;
+        let client_tls = crate::tls::client_port(&config.tls)?;
         let mut tasks = vec![
-            tokio::spawn(serve_peer(peer, groups.clone(), service.clone(), config.max_message_bytes, rx.clone())),
-            tokio::spawn(crate::api::serve_client(client, service.clone(), stopped(rx.clone()))),
+            tokio::spawn(serve_peer(peer, groups.clone(), service.clone(), peer_tls, rx.clone())),
+            tokio::spawn(crate::api::serve_client(client, service.clone(), client_tls, stopped(rx.clone()))),
         ];
         groups.bootstrap(&config).await?;
         tasks.push(tokio::spawn(run_keeper(service.clone(), keeper, rx.clone())));
@@ -229,14 +233,25 @@ async fn serve_peer(
     listener: TcpListener,
     groups: Arc<Groups>,
     service: Arc<LockService>,
-    max_message_bytes: usize,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     rx: watch::Receiver<bool>,
 ) {
+    let max_message_bytes = service.config().max_message_bytes;
     let raft = RaftPeerServer::new(RaftPeerService::new(groups.rafts()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     let forward = ForwardServer::new(ForwardService::new(service));
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = match builder.tls_config(tls) {
+            Ok(b) => b,
+            Err(err) => {
+                tracing::error!(error = %err, "peer tls config refused");
+                return;
+            }
+        };
+    }
+    let result = builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(raft)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
-use shardlock::client::{AcquireOptions, Client};
+use shardlock::client::{AcquireOptions, Client, ClientOptions};
 use shardlock::config::Config;
 use shardlock::server::Node;
 
@@ -37,7 +37,12 @@ pub struct ServeArgs {
 }
 
 async fn connect(target: &Target) -> anyhow::Result<Client> {
-    Ok(Client::connect_with(&[target.addr.as_str()], target.token.as_deref()).await?)
+    let tls = match &target.ca_file {
+        Some(ca) => Some(shardlock::tls::client(ca, target.cert_file.as_deref(), target.key_file.as_deref())?),
+        None => None,
+    };
+    let opts = ClientOptions { token: target.token.clone(), tls };
+    Ok(Client::connect_opts(&[target.addr.as_str()], &opts).await?)
 }
 
 fn options(lock: &LockArgs) -> AcquireOptions {

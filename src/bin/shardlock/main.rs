@@ -30,6 +30,14 @@ pub struct Target {
     /// Token for clusters that require one (auth.token).
     #[arg(long, global = true, env = "SHARDLOCK_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) to verify a TLS cluster with.
+    #[arg(long, global = true, env = "SHARDLOCK_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), for clusters that require mutual TLS.
+    #[arg(long, global = true, env = "SHARDLOCK_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    #[arg(long, global = true, env = "SHARDLOCK_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Lock options shared by `lock` and `acquire`.
