@@ -30,6 +30,10 @@ pub struct Config {
     pub groups: u32,
     /// The voters of a new cluster; empty means a single node of itself.
     pub initial_cluster: Vec<Peer>,
+    /// Whether this node initializes the groups of a new cluster with
+    /// `initial_cluster`. False for a node that joins a running cluster
+    /// (then `shardlock admin add-node` makes it a voter).
+    pub bootstrap: bool,
     /// Lease TTL of an acquire that names none.
     pub default_ttl_ms: u64,
     /// How long an idle lock is kept before the leader collects it.
@@ -149,6 +153,7 @@ impl Default for Config {
             peer_addr: "127.0.0.1:7101".into(),
             groups: 64,
             initial_cluster: Vec::new(),
+            bootstrap: true,
             default_ttl_ms: 30_000,
             idle_lock_grace_ms: 60_000,
             default_list_page: 100,

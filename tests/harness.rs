@@ -36,6 +36,8 @@ pub struct Cluster {
     pub groups: u32,
     /// How the tests' clients reach the nodes (token, TLS).
     pub options: ClientOptions,
+    /// TOML appended to every node's config.
+    extra: String,
     dir: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
 }
@@ -82,35 +84,65 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<(String, String)> =
             (0..n).map(|_| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))).collect();
-        let members: String = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, (c, p))| {
-                format!("[[initial_cluster]]\nid = {}\nclient_addr = \"{c}\"\npeer_addr = \"{p}\"\n\n", i + 1)
-            })
-            .collect();
-        let mut nodes = Vec::new();
-        for (i, (client_addr, peer_addr)) in addrs.into_iter().enumerate() {
-            let id = i as u64 + 1;
-            let data = dir.path().join(format!("node{id}"));
-            let config = dir.path().join(format!("node{id}.toml"));
-            let text = format!(
-                "node_id = {id}\ndata_dir = \"{}\"\nclient_addr = \"{client_addr}\"\npeer_addr = \"{peer_addr}\"\n\
-                 groups = {groups}\nidle_lock_grace_ms = 2000\n\n{members}\
-                 [raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\
-                 snapshot_every_entries = 50\n{extra}",
-                data.display()
-            );
-            std::fs::write(&config, text).expect("write config");
-            let log = dir.path().join(format!("node{id}.log"));
-            nodes.push(NodeProc { id, client_addr, peer_addr, config, log, child: None });
+        let mut cluster = Self { nodes: Vec::new(), groups, options, extra: extra.to_owned(), dir, _turn: turn };
+        for (client_addr, peer_addr) in addrs {
+            cluster.add_config(client_addr, peer_addr, true);
         }
-        let mut cluster = Self { nodes, groups, options, dir, _turn: turn };
         for id in 1..=n as u64 {
             cluster.spawn(id);
         }
         cluster.wait_ready().await;
         cluster
+    }
+
+    /// Adds one more node and writes its config: founders (`bootstrap`) all
+    /// list every founder; a joiner lists the cluster and itself.
+    fn add_config(&mut self, client_addr: String, peer_addr: String, bootstrap: bool) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let config = self.dir.path().join(format!("node{id}.toml"));
+        let log = self.dir.path().join(format!("node{id}.log"));
+        self.nodes.push(NodeProc { id, client_addr, peer_addr, config, log, child: None });
+        let members: Vec<(u64, String, String)> =
+            self.nodes.iter().map(|n| (n.id, n.client_addr.clone(), n.peer_addr.clone())).collect();
+        let rewrite = if bootstrap { 1..=id } else { id..=id };
+        for n in rewrite {
+            self.write_config(n, bootstrap, &members);
+        }
+        id
+    }
+
+    fn write_config(&self, id: u64, bootstrap: bool, members: &[(u64, String, String)]) {
+        let node = self.node(id);
+        let list: String = members
+            .iter()
+            .map(|(m, c, p)| format!("[[initial_cluster]]\nid = {m}\nclient_addr = \"{c}\"\npeer_addr = \"{p}\"\n\n"))
+            .collect();
+        let data = self.dir.path().join(format!("node{id}"));
+        let text = format!(
+            "node_id = {id}\ndata_dir = \"{}\"\nclient_addr = \"{}\"\npeer_addr = \"{}\"\n\
+             groups = {}\nidle_lock_grace_ms = 2000\nbootstrap = {bootstrap}\n\n{list}\
+             [raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\
+             snapshot_every_entries = 50\n{}",
+            data.display(),
+            node.client_addr,
+            node.peer_addr,
+            self.groups,
+            self.extra
+        );
+        std::fs::write(&node.config, text).expect("write config");
+    }
+
+    /// Starts one more node that joins the running cluster (bootstrap off);
+    /// an operator still has to add it (`add_node`).
+    pub async fn spawn_joiner(&mut self) -> u64 {
+        let (c, p) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        let id = self.add_config(c, p, false);
+        self.restart(id).await;
+        id
+    }
+
+    pub fn peer_addr(&self, id: u64) -> String {
+        self.node(id).peer_addr.clone()
     }
 
     fn node(&self, id: u64) -> &NodeProc {

@@ -8,3 +8,4 @@ mod t03_surfaces;
 mod t04_ldlm;
 mod t05_ops;
 mod t06_tls;
+mod t07_membership;

@@ -223,6 +223,50 @@ impl Admin for GrpcApi {
         Ok(Response::new(pb::ForceReleaseResponse { header: header(meta), released }))
     }
 
+    async fn add_node(&self, request: Request<pb::AddNodeRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+        let req = request.into_inner();
+        for (what, addr) in [("client_addr", &req.client_addr), ("peer_addr", &req.peer_addr)] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                let msg = format!("{what} {addr:?} is not an ip:port address");
+                return Err(status(ApiError::new(ErrorCode::InvalidArgument, msg)));
+            }
+        }
+        if req.node_id == 0 {
+            return Err(status(ApiError::new(ErrorCode::InvalidArgument, "node_id must be at least 1")));
+        }
+        let info = crate::raft::NodeInfo { client_addr: req.client_addr, peer_addr: req.peer_addr };
+        let change = crate::raft::membership::MembershipChange::AddVoter { id: req.node_id, info };
+        let groups = self.service.change_membership_everywhere(change).await.map_err(status)?;
+        Ok(Response::new(pb::MembershipResponse { groups }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let id = request.into_inner().node_id;
+        let change = crate::raft::membership::MembershipChange::RemoveVoter { id };
+        let groups = self.service.change_membership_everywhere(change).await.map_err(status)?;
+        Ok(Response::new(pb::MembershipResponse { groups }))
+    }
+
+    async fn most_contended(
+        &self,
+        request: Request<pb::MostContendedRequest>,
+    ) -> Result<Response<pb::MostContendedResponse>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => 10,
+            n => n.min(1000),
+        };
+        let locks = self
+            .service
+            .most_contended(limit as usize)
+            .into_iter()
+            .map(|(name, queued)| pb::ContendedLock { name: name.into_bytes(), queued })
+            .collect();
+        Ok(Response::new(pb::MostContendedResponse { locks }))
+    }
+
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let groups = self.service.groups();
         let group_status = (0..groups.count())
@@ -236,6 +280,7 @@ impl Admin for GrpcApi {
                     applied_index: view.applied_index,
                     is_leader: view.is_leader,
                     locks: groups.state(g).read(|t| t.len() as u64),
+                    voters: groups.voter_ids(g),
                 }
             })
             .collect();

@@ -30,6 +30,8 @@ const GRPC_CALLS: &[&str] = &[
     "Session",
     "ForceRelease",
     "Status",
+    "AddNode",
+    "RemoveNode",
     "MostContended",
 ];
 const LDLM_CALLS: &[&str] = &["Lock", "TryLock", "Unlock", "Renew"];

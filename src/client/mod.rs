@@ -328,6 +328,39 @@ impl Client {
         .await
     }
 
+    /// Makes node `id` a voter of every group (see `Admin.AddNode`).
+    pub async fn add_node(&self, id: u64, client_addr: &str, peer_addr: &str) -> Result<u32, ApiError> {
+        let req =
+            pb::AddNodeRequest { node_id: id, client_addr: client_addr.to_owned(), peer_addr: peer_addr.to_owned() };
+        self.with_retry("", |ch, _| {
+            let req = self.request(req.clone());
+            async move { AdminClient::new(ch).add_node(req).await.map(|r| r.into_inner().groups) }
+        })
+        .await
+    }
+
+    /// Takes node `id` out of every group's voters (see `Admin.RemoveNode`).
+    pub async fn remove_node(&self, id: u64) -> Result<u32, ApiError> {
+        let req = pb::RemoveNodeRequest { node_id: id };
+        self.with_retry("", |ch, _| {
+            let req = self.request(req.clone());
+            async move { AdminClient::new(ch).remove_node(req).await.map(|r| r.into_inner().groups) }
+        })
+        .await
+    }
+
+    /// The lock names that queued most often, with how often.
+    pub async fn most_contended(&self, limit: u32) -> Result<Vec<(String, u64)>, ApiError> {
+        let req = pb::MostContendedRequest { limit };
+        let resp = self
+            .with_retry("", |ch, _| {
+                let req = self.request(req.clone());
+                async move { AdminClient::new(ch).most_contended(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(resp.locks.into_iter().map(|l| (String::from_utf8_lossy(&l.name).into_owned(), l.queued)).collect())
+    }
+
     /// The status of the first seed node (or, failing that, any node).
     pub async fn status(&self) -> Result<pb::StatusResponse, ApiError> {
         let addr = self.inner.seeds.first().cloned().unwrap_or_default();

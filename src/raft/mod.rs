@@ -8,6 +8,7 @@
 //! - [`groups`]: starting, bootstrapping and looking up a node's groups.
 
 pub mod groups;
+pub mod membership;
 pub mod network;
 pub mod service;
 pub mod state_machine;

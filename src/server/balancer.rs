@@ -18,7 +18,7 @@ use crate::routing::preferred_leader;
 const MAX_TRANSFERS_PER_ROUND: usize = 8;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(groups: Arc<Groups>, voters: Vec<NodeId>, heartbeat: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(groups: Arc<Groups>, heartbeat: Duration, mut shutdown: watch::Receiver<bool>) {
     let round = heartbeat * 10;
     loop {
         tokio::select! {
@@ -28,12 +28,14 @@ pub async fn run(groups: Arc<Groups>, voters: Vec<NodeId>, heartbeat: Duration, 
         if *shutdown.borrow() {
             return;
         }
-        balance_once(&groups, &voters, heartbeat * 3).await;
+        balance_once(&groups, heartbeat * 3).await;
     }
 }
 
 /// One round: returns the number of transfers started.
-pub async fn balance_once(groups: &Groups, voters: &[NodeId], max_age: Duration) -> usize {
+/// The preferred leaders follow each group's current voters, so placement
+/// adapts when nodes are added or removed.
+pub async fn balance_once(groups: &Groups, max_age: Duration) -> usize {
     let mut started = 0;
     for group in 0..groups.count() {
         if started == MAX_TRANSFERS_PER_ROUND {
@@ -42,7 +44,8 @@ pub async fn balance_once(groups: &Groups, voters: &[NodeId], max_age: Duration)
         if !groups.view(group).is_leader {
             continue;
         }
-        let Some(preferred) = preferred_leader(group, voters) else {
+        let voters: Vec<NodeId> = groups.voter_ids(group);
+        let Some(preferred) = preferred_leader(group, &voters) else {
             continue;
         };
         let eligible = !groups.peer_draining(preferred) && groups.follower_healthy(group, preferred, max_age);

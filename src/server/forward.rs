@@ -17,7 +17,11 @@ use crate::error::{ApiError, ErrorCode};
 use crate::lock::Command;
 use crate::proto::peer::forward_client::ForwardClient;
 use crate::proto::peer::forward_server::Forward;
-use crate::proto::peer::{DrainingAck, DrainingNotice, ProposeReply, ProposeRequest, ReadReply, ReadRequest};
+use crate::proto::peer::{
+    DrainingAck, DrainingNotice, MembershipReply, MembershipRequest, ProposeReply, ProposeRequest, ReadReply,
+    ReadRequest,
+};
+use crate::raft::membership::MembershipChange;
 use crate::raft::network::PeerRouter;
 use crate::raft::NodeId;
 use crate::routing::GroupId;
@@ -57,6 +61,20 @@ pub async fn read(
     Ok((reply.index, answer))
 }
 
+/// Applies a membership change of `group` on node `leader`.
+pub async fn change_membership(
+    router: &PeerRouter,
+    leader: NodeId,
+    group: GroupId,
+    change: &MembershipChange,
+) -> Result<(), ApiError> {
+    let mut req = Request::new(MembershipRequest { group, change: encode(change) });
+    // Adding a learner waits for it to catch up.
+    req.set_timeout(Duration::from_secs(120));
+    client(router, leader)?.change_membership(req).await.map_err(|s| ApiError::from_status(&s))?;
+    Ok(())
+}
+
 /// Tells node `peer` whether this node (`me`) is draining; best effort.
 pub async fn announce(router: &PeerRouter, peer: NodeId, me: NodeId, draining: bool) {
     let Ok(mut client) = client(router, peer) else { return };
@@ -93,6 +111,17 @@ impl Forward for ForwardService {
         let cmd: Command = decode(&req.command).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let applied = self.service.propose_local(req.group, &cmd).await.map_err(|e| e.to_status())?;
         Ok(Response::new(ProposeReply { index: applied.index, outcome: encode(&applied.outcome) }))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<MembershipRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let req = request.into_inner();
+        self.check_group(req.group)?;
+        let change: MembershipChange = decode(&req.change).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.service.change_membership_local(req.group, &change).await.map_err(|e| e.to_status())?;
+        Ok(Response::new(MembershipReply {}))
     }
 
     async fn draining(&self, request: Request<DrainingNotice>) -> Result<Response<DrainingAck>, Status> {

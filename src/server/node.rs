@@ -61,7 +61,6 @@ pub struct Node {
     syncer: Syncer,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    peers: Vec<crate::raft::NodeId>,
     heartbeat: Duration,
 }
 
@@ -126,18 +125,18 @@ impl Node {
             tokio::spawn(serve_peer(peer, groups.clone(), service.clone(), peer_tls, rx.clone())),
             tokio::spawn(crate::api::serve_client(client, service.clone(), client_tls, stopped(rx.clone()))),
         ];
-        groups.bootstrap(&config).await?;
+        if config.bootstrap {
+            groups.bootstrap(&config).await?;
+        }
         tasks.push(tokio::spawn(run_keeper(service.clone(), keeper, rx.clone())));
         tasks.push(tokio::spawn(run_sessions(service.clone(), rx.clone())));
         tasks.push(tokio::spawn(super::gauges::run(service.clone(), rx.clone())));
-        let voters = config.voters().iter().map(|p| p.id).collect();
         let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
-        tasks.push(tokio::spawn(super::balancer::run(groups.clone(), voters, heartbeat, rx)));
+        tasks.push(tokio::spawn(super::balancer::run(groups.clone(), heartbeat, rx)));
         let peers: Vec<_> = config.voters().iter().map(|p| p.id).filter(|id| *id != config.node_id).collect();
-        tokio::spawn(announce_all(groups.clone(), peers.clone(), false));
+        tokio::spawn(announce_all(groups.clone(), peers, false));
         tracing::info!(node = config.node_id, %client_addr, %peer_addr, groups = config.groups, "node started");
-        let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
-        Ok(Self { client_addr, peer_addr, groups, service, syncer, shutdown, tasks, peers, heartbeat })
+        Ok(Self { client_addr, peer_addr, groups, service, syncer, shutdown, tasks, heartbeat })
     }
 
     pub fn client_addr(&self) -> SocketAddr {
@@ -167,7 +166,11 @@ impl Node {
     pub async fn drain(&self, timeout: Duration) -> DrainReport {
         let started = Instant::now();
         self.service.start_draining();
-        announce_all(self.groups.clone(), self.peers.clone(), true).await;
+        let mut peers: Vec<_> = (0..self.groups.count()).flat_map(|g| self.groups.voter_ids(g)).collect();
+        peers.sort_unstable();
+        peers.dedup();
+        peers.retain(|p| *p != self.groups.me());
+        announce_all(self.groups.clone(), peers, true).await;
         let led_by_me = |groups: &Groups| (0..groups.count()).filter(|g| groups.view(*g).is_leader).collect::<Vec<_>>();
         let led = led_by_me(&self.groups).len();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -199,11 +202,13 @@ impl Node {
     /// A healthy, non-draining peer to take `group`, its preferred leader first.
     fn handoff_target(&self, group: crate::routing::GroupId) -> Option<crate::raft::NodeId> {
         let max_age = self.heartbeat * 3;
+        let me = self.groups.me();
         let ok = |id: &crate::raft::NodeId| {
-            !self.groups.peer_draining(*id) && self.groups.follower_healthy(group, *id, max_age)
+            *id != me && !self.groups.peer_draining(*id) && self.groups.follower_healthy(group, *id, max_age)
         };
-        let preferred = crate::routing::preferred_leader(group, &self.peers).filter(ok);
-        preferred.or_else(|| self.peers.iter().copied().find(ok))
+        let voters = self.groups.voter_ids(group);
+        let preferred = crate::routing::preferred_leader(group, &voters).filter(ok);
+        preferred.or_else(|| voters.iter().copied().find(ok))
     }
 
     /// Stops servers and loops, then every Raft group.

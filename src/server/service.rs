@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::lock::{AcquireCmd, Command, Grant, LockError, LockKey, Outcome, Reply};
 use crate::metrics::Contention;
+use crate::raft::membership::{MembershipChange, MembershipError};
 use crate::raft::{Groups, NodeId};
 use crate::routing::{group_of, GroupId};
 use crate::storage::syncer::Syncer;
@@ -353,6 +354,61 @@ impl LockService {
             _ => None,
         })
         .await
+    }
+
+    // ---- membership ---------------------------------------------------
+
+    /// Applies `change` to `group` through its leader (one hop if need be),
+    /// retrying while the group elects a leader.
+    pub async fn change_membership(&self, group: GroupId, change: &MembershipChange) -> Result<(), ApiError> {
+        let deadline = Instant::now() + self.retry_window();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let attempt = match self.change_membership_local(group, change).await {
+                Err(err) if err.code == ErrorCode::NotLeader => match self.groups.view(group).leader {
+                    Some(leader) if leader != self.groups.me() => {
+                        forward::change_membership(self.groups.router(), leader, group, change).await
+                    }
+                    _ => Err(err),
+                },
+                other => other,
+            };
+            match attempt {
+                Err(err) if err.row().retryable && Instant::now() < deadline => {
+                    self.await_leader(group, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt on this node; `NotLeader` unless it leads the group.
+    pub async fn change_membership_local(&self, group: GroupId, change: &MembershipChange) -> Result<(), ApiError> {
+        match self.groups.change_membership(group, change).await {
+            Ok(()) => Ok(()),
+            Err(MembershipError::NotLeader(leader)) => Err(ApiError::not_leader(leader.map(|n| n.client_addr))),
+            Err(MembershipError::Failed(why)) => Err(ApiError::new(ErrorCode::Unavailable, format!("{why}: retry"))),
+        }
+    }
+
+    /// Applies `change` to every group, a few at a time; returns how many.
+    pub async fn change_membership_everywhere(&self, change: MembershipChange) -> Result<u32, ApiError> {
+        use futures::StreamExt;
+        let groups = 0..self.config.groups;
+        let results: Vec<Result<(), ApiError>> = futures::stream::iter(groups)
+            .map(|g| self.change_membership(g, &change))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let done = results.iter().filter(|r| r.is_ok()).count() as u32;
+        match results.into_iter().find_map(Result::err) {
+            Some(err) => Err(ApiError::new(
+                err.code,
+                format!("{done} of {} groups changed; {}", self.config.groups, err.message),
+            )),
+            None => Ok(done),
+        }
     }
 
     // ---- reads --------------------------------------------------------
