@@ -301,8 +301,8 @@ impl Config {
             if p.id == 0 || !ids.insert(p.id) {
                 return Err(ConfigError::Invalid(format!("initial_cluster: node id {} is 0 or repeated", p.id)));
             }
-            check_addr("initial_cluster.client_addr", &p.client_addr)?;
-            check_addr("initial_cluster.peer_addr", &p.peer_addr)?;
+            check_host_port("initial_cluster.client_addr", &p.client_addr)?;
+            check_host_port("initial_cluster.peer_addr", &p.peer_addr)?;
         }
         if !self.initial_cluster.is_empty() && !ids.contains(&self.node_id) {
             return Err(ConfigError::Invalid(format!(
@@ -372,6 +372,20 @@ fn overlay(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigE
     Ok(())
 }
 
+/// An advertised address: `host:port`, the host a name or an IP (in
+/// containers, nodes bind 0.0.0.0 and advertise their DNS names).
+fn check_host_port(field: &str, addr: &str) -> Result<(), ConfigError> {
+    let ok = match addr.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    };
+    if !ok {
+        return Err(ConfigError::Invalid(format!("{field} {addr:?} is not a host:port address")));
+    }
+    Ok(())
+}
+
+/// A listening address: `ip:port`.
 fn check_addr(field: &str, addr: &str) -> Result<(), ConfigError> {
     addr.parse::<SocketAddr>()
         .map(|_| ())
@@ -436,6 +450,29 @@ mod tests {
         assert!(!toml::to_string(&c).unwrap().contains("shared-secret"));
         let typo = [("SHARDLOCK_GRUOPS".to_string(), "3".to_string())];
         assert!(Config::load_layered(Some(&file), typo).unwrap_err().to_string().contains("SHARDLOCK_GRUOPS"));
+    }
+
+    #[test]
+    fn containers_configure_a_cluster_from_the_environment() {
+        // What config/deploy/docker-compose.yml and the StatefulSet pass.
+        let members = r#"[{id = 1, client_addr = "node1:7001", peer_addr = "node1:7101"},
+            {id = 2, client_addr = "node2:7001", peer_addr = "node2:7101"},
+            {id = 3, client_addr = "node3:7001", peer_addr = "node3:7101"}]"#;
+        let env = [
+            ("SHARDLOCK_NODE_ID", "2"),
+            ("SHARDLOCK_DATA_DIR", "/data"),
+            ("SHARDLOCK_CLIENT_ADDR", "0.0.0.0:7001"),
+            ("SHARDLOCK_PEER_ADDR", "0.0.0.0:7101"),
+            ("SHARDLOCK_INITIAL_CLUSTER", members),
+        ];
+        let c = Config::load_layered(None, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert_eq!(c.voters().len(), 3);
+        assert_eq!(c.voters()[1].peer_addr, "node2:7101");
+        let bad = [(
+            "SHARDLOCK_INITIAL_CLUSTER".to_string(),
+            r#"[{id = 1, client_addr = "node1", peer_addr = "x:1"}]"#.to_string(),
+        )];
+        assert!(Config::load_layered(None, bad).is_err());
     }
 
     #[test]
