@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/shardlock/v1/errors.proto",
         "proto/shardlock/v1/peer.proto",
         "proto/ldlm/ldlm.proto",
+        "proto/etcd/v3lock.proto",
     ];
     tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
     for p in protos {

@@ -1,56 +1,122 @@
-//! `shardlock-loadtest`: closed-loop load against a running cluster.
+//! `shardlock-loadtest`: closed-loop load against shardlock, or against
+//! shardlock and etcd side by side.
 //!
 //! N clients, each with its own connection, spread round-robin over the
-//! given nodes, loop until the duration ends (bounded: at most 10 minutes).
-//! Workloads:
-//! - `uncontended`: try-lock + release on names no other client uses;
-//! - `hot`: every client acquires one lock (blocking) and releases it at once:
-//!   each cycle is one hand-off;
-//! - `semaphore`: M clients contend for a semaphore of size S; the tool checks
-//!   that never more than S clients hold at once.
-//! It prints cycles/s, latency percentiles of a whole cycle (from an
-//! HdrHistogram), errors, and the WAL fsyncs per cycle the nodes reported.
+//! given nodes, loop until the duration ends (bounded: at most 10 minutes a
+//! run). Workloads:
+//! - `uncontended`: acquire + release on names no other client uses;
+//! - `hot`: every client acquires one lock (blocking) and releases it at
+//!   once: each cycle is one hand-off;
+//! - `semaphore`: M clients contend for a semaphore of size S; the tool
+//!   checks that never more than S clients hold at once (shardlock only:
+//!   etcd has no semaphore);
+//! - `reads`: linearizable checks of a held lock (shardlock `ValidateFence`,
+//!   etcd `Range` of the lock key).
+//!
+//! `run` prints one table for shardlock. `compare` alternates shardlock and
+//! etcd (A B A B …, `--pairs` times) with the same workloads and client
+//! counts and prints each run and the median ratios. Per run: cycles/s,
+//! p50/p99/p99.9 of a whole cycle (HdrHistogram), WAL fsyncs per cycle,
+//! server CPU per cycle (from /proc of the `--*-pids` given) and the CPU that
+//! other processes used meanwhile (a run is flagged noisy above 20%).
+
+mod etcd;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 use shardlock::client::{AcquireOptions, Client};
 
-#[derive(Parser, Clone)]
-#[command(name = "shardlock-loadtest", about = "Closed-loop load against a shardlock cluster")]
-struct Args {
-    /// Client addresses of the nodes, comma-separated.
-    #[arg(long, default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", value_delimiter = ',')]
-    addrs: Vec<String>,
-    /// uncontended, hot, semaphore, or all.
-    #[arg(long, default_value = "all")]
-    workload: String,
-    /// Concurrent clients (uncontended and hot).
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
-    /// Seconds per workload.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Semaphore size.
-    #[arg(long, default_value_t = 8)]
-    size: u32,
-    /// Semaphore contenders.
-    #[arg(long, default_value_t = 64)]
-    contenders: usize,
-    /// Lease TTL of every grant, in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
-    ttl_ms: u64,
+#[derive(Parser)]
+#[command(name = "shardlock-loadtest", about = "Closed-loop load against shardlock (and etcd)")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    common: Common,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Subcommand)]
+enum Mode {
+    /// Shardlock alone (the default).
+    Run,
+    /// Shardlock and etcd alternated, with median ratios.
+    Compare {
+        /// etcd client endpoints.
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793")]
+        etcd: Vec<String>,
+        /// etcd server pids (for CPU accounting).
+        #[arg(long, value_delimiter = ',')]
+        etcd_pids: Vec<u32>,
+        /// A/B pairs per workload.
+        #[arg(long, default_value_t = 3)]
+        pairs: usize,
+        /// Client counts of the uncontended workload.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        uncontended_clients: Vec<usize>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Client addresses of the shardlock nodes.
+    #[arg(long, global = true, default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", value_delimiter = ',')]
+    addrs: Vec<String>,
+    /// shardlock server pids (for CPU accounting).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// uncontended, hot, semaphore, reads, or all (run mode).
+    #[arg(long, global = true, default_value = "all")]
+    workload: String,
+    /// Concurrent clients (run mode: uncontended, reads).
+    #[arg(long, global = true, default_value_t = 64)]
+    clients: usize,
+    /// Seconds per run.
+    #[arg(long, global = true, default_value_t = 10)]
+    duration: u64,
+    /// Semaphore size and contenders.
+    #[arg(long, global = true, default_value_t = 8)]
+    size: u32,
+    #[arg(long, global = true, default_value_t = 64)]
+    contenders: usize,
+    /// Hot-lock contenders.
+    #[arg(long, global = true, default_value_t = 16)]
+    hot_clients: usize,
+    /// Lease TTL of every grant, in seconds (both systems).
+    #[arg(long, global = true, default_value_t = 30)]
+    ttl_s: u64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
 enum Workload {
     Uncontended,
     Hot,
-    Semaphore { size: u32 },
+    Semaphore,
+    Reads,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum System {
+    Shardlock,
+    Etcd,
+}
+
+/// One run's figures.
+#[derive(Clone)]
+struct Figures {
+    cycles_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    errors: u64,
+    fsyncs_per_cycle: Option<f64>,
+    cpu_ms_per_cycle: Option<f64>,
+    other_cpu_pct: f64,
+    notes: String,
 }
 
 struct Shared {
@@ -63,115 +129,334 @@ struct Shared {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.duration == 0 || args.duration > 600 {
+    let cli = Cli::parse();
+    let c = &cli.common;
+    if c.duration == 0 || c.duration > 600 {
         bail!("--duration must be 1 to 600 seconds");
     }
-    let run = |name: &str| args.workload == "all" || args.workload == name;
-    println!("| workload | clients | cycles/s | p50 ms | p99 ms | p99.9 ms | errors | fsyncs/cycle | notes |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    if run("uncontended") {
-        report(&args, "uncontended acquire+release", args.clients, Workload::Uncontended).await?;
+    match &cli.mode {
+        None | Some(Mode::Run) => run(c).await,
+        Some(Mode::Compare { etcd, etcd_pids, pairs, uncontended_clients }) => {
+            compare(c, etcd, etcd_pids, *pairs, uncontended_clients).await
+        }
     }
-    if run("hot") {
-        report(&args, "one hot lock (hand-offs)", args.clients.min(16), Workload::Hot).await?;
-    }
-    if run("semaphore") {
-        let w = Workload::Semaphore { size: args.size };
-        report(&args, &format!("semaphore size {}", args.size), args.contenders, w).await?;
+}
+
+const HEADER: &str = "| system | workload | clients | cycles/s | p50 ms | p99 ms | p99.9 ms | errors | fsyncs/cycle | server CPU ms/cycle | other CPU % | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+fn row(system: &str, label: &str, clients: usize, f: &Figures) -> String {
+    let opt = |v: Option<f64>, prec: usize| v.map_or("n/a".to_owned(), |v| format!("{v:.prec$}"));
+    let noisy = if f.other_cpu_pct > 20.0 { " NOISY" } else { "" };
+    format!(
+        "| {system} | {label} | {clients} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.0}{noisy} | {} |",
+        f.cycles_per_s,
+        f.p50_ms,
+        f.p99_ms,
+        f.p999_ms,
+        f.errors,
+        opt(f.fsyncs_per_cycle, 3),
+        opt(f.cpu_ms_per_cycle, 3),
+        f.other_cpu_pct,
+        f.notes
+    )
+}
+
+async fn run(c: &Common) -> anyhow::Result<()> {
+    let want = |w: &str| c.workload == "all" || c.workload == w;
+    println!("{HEADER}");
+    let plan = [
+        ("uncontended", Workload::Uncontended, c.clients, "uncontended acquire+release"),
+        ("hot", Workload::Hot, c.hot_clients, "one hot lock (hand-offs)"),
+        ("semaphore", Workload::Semaphore, c.contenders, "semaphore"),
+        ("reads", Workload::Reads, c.clients, "linearizable fence reads"),
+    ];
+    for (key, w, clients, label) in plan {
+        if want(key) {
+            let f = measure(c, System::Shardlock, &c.addrs, &c.pids, w, clients).await?;
+            println!("{}", row("shardlock", label, clients, &f));
+        }
     }
     Ok(())
 }
 
-async fn wal_syncs(addrs: &[String]) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for addr in addrs {
-        let status = Client::connect(addr).await?.status().await.with_context(|| format!("status of {addr}"))?;
-        total += status.wal_syncs;
+async fn compare(c: &Common, etcd: &[String], etcd_pids: &[u32], pairs: usize, unc: &[usize]) -> anyhow::Result<()> {
+    let mut plan: Vec<(Workload, usize, String)> =
+        unc.iter().map(|&n| (Workload::Uncontended, n, "uncontended acquire+release".to_owned())).collect();
+    plan.push((Workload::Hot, c.hot_clients, "one hot lock (hand-offs)".to_owned()));
+    plan.push((Workload::Reads, c.clients, "linearizable reads".to_owned()));
+    plan.push((Workload::Semaphore, c.contenders, format!("semaphore size {}", c.size)));
+    println!("{HEADER}");
+    let mut summary = Vec::new();
+    for (w, clients, label) in &plan {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..pairs {
+            let a = measure(c, System::Shardlock, &c.addrs, &c.pids, *w, *clients).await?;
+            println!("{}", row("shardlock", label, *clients, &a));
+            ours.push(a);
+            if *w == Workload::Semaphore {
+                continue; // etcd has no semaphore
+            }
+            let b = measure(c, System::Etcd, etcd, etcd_pids, *w, *clients).await?;
+            println!("{}", row("etcd", label, *clients, &b));
+            theirs.push(b);
+        }
+        summary.push((label.clone(), *clients, ours, theirs));
     }
-    Ok(total)
+    println!("\n| workload | clients | shardlock cycles/s (median) | etcd cycles/s (median) | throughput ratio | shardlock p50 ms | etcd p50 ms | p50 ratio (etcd/shardlock) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (label, clients, ours, theirs) in summary {
+        let med = |v: &[Figures], f: fn(&Figures) -> f64| {
+            let mut xs: Vec<f64> = v.iter().map(f).collect();
+            xs.sort_by(|a, b| a.total_cmp(b));
+            xs.get(xs.len() / 2).copied()
+        };
+        let (a, b) = (med(&ours, |f| f.cycles_per_s), med(&theirs, |f| f.cycles_per_s));
+        let (pa, pb) = (med(&ours, |f| f.p50_ms), med(&theirs, |f| f.p50_ms));
+        let fmt = |v: Option<f64>, p: usize| v.map_or("n/a".to_owned(), |v| format!("{v:.p$}"));
+        let ratio = a.zip(b).map(|(a, b)| a / b.max(1e-9));
+        let pratio = pa.zip(pb).map(|(a, b)| b / a.max(1e-9));
+        println!(
+            "| {label} | {clients} | {} | {} | {}x | {} | {} | {}x |",
+            fmt(a, 0),
+            fmt(b, 0),
+            fmt(ratio, 2),
+            fmt(pa, 2),
+            fmt(pb, 2),
+            fmt(pratio, 2)
+        );
+    }
+    Ok(())
 }
 
-async fn report(args: &Args, label: &str, clients: usize, workload: Workload) -> anyhow::Result<()> {
+/// CPU ticks (utime + stime) of `pid`, or 0 if it is gone.
+fn proc_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    num(11) + num(12)
+}
+
+/// Busy CPU ticks of the whole machine.
+fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or("");
+    let v: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    v.iter().take(8).sum::<u64>() - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0)
+}
+
+fn ticks_per_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+async fn wal_syncs(system: System, addrs: &[String]) -> Option<u64> {
+    let mut total = 0;
+    for addr in addrs {
+        total += match system {
+            System::Shardlock => Client::connect(addr).await.ok()?.status().await.ok()?.wal_syncs,
+            System::Etcd => etcd_fsyncs(addr).await?,
+        };
+    }
+    Some(total)
+}
+
+/// etcd's `etcd_disk_wal_fsync_duration_seconds_count` from its /metrics.
+async fn etcd_fsyncs(addr: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    let line = body.lines().find(|l| l.starts_with("etcd_disk_wal_fsync_duration_seconds_count"))?;
+    line.split_whitespace().last()?.parse::<f64>().ok().map(|v| v as u64)
+}
+
+async fn measure(
+    c: &Common,
+    system: System,
+    addrs: &[String],
+    pids: &[u32],
+    workload: Workload,
+    clients: usize,
+) -> anyhow::Result<Figures> {
     let shared = Arc::new(Shared {
-        hist: std::sync::Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        hist: std::sync::Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
         cycles: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         inside: AtomicUsize::new(0),
         most_inside: AtomicUsize::new(0),
     });
-    let syncs_before = wal_syncs(&args.addrs).await?;
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.duration);
-    let mut tasks = Vec::new();
+    let run_id: u64 = rand::random::<u32>() as u64;
+    let mut drivers = Vec::new();
     for i in 0..clients {
-        let client = Client::connect(&args.addrs[i % args.addrs.len()]).await?;
-        let (shared, ttl) = (shared.clone(), args.ttl_ms);
-        tasks.push(tokio::spawn(client_loop(client, i, workload, ttl, deadline, shared)));
+        let addr = &addrs[i % addrs.len()];
+        drivers.push(match system {
+            System::Shardlock => Driver::Shardlock(Client::connect(addr).await.with_context(|| format!("connect {addr}"))?),
+            System::Etcd => Driver::Etcd(etcd::Etcd::connect(addr, c.ttl_s as i64).await.with_context(|| format!("etcd {addr}"))?),
+        });
+    }
+    let syncs_before = wal_syncs(system, addrs).await;
+    let cpu_before: u64 = pids.iter().map(|p| proc_ticks(*p)).sum();
+    let busy_before = machine_busy_ticks();
+    let self_before = proc_ticks(std::process::id());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(c.duration);
+    let mut tasks = Vec::new();
+    for (i, driver) in drivers.into_iter().enumerate() {
+        let shared = shared.clone();
+        let spec = Spec { id: i, run: run_id, workload, ttl_ms: c.ttl_s * 1000, size: c.size, deadline };
+        tasks.push(tokio::spawn(client_loop(driver, spec, shared)));
     }
     for t in tasks {
         t.await?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let syncs = wal_syncs(&args.addrs).await? - syncs_before;
+    let cycles = shared.cycles.load(Ordering::Relaxed).max(1);
+    let server_ticks = pids.iter().map(|p| proc_ticks(*p)).sum::<u64>().saturating_sub(cpu_before);
+    let self_ticks = proc_ticks(std::process::id()).saturating_sub(self_before);
+    let busy = machine_busy_ticks().saturating_sub(busy_before);
+    let other = busy.saturating_sub(server_ticks + self_ticks) as f64 / ticks_per_s() / elapsed * 100.0;
+    let syncs = match (syncs_before, wal_syncs(system, addrs).await) {
+        (Some(a), Some(b)) => Some((b - a) as f64 / cycles as f64),
+        _ => None,
+    };
     let hist = shared.hist.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let cycles = shared.cycles.load(Ordering::Relaxed);
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let notes = match workload {
-        Workload::Semaphore { size } => {
+        Workload::Semaphore => {
             let most = shared.most_inside.load(Ordering::Relaxed);
-            format!("max holders seen {most} (size {size}){}", if most > size as usize { " VIOLATION" } else { "" })
+            let verdict = if most > c.size as usize { " VIOLATION" } else { "" };
+            format!("max holders seen {most} of {}{verdict}", c.size)
         }
         _ => String::new(),
     };
-    println!(
-        "| {label} | {clients} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.3} | {notes} |",
-        cycles as f64 / elapsed,
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        shared.errors.load(Ordering::Relaxed),
-        syncs as f64 / cycles.max(1) as f64,
-    );
-    Ok(())
+    Ok(Figures {
+        cycles_per_s: cycles as f64 / elapsed,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        errors: shared.errors.load(Ordering::Relaxed),
+        fsyncs_per_cycle: syncs,
+        cpu_ms_per_cycle: (!pids.is_empty()).then(|| server_ticks as f64 / ticks_per_s() * 1000.0 / cycles as f64),
+        other_cpu_pct: other,
+        notes,
+    })
 }
 
-async fn client_loop(
-    client: Client,
+enum Driver {
+    Shardlock(Client),
+    Etcd(etcd::Etcd),
+}
+
+struct Spec {
     id: usize,
+    run: u64,
     workload: Workload,
     ttl_ms: u64,
+    size: u32,
     deadline: Instant,
-    shared: Arc<Shared>,
-) {
-    let mut n = 0u64;
-    while Instant::now() < deadline {
-        n += 1;
-        let (name, opts) = match workload {
-            Workload::Uncontended => (format!("lt/u/{id}/{}", n % 1000), AcquireOptions::default()),
-            Workload::Hot => ("lt/hot".to_owned(), AcquireOptions { wait_ms: 30_000, ..Default::default() }),
-            Workload::Semaphore { size } => {
-                ("lt/sem".to_owned(), AcquireOptions { size: Some(size), wait_ms: 30_000, ..Default::default() })
-            }
+}
+
+impl Driver {
+    /// One cycle; `inside` runs while the lock is held.
+    async fn cycle(&mut self, spec: &Spec, n: u64, shared: &Shared) -> anyhow::Result<()> {
+        let name = match spec.workload {
+            Workload::Uncontended => format!("lt/{}/u/{}/{}", spec.run, spec.id, n % 1000),
+            Workload::Hot => format!("lt/{}/hot", spec.run),
+            Workload::Semaphore => format!("lt/{}/sem", spec.run),
+            Workload::Reads => unreachable!("reads have their own loop"),
         };
-        let opts = AcquireOptions { ttl_ms: Some(ttl_ms), ..opts };
-        let start = Instant::now();
-        let grant = match client.acquire(&name, opts).await {
-            Ok(grant) => grant,
-            Err(_) => {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
+        let hold = |shared: &Shared| {
+            let now = shared.inside.fetch_add(1, Ordering::SeqCst) + 1;
+            shared.most_inside.fetch_max(now, Ordering::SeqCst);
+            shared.inside.fetch_sub(1, Ordering::SeqCst);
         };
-        let now = shared.inside.fetch_add(1, Ordering::SeqCst) + 1;
-        shared.most_inside.fetch_max(now, Ordering::SeqCst);
-        shared.inside.fetch_sub(1, Ordering::SeqCst);
-        if client.release(&name, &grant.key).await.is_err() {
-            shared.errors.fetch_add(1, Ordering::Relaxed);
-            continue;
+        match self {
+            Driver::Shardlock(client) => {
+                let size = (spec.workload == Workload::Semaphore).then_some(spec.size);
+                let wait_ms = if spec.workload == Workload::Uncontended { 0 } else { 60_000 };
+                let opts = AcquireOptions { size, ttl_ms: Some(spec.ttl_ms), wait_ms, ..Default::default() };
+                let grant = client.acquire(&name, opts).await?;
+                hold(shared);
+                client.release(&name, &grant.key).await?;
+            }
+            Driver::Etcd(etcd) => {
+                let key = etcd.lock(&name).await?;
+                hold(shared);
+                etcd.unlock(key).await?;
+            }
         }
-        let micros = start.elapsed().as_micros() as u64;
-        let _ = shared.hist.lock().unwrap_or_else(|p| p.into_inner()).record(micros.max(1));
-        shared.cycles.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The reads workload: hold one lock, then check it until the deadline.
+    async fn reads(&mut self, spec: &Spec, shared: &Shared) -> anyhow::Result<()> {
+        let name = format!("lt/{}/r/{}", spec.run, spec.id);
+        match self {
+            Driver::Shardlock(client) => {
+                let opts = AcquireOptions { ttl_ms: Some(spec.ttl_ms), ..Default::default() };
+                let grant = client.acquire(&name, opts).await?;
+                while Instant::now() < spec.deadline {
+                    let t = Instant::now();
+                    let ok = client.validate_fence(&name, grant.fencing_token).await.map(|r| r.valid);
+                    record(shared, t, ok.map_err(anyhow::Error::from).and_then(expect_true));
+                }
+                client.release(&name, &grant.key).await?;
+            }
+            Driver::Etcd(etcd) => {
+                let key = etcd.lock(&name).await?;
+                while Instant::now() < spec.deadline {
+                    let t = Instant::now();
+                    let ok = etcd.get(&key).await;
+                    record(shared, t, ok.and_then(expect_true));
+                }
+                etcd.unlock(key).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn expect_true(held: bool) -> anyhow::Result<()> {
+    if held {
+        Ok(())
+    } else {
+        bail!("the held lock reads as not held")
+    }
+}
+
+fn record(shared: &Shared, started: Instant, result: anyhow::Result<()>) {
+    match result {
+        Ok(()) => {
+            let micros = started.elapsed().as_micros() as u64;
+            let _ = shared.hist.lock().unwrap_or_else(|p| p.into_inner()).record(micros.max(1));
+            shared.cycles.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn client_loop(mut driver: Driver, spec: Spec, shared: Arc<Shared>) {
+    if spec.workload == Workload::Reads {
+        if driver.reads(&spec, &shared).await.is_err() {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
+    let mut n = 0u64;
+    while Instant::now() < spec.deadline {
+        n += 1;
+        let started = Instant::now();
+        let result = driver.cycle(&spec, n, &shared).await;
+        record(&shared, started, result);
     }
 }

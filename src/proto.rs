@@ -19,3 +19,17 @@ pub mod peer {
 pub mod ldlm {
     tonic::include_proto!("ldlm");
 }
+
+/// The subset of etcd's v3 API the load test uses to compare with etcd.
+#[allow(clippy::all, missing_docs)]
+pub mod etcd {
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+    pub mod v3lockpb {
+        tonic::include_proto!("v3lockpb");
+    }
+}
