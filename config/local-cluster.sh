@@ -23,7 +23,7 @@ start() {
     echo $! >"$DATA_ROOT/node$i.pid"
   done
   for _ in $(seq 1 100); do
-    if "$BIN" status --addr 127.0.0.1:7001 2>/dev/null | grep -q " 0 without a leader"; then
+    if "$BIN" status --json --addr 127.0.0.1:7001 2>/dev/null | grep -q "\"healthy\": true"; then
       "$BIN" status --addr 127.0.0.1:7001; return 0
     fi
     sleep 0.2
