@@ -298,8 +298,12 @@ async fn measure(
     for i in 0..clients {
         let addr = &addrs[i % addrs.len()];
         drivers.push(match system {
-            System::Shardlock => Driver::Shardlock(Client::connect(addr).await.with_context(|| format!("connect {addr}"))?),
-            System::Etcd => Driver::Etcd(etcd::Etcd::connect(addr, c.ttl_s as i64).await.with_context(|| format!("etcd {addr}"))?),
+            System::Shardlock => {
+                Driver::Shardlock(Client::connect(addr).await.with_context(|| format!("connect {addr}"))?)
+            }
+            System::Etcd => {
+                Driver::Etcd(etcd::Etcd::connect(addr, c.ttl_s as i64).await.with_context(|| format!("etcd {addr}"))?)
+            }
         });
     }
     let syncs_before = wal_syncs(system, addrs).await;

@@ -10,4 +10,4 @@ trap 'config/local-cluster.sh stop; rm -rf "$DATA_ROOT"' EXIT
 [ -x target/release/shardlock ] && [ -x target/release/shardlock-loadtest ] || cargo build --release --bins
 config/local-cluster.sh start >/dev/null
 echo "cluster: 3 nodes, 64 groups, loopback, fsync on; $(nproc) cores"
-./target/release/shardlock-loadtest "$@"
+./target/release/shardlock-loadtest --pids "$(cat "$DATA_ROOT"/node*.pid | paste -sd, -)" "$@"

@@ -7,11 +7,17 @@
 //!   and acknowledges them (`IOFlushed`) only after the shared [`Syncer`]
 //!   has synced the WAL — one fsync for every group's appends in flight;
 //! - the vote and truncations are durable before their call returns;
-//! - the last purged log id is written in the same batch as the purge.
+//! - the last purged log id is written in the same batch as the purge;
+//! - a per-group cache holds a contiguous suffix of the log (the newest
+//!   `CACHED_ENTRIES`), kept equal to what is on disk by `append`,
+//!   `truncate_after` and `purge`, so replication and apply, which read
+//!   what was just appended, rarely open a RocksDB iterator.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
@@ -25,12 +31,17 @@ use super::Db;
 use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
 use crate::routing::GroupId;
 
-/// The log of one group. Cheap to clone; clones share the database.
+/// Newest entries kept in memory per group.
+const CACHED_ENTRIES: usize = 1024;
+
+/// The log of one group. Cheap to clone; clones share the database and
+/// the cache.
 #[derive(Clone)]
 pub struct LogStore {
     db: Db,
     syncer: Syncer,
     group: GroupId,
+    cache: Arc<Mutex<BTreeMap<u64, Entry>>>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -39,7 +50,21 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 
 impl LogStore {
     pub fn new(db: Db, syncer: Syncer, group: GroupId) -> Self {
-        Self { db, syncer, group }
+        Self { db, syncer, group, cache: Arc::default() }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entries `start..end` if the cache holds all that exist of them.
+    fn cached(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let cache = self.cache();
+        let (&first, &last) = (cache.keys().next()?, cache.keys().next_back()?);
+        if start < first || start > last.saturating_add(1) {
+            return None;
+        }
+        Some(cache.range(start..end).map(|(_, e)| e.clone()).collect())
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, tag: MetaTag) -> io::Result<Option<T>> {
@@ -94,6 +119,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> io::Result<Vec<Entry>> {
         let (start, end) = bounds(&range);
+        if let Some(entries) = self.cached(start, end) {
+            return Ok(entries);
+        }
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let from = log_key(self.group, start);
         let mut entries = Vec::new();
@@ -153,16 +181,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let mut batch = WriteBatch::default();
-        for entry in entries {
-            batch.put_cf(cf, log_key(self.group, entry.log_id.index), encode(&entry));
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        for entry in &entries {
+            batch.put_cf(cf, log_key(self.group, entry.log_id.index), encode(entry));
         }
         self.db.write_buffered(batch).map_err(io_err)?;
+        let mut cache = self.cache();
+        for entry in entries {
+            let index = entry.log_id.index;
+            // Keep the cache a contiguous suffix: a gap means start over.
+            if cache.keys().next_back().is_some_and(|&last| index != last + 1 && !cache.contains_key(&index)) {
+                cache.clear();
+            }
+            cache.insert(index, entry);
+        }
+        while cache.len() > CACHED_ENTRIES {
+            cache.pop_first();
+        }
+        drop(cache);
         self.syncer.after_sync(Box::new(move |result| callback.io_completed(result)));
         Ok(())
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> io::Result<()> {
         let from = last.map_or(0, |id| id.index + 1);
+        self.cache().retain(|&index, _| index < from);
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf, log_key(self.group, from), log_key(self.group, u64::MAX));
@@ -171,6 +214,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        self.cache().retain(|&index, _| index > log_id.index);
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, MetaTag::LastPurged, &log_id)?;
