@@ -119,16 +119,22 @@ impl ApiError {
     pub fn from_status(status: &tonic::Status) -> Self {
         let md = status.metadata();
         let text = |key: &str| md.get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let code = text(CODE_METADATA).and_then(|name| ErrorCode::from_str_name(&name)).unwrap_or_else(|| match status
-            .code()
-        {
-            tonic::Code::Unavailable => ErrorCode::Unavailable,
-            tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
-            tonic::Code::Unauthenticated => ErrorCode::Unauthenticated,
-            tonic::Code::DeadlineExceeded => ErrorCode::WaitTimeout,
-            _ => ErrorCode::Internal,
-        });
+        let named = text(CODE_METADATA).and_then(|name| ErrorCode::from_str_name(&name));
+        let code = named.unwrap_or_else(|| transport_code(status.code()));
         Self { code, message: status.message().to_owned(), leader: text(LEADER_METADATA) }
+    }
+}
+
+/// The code of a status that lacks our metadata: it comes from the transport
+/// (refused, reset or broken connection) or a proxy, and is worth a retry
+/// unless it says otherwise.
+fn transport_code(code: tonic::Code) -> ErrorCode {
+    match code {
+        tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
+        tonic::Code::Unauthenticated => ErrorCode::Unauthenticated,
+        tonic::Code::DeadlineExceeded => ErrorCode::WaitTimeout,
+        tonic::Code::Unimplemented => ErrorCode::Internal,
+        _ => ErrorCode::Unavailable,
     }
 }
 
