@@ -190,10 +190,21 @@ impl Node {
             }
             if last_push.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
                 last_push = Some(Instant::now());
-                for group in leading {
+                let mut handed = 0;
+                for group in leading.iter().copied() {
                     if let Some(to) = self.handoff_target(group) {
                         let _ = self.groups.raft(group).trigger().transfer_leader(to).await;
+                        handed += 1;
                     }
+                }
+                // No healthy peer to take anything: stop waiting for one.
+                if handed == 0 && started.elapsed() >= Duration::from_secs(1) {
+                    let report = DrainReport { led, still_leading: leading.len(), took: started.elapsed() };
+                    tracing::warn!(
+                        still_leading = report.still_leading,
+                        "no healthy peer to take leadership; stopping"
+                    );
+                    return report;
                 }
             }
         }
