@@ -171,6 +171,15 @@ impl Cluster {
         }
     }
 
+    /// Freezes node `id` (SIGSTOP) or thaws it (SIGCONT), by pid.
+    pub fn pause(&self, id: u64, frozen: bool) {
+        if let Some(child) = &self.nodes[id as usize - 1].child {
+            let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: signals our own child process by its pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
+    }
+
     /// Sends SIGTERM to node `id` (by pid) and waits for it to exit; returns
     /// how long it took.
     pub async fn terminate(&mut self, id: u64) -> Duration {
@@ -277,6 +286,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
+                // SAFETY: a frozen child must be thawed to die of SIGKILL promptly.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
                 let _ = child.kill();
                 let _ = child.wait();
             }

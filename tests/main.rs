@@ -1,6 +1,7 @@
 //! The one integration-test binary: each `tNN_*.rs` module is one topic,
 //! and `harness` starts real nodes on loopback.
 
+mod checker;
 mod harness;
 mod t01_cli;
 mod t02_cluster;
@@ -9,3 +10,4 @@ mod t04_ldlm;
 mod t05_ops;
 mod t06_tls;
 mod t07_membership;
+mod t08_faults;
