@@ -194,14 +194,27 @@ impl LockService {
     /// Proposes `cmd` in `group`: locally if this node leads, else one hop
     /// to the leader; retries while the group elects a leader.
     pub async fn propose(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
+        let router = self.groups.router();
+        self.on_leader(group, || self.propose_local(group, cmd), |leader| forward::propose(router, leader, group, cmd))
+            .await
+    }
+
+    /// Runs `local` on this node; when it answers `NotLeader`, runs `remote`
+    /// against the leader this node knows of (one hop); retries retryable
+    /// failures while the group elects a leader, for up to `retry_window`.
+    async fn on_leader<T, L, LF, R, RF>(&self, group: GroupId, local: L, remote: R) -> Result<T, ApiError>
+    where
+        L: Fn() -> LF,
+        LF: std::future::Future<Output = Result<T, ApiError>>,
+        R: Fn(NodeId) -> RF,
+        RF: std::future::Future<Output = Result<T, ApiError>>,
+    {
         let deadline = Instant::now() + self.retry_window();
         let mut backoff = Duration::from_millis(20);
         loop {
-            let attempt = match self.propose_local(group, cmd).await {
+            let attempt = match local().await {
                 Err(err) if err.code == ErrorCode::NotLeader => match self.groups.view(group).leader {
-                    Some(leader) if leader != self.groups.me() => {
-                        forward::propose(self.groups.router(), leader, group, cmd).await
-                    }
+                    Some(leader) if leader != self.groups.me() => remote(leader).await,
                     _ => Err(err),
                 },
                 other => other,
@@ -361,26 +374,9 @@ impl LockService {
     /// Applies `change` to `group` through its leader (one hop if need be),
     /// retrying while the group elects a leader.
     pub async fn change_membership(&self, group: GroupId, change: &MembershipChange) -> Result<(), ApiError> {
-        let deadline = Instant::now() + self.retry_window();
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            let attempt = match self.change_membership_local(group, change).await {
-                Err(err) if err.code == ErrorCode::NotLeader => match self.groups.view(group).leader {
-                    Some(leader) if leader != self.groups.me() => {
-                        forward::change_membership(self.groups.router(), leader, group, change).await
-                    }
-                    _ => Err(err),
-                },
-                other => other,
-            };
-            match attempt {
-                Err(err) if err.row().retryable && Instant::now() < deadline => {
-                    self.await_leader(group, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-                other => return other,
-            }
-        }
+        let router = self.groups.router();
+        let remote = |leader| forward::change_membership(router, leader, group, change);
+        self.on_leader(group, || self.change_membership_local(group, change), remote).await
     }
 
     /// One attempt on this node; `NotLeader` unless it leads the group.
@@ -415,26 +411,10 @@ impl LockService {
 
     /// A linearizable read of `group`, on its leader (one hop if need be).
     pub async fn read(&self, group: GroupId, query: &ReadQuery) -> Result<(Meta, ReadAnswer), ApiError> {
-        let deadline = Instant::now() + self.retry_window();
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            let attempt = match self.read_local(group, query).await {
-                Err(err) if err.code == ErrorCode::NotLeader => match self.groups.view(group).leader {
-                    Some(leader) if leader != self.groups.me() => {
-                        forward::read(self.groups.router(), leader, group, query).await
-                    }
-                    _ => Err(err),
-                },
-                other => other,
-            };
-            match attempt {
-                Err(err) if err.row().retryable && Instant::now() < deadline => {
-                    self.await_leader(group, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-                other => return other.map(|(index, a)| (self.meta(group, index), a)),
-            }
-        }
+        let router = self.groups.router();
+        let remote = |leader| forward::read(router, leader, group, query);
+        let (index, answer) = self.on_leader(group, || self.read_local(group, query), remote).await?;
+        Ok((self.meta(group, index), answer))
     }
 
     /// One attempt on this node; `NotLeader` unless it leads the group.

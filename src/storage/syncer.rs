@@ -20,11 +20,27 @@ use super::Db;
 /// Called once the write it follows is durable (or failed to become so).
 pub type Done = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
 
-/// Handle to the syncer thread; cheap to clone.
+/// Handle to the syncer thread; cheap to clone. When the last handle is
+/// dropped the thread is told to stop and joined, so it never outlives its
+/// users (a RocksDB handle closing during process exit crashes the process).
 #[derive(Clone)]
 pub struct Syncer {
-    tx: Option<mpsc::Sender<Done>>,
+    inner: std::sync::Arc<Inner>,
     stats: std::sync::Arc<Stats>,
+}
+
+struct Inner {
+    tx: Option<mpsc::Sender<Done>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Counters read by metrics and benchmarks.
@@ -40,17 +56,20 @@ impl Syncer {
     pub fn start(db: Db, fsync: bool) -> std::io::Result<Self> {
         let stats = std::sync::Arc::new(Stats::default());
         if !fsync {
-            return Ok(Self { tx: None, stats });
+            let inner = std::sync::Arc::new(Inner { tx: None, thread: None });
+            return Ok(Self { inner, stats });
         }
         let (tx, rx) = mpsc::channel::<Done>();
         let thread_stats = stats.clone();
-        std::thread::Builder::new().name("shardlock-wal-sync".into()).spawn(move || run(db, rx, &thread_stats))?;
-        Ok(Self { tx: Some(tx), stats })
+        let thread =
+            std::thread::Builder::new().name("shardlock-wal-sync".into()).spawn(move || run(db, rx, &thread_stats))?;
+        let inner = std::sync::Arc::new(Inner { tx: Some(tx), thread: Some(thread) });
+        Ok(Self { inner, stats })
     }
 
     /// Fires `done` once everything written before this call is durable.
     pub fn after_sync(&self, done: Done) {
-        match &self.tx {
+        match &self.inner.tx {
             None => done(Ok(())),
             Some(tx) => {
                 if let Err(mpsc::SendError(done)) = tx.send(done) {
