@@ -6,7 +6,7 @@ PY_PACKAGES := "grpcio>=1.63" protobuf
 PY_LDLM := py-ldlm==1.1.3
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps run test bench cluster loadtest
+.PHONY: deps test-deps run test bench cluster loadtest
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -16,7 +16,9 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
-	@# The real ldlm Python client, for the ldlm compatibility test.
+
+# The real ldlm Python client, for the ldlm compatibility tests.
+test-deps: deps
 	@python3 -c "import ldlm, grpc" 2>/dev/null || { \
 	  python3 -m pip install --quiet $(PY_PACKAGES) && \
 	  python3 -m pip install --quiet --no-deps $(PY_LDLM); }
@@ -28,7 +30,7 @@ run: deps
 bench: deps
 	cargo bench --bench apply
 
-test: deps
+test: test-deps
 	cargo test --locked
 
 # A 3-node cluster on loopback (ports 7001-7003), then `make loadtest`.
