@@ -32,6 +32,8 @@ bench: deps
 
 test: test-deps
 	cargo test --locked
+	@# A build that skips the holder check: the fault harness must catch it.
+	cargo test --locked --features chaos-broken --test integration t08_faults
 
 # A 3-node cluster on loopback (ports 7001-7003), then `make loadtest`.
 cluster: deps

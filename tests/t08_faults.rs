@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shardlock::client::{AcquireOptions, Client};
 
-use crate::checker::{check, FencedResource, Hold};
+use crate::checker::{check, FencedResource, Hold, Violation};
 use crate::harness::{wait_for, Cluster};
 
 const TTL: Duration = Duration::from_millis(3000);
@@ -21,7 +21,8 @@ struct Record {
     successes: Vec<Instant>,
 }
 
-/// Holds a fault for `d` (the fault's length is the point, not a wait for state).
+/// Lets `d` pass: the length of a fault, or of the work done under a lock
+/// (the duration is the point here, not a wait for some state).
 async fn keep_fault_for(d: Duration) {
     tokio::time::sleep_until(tokio::time::Instant::now() + d).await;
 }
@@ -50,6 +51,9 @@ async fn worker(client: Client, id: usize, stop: Arc<AtomicBool>, record: Arc<Mu
             // The mutex guards a resource that accepts only increasing tokens.
             record.lock().unwrap().resource.write(lock, grant.fencing_token);
         }
+        // The work done under the lock: long enough for holders to overlap
+        // if the service ever admitted too many.
+        keep_fault_for(Duration::from_millis(15)).await;
         let release_sent = Instant::now();
         let released = client.release(lock, &grant.key).await.is_ok().then_some(release_sent);
         let mut r = record.lock().unwrap();
@@ -101,39 +105,46 @@ async fn locks_stay_safe_through_crashes_and_pauses() {
     wait_for("the clients to get going", Duration::from_secs(20), progress(20)).await;
 
     let mut faults: Vec<(&str, Instant)> = Vec::new();
-    // Fault 1: kill -9 the mutex's group leader, restart it.
-    let leader = cluster.leader_of(LOCKS[0].0, 2).await;
-    faults.push(("kill -9 leader", Instant::now()));
-    cluster.kill(leader);
-    wait_for("progress without the killed leader", Duration::from_secs(30), progress(done() + 20)).await;
-    cluster.restart(leader).await;
+    // One round in `make test`; `tests/chaos.sh N` runs N rounds.
+    let rounds: usize =
+        std::env::var("SHARDLOCK_CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 100);
+    // The broken build is caught without faults (and its tables would not
+    // even pass the snapshot check of a restarting node).
+    let rounds = if cfg!(feature = "chaos-broken") { 0 } else { rounds };
+    for _ in 0..rounds {
+        // Fault 1: kill -9 the mutex's group leader, restart it.
+        let leader = cluster.leader_of(LOCKS[0].0, 2).await;
+        faults.push(("kill -9 leader", Instant::now()));
+        cluster.kill(leader);
+        wait_for("progress without the killed leader", Duration::from_secs(30), progress(done() + 20)).await;
+        cluster.restart(leader).await;
 
-    // Fault 2: freeze the semaphore's group leader for longer than the lease.
-    let leader = cluster.leader_of(LOCKS[1].0, 1).await;
-    faults.push(("SIGSTOP leader past the ttl", Instant::now()));
-    cluster.pause(leader, true);
-    keep_fault_for(TTL + Duration::from_secs(1)).await;
-    cluster.pause(leader, false);
-    wait_for("progress after the pause", Duration::from_secs(30), progress(done() + 20)).await;
+        // Fault 2: freeze the semaphore's group leader for longer than the lease.
+        let leader = cluster.leader_of(LOCKS[1].0, 1).await;
+        faults.push(("SIGSTOP leader past the ttl", Instant::now()));
+        cluster.pause(leader, true);
+        keep_fault_for(TTL + Duration::from_secs(1)).await;
+        cluster.pause(leader, false);
+        wait_for("progress after the pause", Duration::from_secs(30), progress(done() + 20)).await;
 
-    // Fault 3: kill -9 a follower of the mutex's group, restart it.
-    let leader = cluster.leader_of(LOCKS[0].0, 1).await;
-    let follower = if leader == 3 { 1 } else { 3 };
-    faults.push(("kill -9 follower", Instant::now()));
-    cluster.kill(follower);
-    wait_for("progress without the follower", Duration::from_secs(30), progress(done() + 20)).await;
-    cluster.restart(follower).await;
+        // Fault 3: kill -9 a follower of the mutex's group, restart it.
+        let leader = cluster.leader_of(LOCKS[0].0, 1).await;
+        let follower = if leader == 3 { 1 } else { 3 };
+        faults.push(("kill -9 follower", Instant::now()));
+        cluster.kill(follower);
+        wait_for("progress without the follower", Duration::from_secs(30), progress(done() + 20)).await;
+        cluster.restart(follower).await;
 
-    // Fault 4: the whole cluster crashes and restarts.
-    faults.push(("kill -9 every node", Instant::now()));
-    for id in 1..=3 {
-        cluster.kill(id);
+        // Fault 4: the whole cluster crashes and restarts.
+        faults.push(("kill -9 every node", Instant::now()));
+        for id in 1..=3 {
+            cluster.kill(id);
+        }
+        for id in 1..=3 {
+            cluster.restart(id).await;
+        }
+        wait_for("progress after the full restart", Duration::from_secs(60), progress(done() + 20)).await;
     }
-    for id in 1..=3 {
-        cluster.restart(id).await;
-    }
-    wait_for("progress after the full restart", Duration::from_secs(60), progress(done() + 20)).await;
-
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
@@ -161,6 +172,14 @@ async fn locks_stay_safe_through_crashes_and_pauses() {
         errors.load(Ordering::Relaxed),
         violations.len()
     );
+    if cfg!(feature = "chaos-broken") {
+        // The build that skips the holder check must be caught.
+        assert!(
+            violations.iter().any(|v| matches!(v, Violation::Overlap { .. })),
+            "the checker missed a lock that admits two holders"
+        );
+        return;
+    }
     assert_eq!(violations, vec![], "the lock service broke a promise");
     drop(record);
 

@@ -97,7 +97,10 @@ impl Lock {
         if self.is_idle() {
             self.size = cmd.size;
         }
-        if self.waiters.is_empty() && self.size - self.held >= cmd.permits {
+        // `chaos-broken` (tests only) skips the holder check, so that the
+        // fault harness can prove it catches a lock that admits two holders.
+        let fits = cfg!(feature = "chaos-broken") || self.size.saturating_sub(self.held) >= cmd.permits;
+        if self.waiters.is_empty() && fits {
             let grant = self.grant(&cmd.key, cmd.permits, cmd.ttl_ms, false, step);
             return Ok(Reply::Granted(grant));
         }
@@ -239,7 +242,7 @@ impl Lock {
     /// Grants head waiters while they fit, then notes idleness.
     fn hand_off(&mut self, step: &mut Step<'_>) {
         while let Some(head) = self.waiters.front() {
-            if self.size - self.held < head.permits {
+            if self.size.saturating_sub(self.held) < head.permits {
                 break;
             }
             let Some(w) = self.waiters.pop_front() else {
