@@ -11,5 +11,5 @@ cd "$(dirname "$0")/.."
 rounds=${1:-10}
 features=()
 [ "${2:-}" = "--broken" ] && features=(--features chaos-broken)
-SHARDLOCK_CHAOS_ROUNDS=$rounds cargo test --locked "${features[@]}" --test integration t08_faults -- --nocapture 2>&1 \
+CHAOS_ROUNDS=$rounds cargo test --locked "${features[@]}" --test integration t08_faults -- --nocapture 2>&1 \
   | grep -E "^faults:|test result|panicked|violation"

@@ -152,7 +152,12 @@ impl Cluster {
     fn spawn(&mut self, id: u64) {
         let node = &mut self.nodes[id as usize - 1];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_shardlock"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shardlock"));
+        // The node's config is its file alone: no SHARDLOCK_* from the test's environment.
+        for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("SHARDLOCK_")) {
+            command.env_remove(name);
+        }
+        let child = command
             .args(["serve", "--config"])
             .arg(&node.config)
             .env("RUST_LOG", "warn")

@@ -106,8 +106,7 @@ async fn locks_stay_safe_through_crashes_and_pauses() {
 
     let mut faults: Vec<(&str, Instant)> = Vec::new();
     // One round in `make test`; `tests/chaos.sh N` runs N rounds.
-    let rounds: usize =
-        std::env::var("SHARDLOCK_CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 100);
+    let rounds: usize = std::env::var("CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 100);
     // The broken build is caught without faults (and its tables would not
     // even pass the snapshot check of a restarting node).
     let rounds = if cfg!(feature = "chaos-broken") { 0 } else { rounds };
@@ -162,7 +161,10 @@ async fn locks_stay_safe_through_crashes_and_pauses() {
         .filter_map(|(_, at)| times.iter().find(|t| *t > at).map(|t| t.duration_since(*at)))
         .max()
         .unwrap_or_default();
-    let kinds: Vec<&str> = faults.iter().map(|(k, _)| *k).collect();
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (kind, _) in &faults {
+        *kinds.entry(kind).or_default() += 1;
+    }
     eprintln!(
         "faults: {} ({kinds:?}); operations checked: {}; rejected stale writes: {}; client errors: {}; \
          violations: {}; longest unavailability after a fault: {longest:?}",
