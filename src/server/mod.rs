@@ -6,6 +6,7 @@
 //! - [`forward`]: one-hop forwarding to group leaders;
 //! - [`read`]: linearizable read queries and answers;
 //! - [`waits`]: blocking acquires waiting on this node;
+//! - [`wait_guard`]: one blocking acquire's wait, cancelled when abandoned;
 //! - [`sessions`]: grants that live as long as a client session;
 //! - [`keeper`]: leader-side deadlines (expiry, wait timeout, idle GC);
 //! - [`balancer`]: moves leaders back to their preferred nodes;
@@ -20,6 +21,7 @@ pub mod node;
 pub mod read;
 pub mod service;
 pub mod sessions;
+pub mod wait_guard;
 pub mod waits;
 
 pub use node::{DrainReport, Node, NodeError};

@@ -21,10 +21,11 @@ use super::forward;
 use super::keeper::Keeper;
 use super::read::{answer, LockRow, LockView, ReadAnswer, ReadQuery};
 use super::sessions::{Hold, SessionId, Sessions};
+use super::wait_guard::WaitGuard;
 use super::waits::Waits;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
-use crate::lock::{AcquireCmd, Command, Grant, LockError, LockKey, Outcome, Reply};
+use crate::lock::{AcquireCmd, Command, Grant, LockKey, Outcome, Reply};
 use crate::metrics::Contention;
 use crate::raft::membership::{MembershipChange, MembershipError};
 use crate::raft::{Groups, NodeId};
@@ -115,6 +116,10 @@ impl LockService {
         self.contention.top(n)
     }
 
+    pub(super) fn waits(&self) -> &Waits {
+        &self.waits
+    }
+
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.sessions
     }
@@ -185,7 +190,7 @@ impl LockService {
     }
 
     /// How long a request keeps retrying while its group has no leader.
-    fn retry_window(&self) -> Duration {
+    pub(super) fn retry_window(&self) -> Duration {
         Duration::from_millis(self.config.raft.election_timeout_max_ms * 4)
     }
 
@@ -480,93 +485,5 @@ impl LockService {
         let more = rows.len() > limit;
         rows.truncate(limit);
         Ok((rows, more))
-    }
-}
-
-/// A registered blocking wait. Armed once the acquire is queued: dropping
-/// an armed guard (the client went away) proposes `CancelWait`.
-struct WaitGuard {
-    service: Arc<LockService>,
-    group: GroupId,
-    name: String,
-    key: LockKey,
-    rx: Option<tokio::sync::oneshot::Receiver<super::waits::WaitResult>>,
-    armed: bool,
-}
-
-impl WaitGuard {
-    fn register(service: Arc<LockService>, group: GroupId, name: &str, key: &LockKey) -> Self {
-        let rx = Some(service.waits.register(group, name, key));
-        Self { service, group, name: name.to_owned(), key: key.clone(), rx, armed: false }
-    }
-
-    fn arm(&mut self) {
-        self.armed = true;
-    }
-
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-
-    /// Waits for the grant; at the deadline, cancels the wait in the log.
-    async fn wait(&mut self, wait: Duration) -> Result<Grant, ApiError> {
-        let Some(mut rx) = self.rx.take() else {
-            return Err(internal("wait polled twice"));
-        };
-        tokio::select! {
-            result = &mut rx => {
-                self.disarm();
-                settle(result)
-            }
-            _ = tokio::time::sleep(wait) => {
-                let cancel = Command::CancelWait { name: self.name.clone(), key: self.key.clone() };
-                let cancelled = self.service.propose(self.group, &cancel).await;
-                self.disarm();
-                match cancelled.map(|a| a.outcome.reply) {
-                    Ok(Ok(_)) => Err(LockError::WaitTimedOut.into()),
-                    // Not waiting any more: granted or timed out just before;
-                    // this node learns which when it applies that entry.
-                    Ok(Err(LockError::NotWaiting)) => self.settle_late(rx).await,
-                    Ok(Err(err)) => Err(err.into()),
-                    Err(err) => Err(err),
-                }
-            }
-        }
-    }
-
-    async fn settle_late(
-        &self,
-        rx: tokio::sync::oneshot::Receiver<super::waits::WaitResult>,
-    ) -> Result<Grant, ApiError> {
-        match tokio::time::timeout(self.service.retry_window(), rx).await {
-            Ok(result) => settle(result),
-            Err(_) => Err(LockError::WaitTimedOut.into()),
-        }
-    }
-}
-
-fn settle(result: Result<super::waits::WaitResult, tokio::sync::oneshot::error::RecvError>) -> Result<Grant, ApiError> {
-    match result {
-        Ok(Ok(grant)) => Ok(grant),
-        Ok(Err(err)) => Err(err),
-        Err(_) => Err(internal("the wait registry dropped a waiter")),
-    }
-}
-
-impl Drop for WaitGuard {
-    fn drop(&mut self) {
-        self.service.waits.unregister(self.group, &self.name, &self.key);
-        if !self.armed {
-            return;
-        }
-        let (service, group) = (self.service.clone(), self.group);
-        let cancel = Command::CancelWait { name: std::mem::take(&mut self.name), key: self.key.clone() };
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(err) = service.propose(group, &cancel).await {
-                    tracing::warn!(group, error = %err, "cancelling an abandoned wait failed");
-                }
-            });
-        }
     }
 }
