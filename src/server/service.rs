@@ -77,7 +77,7 @@ fn draining() -> ApiError {
     ApiError::new(ErrorCode::Draining, "this node is shutting down: retry on another node")
 }
 
-fn internal(what: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(what: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Internal, format!("internal error: {what}; see the server log"))
 }
 

@@ -10,15 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::service::LockService;
+use super::service::{internal, LockService};
 use super::waits::WaitResult;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::lock::{Command, Grant, LockError, LockKey};
 use crate::routing::GroupId;
-
-fn internal(what: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::Internal, format!("internal error: {what}; see the server log"))
-}
 
 /// A registered blocking wait. Armed once the acquire is queued: dropping
 /// an armed guard (the client went away) proposes `CancelWait`.
