@@ -132,6 +132,10 @@ pub struct RaftConfig {
     /// A group snapshots its lock table every this many applied entries and
     /// purges the log behind the snapshot.
     pub snapshot_every_entries: u64,
+    /// A group with no writes, reads or elections for this long stops its
+    /// Raft timers (no heartbeats, no election ticks); node-level pings
+    /// watch its leader instead. 0 keeps every group's timers running.
+    pub quiesce_after_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +182,7 @@ impl Default for RaftConfig {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             snapshot_every_entries: 10_000,
+            quiesce_after_ms: 2000,
         }
     }
 }
@@ -325,6 +330,12 @@ impl RaftConfig {
         }
         if self.snapshot_every_entries == 0 {
             return Err(ConfigError::Invalid("raft.snapshot_every_entries must be at least 1".into()));
+        }
+        let quiet = self.quiesce_after_ms;
+        if quiet != 0 && quiet < 2 * hb {
+            return Err(ConfigError::Invalid(format!(
+                "raft.quiesce_after_ms ({quiet}) must be 0 (never) or at least twice heartbeat_interval_ms ({hb})"
+            )));
         }
         Ok(())
     }

@@ -51,6 +51,8 @@ pub const GROUP_APPLY_LAG: &str = "shardlock_group_apply_lag";
 pub const PROPOSALS: &str = "shardlock_proposals_total";
 /// Times this node saw a group's leader change.
 pub const LEADER_CHANGES: &str = "shardlock_leader_changes_total";
+/// Groups of this node whose Raft timers are off because they are idle.
+pub const GROUPS_QUIESCED: &str = "shardlock_groups_quiesced";
 
 // ---- storage ---------------------------------------------------------------
 /// Log writes made durable by one WAL sync.
@@ -78,6 +80,7 @@ pub const ALL: &[&str] = &[
     GROUP_APPLY_LAG,
     PROPOSALS,
     LEADER_CHANGES,
+    GROUPS_QUIESCED,
     WAL_SYNC_BATCH,
     WAL_SYNC_DURATION,
 ];
@@ -131,6 +134,7 @@ fn describe() {
     describe_gauge!(GROUP_APPLY_LAG, Unit::Count, "committed entries not yet applied on this node");
     describe_counter!(PROPOSALS, Unit::Count, "commands proposed through this node's Raft");
     describe_counter!(LEADER_CHANGES, Unit::Count, "leader changes seen by this node");
+    describe_gauge!(GROUPS_QUIESCED, Unit::Count, "groups whose raft timers are off because they are idle");
     describe_histogram!(WAL_SYNC_BATCH, Unit::Count, "log writes made durable by one WAL sync");
     describe_histogram!(WAL_SYNC_DURATION, Unit::Seconds, "duration of one WAL sync (fsync)");
 }

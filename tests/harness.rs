@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -160,8 +160,10 @@ impl Cluster {
         let child = command
             .args(["serve", "--config"])
             .arg(&node.config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            // Node logs (stdout and stderr) go to the node's log file; set
+            // TEST_NODE_LOG (a RUST_LOG filter) for more than warnings.
+            .env("RUST_LOG", std::env::var("TEST_NODE_LOG").unwrap_or("warn".into()))
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("spawn shardlock serve");
@@ -283,7 +285,7 @@ impl Cluster {
     /// The last lines of node `id`'s log, for failure messages.
     pub fn log_tail(&self, id: u64) -> String {
         let text = std::fs::read_to_string(&self.node(id).log).unwrap_or_default();
-        text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 }
 

@@ -233,3 +233,50 @@ async fn leaders_spread_evenly_and_come_back_after_a_restart() {
     cluster.restart(2).await;
     assert_eq!(cluster.wait_balanced().await, preferred);
 }
+
+/// `shardlock_groups_quiesced` as node `id` exports it.
+async fn quiesced(cluster: &Cluster, id: u64) -> Option<u32> {
+    let (status, body) = crate::harness::http(&cluster.addr(id), "GET", "/metrics", "").await;
+    let line = body.lines().find(|l| l.starts_with("shardlock_groups_quiesced "))?;
+    (status == 200).then(|| line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|v| v as u32))?
+}
+
+async fn all_quiet(cluster: &Cluster) -> Option<()> {
+    for id in cluster.alive() {
+        if quiesced(cluster, id).await? != GROUPS {
+            return None;
+        }
+    }
+    Some(())
+}
+
+#[tokio::test]
+async fn idle_groups_quiesce_and_still_fail_over() {
+    let mut cluster = Cluster::start_with(3, GROUPS, "quiesce_after_ms = 300\n").await;
+    let leader = cluster.leader_of("quiet", 1).await;
+    let via = if leader == 1 { 2 } else { 1 };
+    let client = cluster.client(via).await;
+    let grant = client.acquire("quiet", AcquireOptions { ttl_ms: Some(60_000), ..Default::default() }).await.unwrap();
+
+    // Phase 1: with no traffic every group of every node stops its timers.
+    wait_for("every group to quiesce", Duration::from_secs(20), || all_quiet(&cluster)).await;
+
+    // Phase 2: a quiet group still answers writes at once.
+    let other = client.acquire("quiet/other", AcquireOptions::default()).await.unwrap();
+    client.release("quiet/other", &other.key).await.unwrap();
+    wait_for("the woken group to quiesce again", Duration::from_secs(20), || all_quiet(&cluster)).await;
+
+    // Phase 3: kill -9 the leader of a quiet group: node pings notice, a
+    // follower takes over, and the holder keeps its token.
+    cluster.kill(leader);
+    let new_leader = cluster.leader_of("quiet", via).await;
+    assert_ne!(new_leader, leader);
+    let lock = client.describe("quiet").await.unwrap().lock.expect("lock survives");
+    assert_eq!((lock.holders[0].key.clone(), lock.holders[0].fencing_token), (grant.key.clone(), grant.fencing_token));
+    client.release("quiet", &grant.key).await.unwrap();
+    let next = client.acquire("quiet", AcquireOptions::default()).await.unwrap();
+    assert!(next.fencing_token > grant.fencing_token);
+
+    // Phase 4: the survivors' groups, the taken-over ones too, go quiet again.
+    wait_for("the survivors to quiesce", Duration::from_secs(20), || all_quiet(&cluster)).await;
+}

@@ -14,7 +14,9 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{Config as RaftConfig, ServerState, SnapshotPolicy};
 
+use super::liveness::Liveness;
 use super::network::{GroupNetwork, PeerRouter};
+use super::quiesce::Quiescer;
 use super::state_machine::{ApplyObserver, GroupState, StateMachine};
 use super::types::{NodeId, NodeInfo, Raft};
 use crate::config::Config;
@@ -49,6 +51,8 @@ pub struct Groups {
     rafts: Arc<Vec<Raft>>,
     states: Vec<Arc<GroupState>>,
     router: PeerRouter,
+    quiescer: Arc<Quiescer>,
+    liveness: Arc<Liveness>,
 }
 
 fn raft_config(config: &Config) -> Result<Arc<RaftConfig>, GroupsError> {
@@ -91,7 +95,10 @@ impl Groups {
             rafts.push(raft);
         }
         let draining_peers = dashmap::DashMap::new();
-        Ok(Self { me: config.node_id, draining_peers, rafts: Arc::new(rafts), states, router })
+        let rafts = Arc::new(rafts);
+        let quiescer = Arc::new(Quiescer::new(rafts.clone()));
+        let liveness = Arc::new(Liveness::default());
+        Ok(Self { me: config.node_id, draining_peers, rafts, states, router, quiescer, liveness })
     }
 
     /// Initializes every group that is not yet, with the configured voters.
@@ -142,6 +149,24 @@ impl Groups {
         &self.router
     }
 
+    pub fn quiescer(&self) -> &Arc<Quiescer> {
+        &self.quiescer
+    }
+
+    pub fn liveness(&self) -> &Arc<Liveness> {
+        &self.liveness
+    }
+
+    /// Wakes every group this node leads (a follower came back and needs
+    /// heartbeats to find its leader and catch up).
+    pub fn wake_led_groups(&self) {
+        for group in 0..self.count() {
+            if self.view(group).is_leader {
+                self.quiescer.touch(group);
+            }
+        }
+    }
+
     /// This node's view of `group` right now (no I/O, no waiting).
     pub fn view(&self, group: GroupId) -> GroupView {
         let metrics = self.raft(group).metrics();
@@ -170,15 +195,30 @@ impl Groups {
         m.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
     }
 
-    /// True when this node leads `group` and `node` acknowledged a heartbeat
-    /// within `max_age` and has every entry of the leader's log.
+    /// True when this node leads `group`, `node` acknowledged a heartbeat
+    /// or a node ping within `max_age` (a quiesced group sends no
+    /// heartbeats) and has every entry of the leader's log.
     pub fn follower_healthy(&self, group: GroupId, node: NodeId, max_age: Duration) -> bool {
         use openraft::Instant as _;
         let metrics = self.raft(group).metrics();
         let m = metrics.borrow_watched();
         let heard = m.heartbeat.as_ref().and_then(|h| h.get(&node)).and_then(|t| t.as_ref());
         let matched = m.replication.as_ref().and_then(|r| r.get(&node)).and_then(|l| l.as_ref()).map(|l| l.index);
-        heard.is_some_and(|t| t.elapsed() < max_age) && matched >= m.last_log_index
+        let reachable = heard.is_some_and(|t| t.elapsed() < max_age) || self.liveness.is_live(node, max_age);
+        reachable && matched >= m.last_log_index
+    }
+
+    /// True when this node leads `group` and a voter that answers pings
+    /// has not yet matched the leader's last log entry.
+    pub fn live_follower_lagging(&self, group: GroupId, live_within: Duration) -> bool {
+        let metrics = self.raft(group).metrics();
+        let m = metrics.borrow_watched();
+        let Some(replication) = m.replication.as_ref() else { return false };
+        replication.iter().any(|(node, matched)| {
+            *node != self.me
+                && matched.as_ref().map(|l| l.index) < m.last_log_index
+                && self.liveness.is_live(*node, live_within)
+        })
     }
 
     /// Records a peer's draining notice (forgotten after 5 minutes, or when

@@ -5,11 +5,15 @@
 //! - [`state_machine`]: the lock table as openraft's state machine;
 //! - [`network`]: one channel per peer carrying every group's RPCs;
 //! - [`service`]: the receiving end of that channel;
-//! - [`groups`]: starting, bootstrapping and looking up a node's groups.
+//! - [`groups`]: starting, bootstrapping and looking up a node's groups;
+//! - [`quiesce`]: idle groups stop their timers;
+//! - [`liveness`]: node pings that watch the leaders of quiesced groups.
 
 pub mod groups;
+pub mod liveness;
 pub mod membership;
 pub mod network;
+pub mod quiesce;
 pub mod service;
 pub mod state_machine;
 pub mod types;

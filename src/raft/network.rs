@@ -22,7 +22,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::types::{NodeId, NodeInfo, Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::proto::peer::raft_peer_client::RaftPeerClient;
-use crate::proto::peer::{RaftKind, RaftRequest};
+use crate::proto::peer::{PingRequest, RaftKind, RaftRequest};
 use crate::routing::GroupId;
 use crate::storage::codec::{decode, encode};
 
@@ -81,6 +81,19 @@ impl PeerRouter {
         let channel = endpoint.connect_lazy();
         self.inner.channels.insert(target, channel.clone());
         Ok(channel)
+    }
+
+    /// Every peer this node knows an address for (not itself).
+    pub fn peers(&self) -> Vec<NodeId> {
+        self.inner.addrs.iter().map(|e| *e.key()).filter(|id| *id != self.inner.me).collect()
+    }
+
+    /// Pings `target`; true when it answered within `ttl`.
+    pub async fn ping(&self, target: NodeId, ttl: Duration) -> bool {
+        let Ok(mut client) = self.client(target) else { return false };
+        let mut req = tonic::Request::new(PingRequest { from: self.inner.me });
+        req.set_timeout(ttl);
+        matches!(tokio::time::timeout(ttl, client.ping(req)).await, Ok(Ok(_)))
     }
 
     fn client(&self, target: NodeId) -> Result<RaftPeerClient<Channel>, String> {

@@ -1,25 +1,32 @@
 //! The receiving side of Raft traffic: one gRPC service for every group.
 //!
-//! Invariant: a message is handed to the group it names, and only to it; a
+//! Invariants: a message is handed to the group it names, and only to it; a
 //! message for a group this node does not host, or one that does not decode,
-//! is refused without touching any group.
+//! is refused without touching any group; a leadership transfer wakes the
+//! group's timers here (see `quiesce`); pings (node liveness) answer at
+//! once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use super::types::{Raft, Snapshot, SnapshotMeta, Vote};
+use super::quiesce::Quiescer;
+use super::types::{NodeId, Snapshot, SnapshotMeta, Vote};
 use crate::proto::peer::raft_peer_server::RaftPeer;
-use crate::proto::peer::{RaftKind, RaftReply, RaftRequest};
+use crate::proto::peer::{PingReply, PingRequest, RaftKind, RaftReply, RaftRequest};
 use crate::storage::codec::{decode, encode};
 
 pub struct RaftPeerService {
-    rafts: Arc<Vec<Raft>>,
+    quiescer: Arc<Quiescer>,
+    me: NodeId,
+    /// How long a leadership transfer keeps a follower's timers on.
+    transfer_wake: Duration,
 }
 
 impl RaftPeerService {
-    pub fn new(rafts: Arc<Vec<Raft>>) -> Self {
-        Self { rafts }
+    pub fn new(quiescer: Arc<Quiescer>, me: NodeId, transfer_wake: Duration) -> Self {
+        Self { quiescer, me, transfer_wake }
     }
 }
 
@@ -36,7 +43,8 @@ impl RaftPeer for RaftPeerService {
     async fn raft(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         let raft = self
-            .rafts
+            .quiescer
+            .rafts()
             .get(req.group as usize)
             .ok_or_else(|| Status::not_found(format!("group {} is not hosted here", req.group)))?;
         let kind = RaftKind::try_from(req.kind).map_err(bad)?;
@@ -52,10 +60,15 @@ impl RaftPeer for RaftPeerService {
                 encode(&raft.install_full_snapshot(vote, snapshot).await.map_err(failed)?)
             }
             RaftKind::TransferLeader => {
+                self.quiescer.wake_follower(req.group, self.transfer_wake);
                 encode(&raft.handle_transfer_leader(decode(&req.payload).map_err(bad)?).await.map_err(failed)?)
             }
             RaftKind::Unspecified => return Err(bad("kind is unspecified")),
         };
         Ok(Response::new(RaftReply { payload }))
+    }
+
+    async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        Ok(Response::new(PingReply { node_id: self.me }))
     }
 }

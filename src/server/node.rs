@@ -132,7 +132,8 @@ impl Node {
         tasks.push(tokio::spawn(run_sessions(service.clone(), rx.clone())));
         tasks.push(tokio::spawn(super::gauges::run(service.clone(), rx.clone())));
         let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
-        tasks.push(tokio::spawn(super::balancer::run(groups.clone(), heartbeat, rx)));
+        tasks.push(tokio::spawn(super::balancer::run(groups.clone(), heartbeat, rx.clone())));
+        tasks.extend(spawn_quiescing(&groups, &config, rx));
         let peers: Vec<_> = config.voters().iter().map(|p| p.id).filter(|id| *id != config.node_id).collect();
         tokio::spawn(announce_all(groups.clone(), peers, false));
         tracing::info!(node = config.node_id, %client_addr, %peer_addr, groups = config.groups, "node started");
@@ -236,6 +237,28 @@ impl Node {
     }
 }
 
+/// Starts the node pings and the quiescer (idle groups stop their timers).
+fn spawn_quiescing(
+    groups: &Arc<Groups>,
+    config: &Config,
+    rx: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use crate::raft::{liveness, quiesce};
+    let timing = quiesce::Timing::from_config(&config.raft);
+    let every = Duration::from_millis(config.raft.heartbeat_interval_ms);
+    let woken = groups.clone();
+    let revived = move |_peer| woken.wake_led_groups();
+    let pings = liveness::run(
+        groups.router().clone(),
+        groups.liveness().clone(),
+        every,
+        timing.live_within,
+        revived,
+        rx.clone(),
+    );
+    vec![tokio::spawn(pings), tokio::spawn(quiesce::run(groups.clone(), timing, every, rx))]
+}
+
 /// Resolves when the shutdown signal turns true (or its sender is gone).
 async fn stopped(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow() {
@@ -253,7 +276,8 @@ async fn serve_peer(
     rx: watch::Receiver<bool>,
 ) {
     let max_message_bytes = service.config().max_message_bytes;
-    let raft = RaftPeerServer::new(RaftPeerService::new(groups.rafts()))
+    let transfer_wake = Duration::from_millis(service.config().raft.election_timeout_max_ms * 2);
+    let raft = RaftPeerServer::new(RaftPeerService::new(groups.quiescer().clone(), groups.me(), transfer_wake))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     let forward = ForwardServer::new(ForwardService::new(service));

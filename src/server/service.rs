@@ -237,6 +237,10 @@ impl LockService {
     /// One attempt through the local Raft; `NotLeader` when it does not lead.
     pub async fn propose_local(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
         metrics::counter!(crate::metrics::PROPOSALS, "group" => group.to_string()).increment(1);
+        if self.groups.quiescer().touch(group) {
+            // A quiet leader's lease lapsed: one ReadIndex round renews it.
+            let _ = self.groups.raft(group).ensure_linearizable(ReadPolicy::ReadIndex).await;
+        }
         match self.groups.raft(group).client_write(cmd.clone()).await {
             Ok(resp) => {
                 let outcome = resp.data.outcome.ok_or_else(|| internal("a lock command produced no outcome"))?;
@@ -426,6 +430,7 @@ impl LockService {
     pub async fn read_local(&self, group: GroupId, query: &ReadQuery) -> Result<(u64, ReadAnswer), ApiError> {
         match self.groups.raft(group).ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(read_log_id) => {
+                self.groups.quiescer().touch(group);
                 let state = self.groups.state(group);
                 let ans = state.read(|table| answer(group, table, &self.keeper, query));
                 Ok((read_log_id.index(), ans))

@@ -1,0 +1,277 @@
+//! Quiescing idle groups: an idle group stops its Raft timers.
+//!
+//! Every openraft group ticks (about five times per heartbeat interval) and
+//! its leader heartbeats each follower. With hundreds of groups per node that
+//! is most of an idle node's CPU. So (like TiKV's hibernate regions):
+//! - a leader keeps its timers (heartbeats) only while the group had a write,
+//!   a read or a leader change within `quiesce_after_ms`, or while a live
+//!   follower lacks part of its log (heartbeats drive openraft's retries);
+//! - a follower runs its election timer only when it needs one: it knows no
+//!   leader, or the leader's node stopped answering pings (`liveness`). One
+//!   ping per peer thus replaces the heartbeats of every group it leads.
+//!
+//! Invariants:
+//! - Quiescing never touches safety: it only switches timers; writes
+//!   replicate without ticks and reads use ReadIndex, which confirms
+//!   leadership with its own round.
+//! - A follower never ticks because of activity: with a quiet leader its
+//!   election timer has long expired, and ticking would start an election.
+//! - When a leader's node is dead, its first successor (the preferred leader
+//!   among the other voters) wakes at once and the others one election
+//!   timeout later, so they do not split the vote.
+//! - Only a leader is woken by activity (`touch`); a leader or term change
+//!   counts as activity. A quiet leader's lease lapses, and openraft refuses
+//!   writes without one, so a woken leader confirms itself with a ReadIndex
+//!   round (one heartbeat to a quorum) before its first write.
+//! - A follower that receives a leadership transfer runs its election timer
+//!   for two election timeouts (`wake_follower`) or until it sees a new
+//!   leader or term: if the target declines, the leader has already stopped
+//!   taking writes, and only an election gets the group a leader again.
+//! - The tick switch and the `ticking` flag change together under one lock.
+//!
+//! Known limit: a leader whose node answers pings but whose group stopped
+//! (a fatal storage error) is not replaced; see the README.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::groups::{GroupView, Groups};
+use super::types::{NodeId, Raft};
+use crate::routing::{preferred_leader, GroupId};
+
+/// The durations quiescing works with, all from the Raft config.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Idle time after which a leader stops heartbeating; zero never quiesces.
+    pub quiet_after: Duration,
+    /// A peer is live while a ping succeeded within this window.
+    pub live_within: Duration,
+    /// How long non-successor followers wait after the successor.
+    pub stagger: Duration,
+}
+
+impl Timing {
+    pub fn from_config(raft: &crate::config::RaftConfig) -> Self {
+        let ms = Duration::from_millis;
+        Self {
+            quiet_after: ms(raft.quiesce_after_ms),
+            live_within: ms(raft.election_timeout_min_ms),
+            stagger: ms(raft.election_timeout_max_ms),
+        }
+    }
+}
+
+/// What one group looks like to this node right now.
+#[derive(Clone, Copy, Debug)]
+pub struct Sight {
+    pub is_leader: bool,
+    /// The leader this node follows (`None` when unknown or itself).
+    pub leader: Option<NodeId>,
+    /// Time since the last write, read or leader change here.
+    pub idle: Duration,
+    /// How long the leader's node has failed pings (`None`: it answers).
+    pub leader_dead_for: Option<Duration>,
+    /// This node is the preferred leader among the voters but the leader.
+    pub first_successor: bool,
+    /// A leadership transfer asked this follower to stay awake.
+    pub awake: bool,
+    /// Leader only: a follower that answers pings lacks part of the log.
+    pub lagging: bool,
+}
+
+/// Whether a group seen as `s` should keep its Raft timers running.
+pub fn should_tick(s: &Sight, t: &Timing) -> bool {
+    if t.quiet_after.is_zero() {
+        return true;
+    }
+    if s.is_leader {
+        return s.idle < t.quiet_after || s.lagging;
+    }
+    if s.awake {
+        return true;
+    }
+    match (s.leader, s.leader_dead_for) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(_), Some(dead)) => s.first_successor || dead >= t.stagger,
+    }
+}
+
+/// Per-group activity and tick switches of one node.
+pub struct Quiescer {
+    rafts: Arc<Vec<Raft>>,
+    epoch: Instant,
+    last_active_ms: Vec<AtomicU64>,
+    awake_until_ms: Vec<AtomicU64>,
+    /// Mirrors `switches` for a lock-free check on the hot path.
+    ticking: Vec<AtomicBool>,
+    switches: Mutex<()>,
+}
+
+impl Quiescer {
+    pub fn new(rafts: Arc<Vec<Raft>>) -> Self {
+        let zeros = || rafts.iter().map(|_| AtomicU64::new(0)).collect();
+        let (last_active_ms, awake_until_ms) = (zeros(), zeros());
+        let ticking = rafts.iter().map(|_| AtomicBool::new(true)).collect();
+        Self { rafts, epoch: Instant::now(), last_active_ms, awake_until_ms, ticking, switches: Mutex::new(()) }
+    }
+
+    pub fn rafts(&self) -> &Arc<Vec<Raft>> {
+        &self.rafts
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Marks `group` active now and, when this node leads it, wakes its
+    /// timers if they were off; true when it woke them. A woken leader's
+    /// lease has lapsed (openraft refuses writes until a quorum acknowledges
+    /// it again): run a ReadIndex round before writing.
+    pub fn touch(&self, group: GroupId) -> bool {
+        let Some(last) = self.last_active_ms.get(group as usize) else { return false };
+        last.store(self.now_ms(), Ordering::Relaxed);
+        if !self.ticking[group as usize].load(Ordering::Acquire) && self.leads(group) {
+            self.set_ticking(group, true);
+            return true;
+        }
+        false
+    }
+
+    /// Keeps `group`'s timers on for `period`, whatever its role.
+    pub fn wake_follower(&self, group: GroupId, period: Duration) {
+        let Some(until) = self.awake_until_ms.get(group as usize) else { return };
+        until.fetch_max(self.now_ms() + period.as_millis() as u64, Ordering::Relaxed);
+        self.set_ticking(group, true);
+    }
+
+    /// Ends a `wake_follower` period: the group has a new leader or term.
+    fn settle(&self, group: GroupId) {
+        self.awake_until_ms[group as usize].store(0, Ordering::Relaxed);
+    }
+
+    fn awake(&self, group: GroupId) -> bool {
+        self.awake_until_ms[group as usize].load(Ordering::Relaxed) > self.now_ms()
+    }
+
+    fn leads(&self, group: GroupId) -> bool {
+        use openraft::async_runtime::WatchReceiver;
+        self.rafts[group as usize].metrics().borrow_watched().state == openraft::ServerState::Leader
+    }
+
+    /// How long `group` has been idle on this node.
+    pub fn idle(&self, group: GroupId) -> Duration {
+        let last = self.last_active_ms[group as usize].load(Ordering::Relaxed);
+        Duration::from_millis(self.now_ms().saturating_sub(last))
+    }
+
+    /// Switches `group`'s timers; a no-op when already so.
+    pub fn set_ticking(&self, group: GroupId, on: bool) {
+        let _switching = self.switches.lock().unwrap_or_else(|e| e.into_inner());
+        if self.ticking[group as usize].load(Ordering::Acquire) != on {
+            self.rafts[group as usize].runtime_config().tick(on);
+            self.ticking[group as usize].store(on, Ordering::Release);
+        }
+    }
+
+    /// How many groups have their timers off.
+    pub fn quiesced(&self) -> usize {
+        self.ticking.iter().filter(|t| !t.load(Ordering::Relaxed)).count()
+    }
+}
+
+/// What `groups` shows of `group` (whose view is `view`), for `should_tick`.
+fn sight(groups: &Groups, group: GroupId, view: &GroupView, timing: &Timing) -> Sight {
+    let me = groups.me();
+    let leader = view.leader.filter(|l| *l != me);
+    let leader_dead_for = leader.and_then(|l| groups.liveness().dead_for(l, timing.live_within));
+    let first_successor = match (leader, leader_dead_for) {
+        (Some(l), Some(_)) => {
+            let others: Vec<NodeId> = groups.voter_ids(group).into_iter().filter(|v| *v != l).collect();
+            preferred_leader(group, &others) == Some(me)
+        }
+        _ => false,
+    };
+    let (idle, awake) = (groups.quiescer().idle(group), groups.quiescer().awake(group));
+    let lagging = view.is_leader && groups.live_follower_lagging(group, timing.live_within);
+    Sight { is_leader: view.is_leader, leader, idle, leader_dead_for, first_successor, awake, lagging }
+}
+
+/// Every `every`, switches each group's timers per `should_tick`, until
+/// `shutdown` turns true.
+pub async fn run(groups: Arc<Groups>, timing: Timing, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    if timing.quiet_after.is_zero() {
+        return;
+    }
+    let mut seen: Vec<(Option<NodeId>, u64)> = vec![(None, 0); groups.count() as usize];
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        for group in 0..groups.count() {
+            let view = groups.view(group);
+            if seen[group as usize] != (view.leader, view.term) {
+                seen[group as usize] = (view.leader, view.term);
+                groups.quiescer().settle(group);
+                groups.quiescer().touch(group);
+            }
+            let on = should_tick(&sight(&groups, group, &view, &timing), &timing);
+            groups.quiescer().set_ticking(group, on);
+        }
+        metrics::gauge!(crate::metrics::GROUPS_QUIESCED).set(groups.quiescer().quiesced() as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn timing() -> Timing {
+        Timing { quiet_after: S(2), live_within: S(1), stagger: S(2) }
+    }
+
+    fn follower(idle: u64, dead: Option<u64>, successor: bool) -> Sight {
+        Sight {
+            is_leader: false,
+            leader: Some(1),
+            idle: S(idle),
+            leader_dead_for: dead.map(S),
+            first_successor: successor,
+            awake: false,
+            lagging: false,
+        }
+    }
+
+    #[test]
+    fn table() {
+        let leader = |idle| Sight { is_leader: true, leader: None, ..follower(idle, None, false) };
+        let no_leader = Sight { leader: None, ..follower(100, None, false) };
+        let cases: &[(&str, Sight, bool)] = &[
+            ("active leader ticks", leader(1), true),
+            ("idle leader quiesces", leader(2), false),
+            ("idle leader with a lagging live follower ticks", Sight { lagging: true, ..leader(30) }, true),
+            ("follower of a live leader never ticks, even when active", follower(0, None, false), false),
+            ("idle follower of a live leader stays quiet", follower(30, None, false), false),
+            ("follower without a leader ticks", no_leader, true),
+            ("successor wakes as soon as the leader is dead", follower(3, Some(0), true), true),
+            ("other followers wait one stagger", follower(3, Some(1), false), false),
+            ("other followers wake after the stagger", follower(3, Some(2), false), true),
+            ("a follower asked to stay awake ticks", Sight { awake: true, ..follower(30, None, false) }, true),
+        ];
+        for (what, sight, want) in cases {
+            assert_eq!(should_tick(sight, &timing()), *want, "{what}");
+        }
+        let never = Timing { quiet_after: Duration::ZERO, ..timing() };
+        assert!(should_tick(&leader(1000), &never), "quiesce_after_ms = 0 never quiesces");
+        assert!(should_tick(&follower(1000, None, false), &never), "nor stops a follower");
+    }
+}
