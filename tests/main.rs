@@ -3,6 +3,7 @@
 
 mod checker;
 mod harness;
+mod raw;
 mod t01_cli;
 mod t02_cluster;
 mod t03_surfaces;
@@ -11,3 +12,4 @@ mod t05_ops;
 mod t06_tls;
 mod t07_membership;
 mod t08_faults;
+mod t09_bad_input;
