@@ -49,6 +49,9 @@ pub struct Config {
     /// and say which HTTP version it speaks, and an HTTP/1 client to send a
     /// request's headers, before it is disconnected.
     pub header_read_timeout_ms: u64,
+    /// How long a request's body may take to arrive after its headers
+    /// (every call but the Session stream).
+    pub body_read_timeout_ms: u64,
     /// Keepalive TTL of a session that names none.
     pub session_ttl_ms: u64,
     /// Most sessions open on one node.
@@ -165,6 +168,7 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 1024,
             header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
             session_ttl_ms: 10_000,
             max_sessions: 100_000,
             raft: RaftConfig::default(),
@@ -283,6 +287,9 @@ impl Config {
         }
         if !(100..=3_600_000).contains(&self.header_read_timeout_ms) {
             return bad(format!("header_read_timeout_ms is {}: use 100 to 3600000", self.header_read_timeout_ms));
+        }
+        if !(100..=3_600_000).contains(&self.body_read_timeout_ms) {
+            return bad(format!("body_read_timeout_ms is {}: use 100 to 3600000", self.body_read_timeout_ms));
         }
         if self.max_message_bytes < 4096 {
             return bad("max_message_bytes must be at least 4096".into());

@@ -60,11 +60,16 @@ pub async fn channel(addr: &str) -> Channel {
 
 /// POSTs `body` (the whole gRPC request body, frame headers included) to `path`.
 pub async fn grpc_call(channel: &Channel, path: &str, body: Vec<u8>) -> GrpcReply {
+    grpc_call_body(channel, path, axum::body::Body::from(body)).await
+}
+
+/// Like [`grpc_call`], with a body that may arrive slowly (or never end).
+pub async fn grpc_call_body(channel: &Channel, path: &str, body: axum::body::Body) -> GrpcReply {
     let call = async {
         let req = Request::post(path)
             .header("content-type", "application/grpc")
             .header("te", "trailers")
-            .body(tonic::body::Body::new(axum::body::Body::from(body)))
+            .body(tonic::body::Body::new(body))
             .expect("request");
         let resp = channel.clone().oneshot(req).await.unwrap_or_else(|e| panic!("{path}: the call failed: {e}"));
         let (parts, mut body) = resp.into_parts();

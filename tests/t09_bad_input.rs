@@ -1,7 +1,7 @@
 //! Bad input at every surface of a node: malformed gRPC, REST and ldlm
 //! requests (seeded, with fixed case counts), extreme durations and sizes,
-//! oversized messages, too many streams on a connection, slow clients, and
-//! floods of waiters and connections.
+//! oversized messages, too many streams on a connection, clients that stall
+//! in their headers or their body, and floods of waiters and connections.
 //!
 //! Each test takes grants with the real client before its barrage and
 //! checks after it that the node still answers, every holder still holds
@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use prost::Message;
 use rand::Rng;
 use serde_json::Value;
@@ -33,7 +34,8 @@ use crate::raw::{self, frame, grpc_call, http1, mutate, post, GrpcReply, H2};
 const GROUPS: u32 = 4;
 const SEED: u64 = 0x5eed_0009;
 /// Small limits, so that the tests reach them in a few requests.
-const LIMITS: &str = "max_message_bytes = 65536\nmax_concurrent_streams = 8\nheader_read_timeout_ms = 1000\n\n\
+const LIMITS: &str = "max_message_bytes = 65536\nmax_concurrent_streams = 8\nheader_read_timeout_ms = 1000\n\
+                      body_read_timeout_ms = 1000\n\n\
                       [limits]\nmax_wait_ms = 10000\nmax_waiters_per_lock = 50\n";
 /// Random and mutated gRPC bodies, spread over [`GRPC_METHODS`].
 const GRPC_CASES: usize = 300;
@@ -575,6 +577,22 @@ async fn limits_bound_messages_streams_and_slow_clients() {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(800), "{:?} closed after only {took:?}", String::from_utf8_lossy(sent));
     }
+
+    // Phase 4: a request whose body stalls after its headers is refused
+    // after body_read_timeout_ms (1 s here), over REST and gRPC.
+    let started = Instant::now();
+    let partial = b"POST /v1/lock/describe HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"name\"";
+    let (status, reply) = http1(&addr, partial).await;
+    let code = assert_rest_typed("a stalled REST body", status, &reply);
+    assert_eq!((status, code.as_deref()), (400, Some("INVALID_ARGUMENT")));
+    assert!(started.elapsed() >= Duration::from_millis(800), "refused after only {:?}", started.elapsed());
+    let describe = frame(&pb::DescribeRequest { name: b"held/mutex".to_vec() }.encode_to_vec());
+    let first_half = Ok::<_, std::io::Error>(axum::body::Bytes::copy_from_slice(&describe[..4]));
+    let stalled = futures::stream::iter([first_half]).chain(futures::stream::pending());
+    let reply =
+        raw::grpc_call_body(&channel, "/shardlock.v1.Lock/Describe", axum::body::Body::from_stream(stalled)).await;
+    assert_eq!(reply.code(), Some(Code::InvalidArgument), "{reply:?}");
+    assert_eq!(reply.shardlock_code().as_deref(), Some("INVALID_ARGUMENT"), "{reply:?}");
 
     let again = grpc_call(&channel, "/shardlock.v1.Admin/Status", frame(&[])).await;
     assert_eq!(again.code(), Some(Code::Ok));

@@ -10,9 +10,11 @@
 //! when its connection drops — and (2) HTTP/2 limits are set explicitly
 //! (`max_concurrent_streams`, keepalive, and `header_read_timeout_ms`, which
 //! also bounds the TLS handshake and the first bytes of a connection: see
-//! [`first_bytes`]).
+//! [`first_bytes`]); [`body_deadline`] bounds how long a request's body may
+//! take (`body_read_timeout_ms`).
 
 pub mod auth;
+pub mod body_deadline;
 pub mod first_bytes;
 pub mod grpc;
 pub mod ldlm;
@@ -45,6 +47,7 @@ fn router(service: Arc<LockService>) -> axum::Router {
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let token = service.config().auth.token.clone().map(Arc::new);
+    let body_timeout = Duration::from_millis(service.config().body_read_timeout_ms);
     let rest = rest::router(service.clone());
     let api = grpc::GrpcApi::new(service);
     let lock = LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
@@ -56,6 +59,7 @@ fn router(service: Arc<LockService>) -> axum::Router {
         .layer(axum::middleware::from_fn(malformed::typed_grpc))
         .merge(rest)
         .fallback(malformed::unknown_route)
+        .layer(axum::middleware::from_fn_with_state(body_timeout, body_deadline::limit))
         .layer(axum::middleware::from_fn_with_state(token, auth::require))
         .layer(axum::middleware::from_fn(observe::observe))
 }
