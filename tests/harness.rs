@@ -322,9 +322,6 @@ pub async fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, Str
 /// Splits extra config TOML into its top-level keys (the lines before its
 /// first `[table]`), which must precede every table, and the rest.
 fn split_root(extra: &str) -> (&str, &str) {
-    let at = extra
-        .lines()
-        .find(|l| l.trim_start().starts_with('['))
-        .map_or(extra.len(), |l| l.as_ptr() as usize - extra.as_ptr() as usize);
+    let at = if extra.trim_start().starts_with('[') { 0 } else { extra.find("\n[").map_or(extra.len(), |i| i + 1) };
     extra.split_at(at)
 }

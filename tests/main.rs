@@ -2,6 +2,7 @@
 //! and `harness` starts real nodes on loopback.
 
 mod checker;
+mod corpus;
 mod harness;
 mod raw;
 mod t01_cli;

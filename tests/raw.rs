@@ -1,6 +1,5 @@
 //! Raw wire clients for the bad-input tests: gRPC calls with any body,
-//! HTTP/1 requests of any bytes, hand-written HTTP/2 frames, and a seeded
-//! mutator for bodies.
+//! HTTP/1 requests of any bytes, and hand-written HTTP/2 frames.
 //!
 //! Invariants: every call is bounded by [`CALL_TIMEOUT`] and panics when it
 //! runs out, so a server that hangs fails the test instead of stalling it;
@@ -14,8 +13,6 @@ use std::time::Duration;
 
 use axum::body::HttpBody;
 use axum::http::{HeaderMap, Request};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
@@ -221,45 +218,4 @@ impl H2 {
         }
         Some((kind, flags, id, payload))
     }
-}
-
-// ---- seeded mutation ---------------------------------------------------
-
-/// A deterministic source of bad input: the seed is printed with a failure.
-pub fn rng(seed: u64) -> StdRng {
-    StdRng::seed_from_u64(seed)
-}
-
-pub fn random_bytes(rng: &mut StdRng, max_len: usize) -> Vec<u8> {
-    let len = rng.random_range(0..=max_len);
-    (0..len).map(|_| rng.random()).collect()
-}
-
-/// `input` with one to four random edits: flip, replace, insert, delete,
-/// truncate, or duplicate a slice (splice in `tokens` for text formats).
-pub fn mutate(rng: &mut StdRng, input: &[u8], tokens: &[&[u8]]) -> Vec<u8> {
-    let mut out = input.to_vec();
-    for _ in 0..rng.random_range(1..=4) {
-        let at = if out.is_empty() { 0 } else { rng.random_range(0..out.len()) };
-        match rng.random_range(0..7) {
-            0 if !out.is_empty() => out[at] ^= 1 << rng.random_range(0..8),
-            1 if !out.is_empty() => out[at] = rng.random(),
-            2 => out.insert(at, rng.random()),
-            3 if !out.is_empty() => {
-                out.remove(at);
-            }
-            4 => out.truncate(at),
-            5 if !out.is_empty() => {
-                let end = rng.random_range(at..=out.len());
-                let slice = out[at..end].to_vec();
-                out.splice(at..at, slice);
-            }
-            _ if !tokens.is_empty() => {
-                let token = tokens[rng.random_range(0..tokens.len())];
-                out.splice(at..at, token.iter().copied());
-            }
-            _ => out.push(rng.random()),
-        }
-    }
-    out
 }

@@ -28,8 +28,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tonic::Code;
 
+use crate::corpus::{
+    self, bad_framing, grpc_seed, mutate, retyped, with_bad_utf8, GRPC_METHODS, JSON_TOKENS, REST_SEEDS,
+};
 use crate::harness::{wait_for, Cluster};
-use crate::raw::{self, frame, grpc_call, http1, mutate, post, GrpcReply, H2};
+use crate::raw::{self, frame, grpc_call, http1, post, GrpcReply, H2};
 
 const GROUPS: u32 = 4;
 const SEED: u64 = 0x5eed_0009;
@@ -82,90 +85,6 @@ async fn assert_nothing_lost(cluster: &Cluster, held: &[Held]) {
 
 // ---- gRPC -------------------------------------------------------------------
 
-/// Every client method that takes one message, and the Session stream.
-/// AddNode and RemoveNode are left out: a random body may decode into a
-/// valid membership change.
-const GRPC_METHODS: &[&str] = &[
-    "/shardlock.v1.Lock/Acquire",
-    "/shardlock.v1.Lock/Release",
-    "/shardlock.v1.Lock/Refresh",
-    "/shardlock.v1.Lock/Describe",
-    "/shardlock.v1.Lock/List",
-    "/shardlock.v1.Lock/ValidateFence",
-    "/shardlock.v1.Lock/Session",
-    "/shardlock.v1.Admin/ForceRelease",
-    "/shardlock.v1.Admin/Status",
-    "/shardlock.v1.Admin/MostContended",
-    "/ldlm.LDLM/Lock",
-    "/ldlm.LDLM/TryLock",
-    "/ldlm.LDLM/Unlock",
-    "/ldlm.LDLM/Renew",
-];
-
-/// A valid request of `method` on a lock name no other case uses.
-fn grpc_seed(method: &str, name: &str) -> Vec<u8> {
-    let (n, key) = (name.as_bytes().to_vec(), "0123456789abcdef".to_owned());
-    match method.rsplit('/').next().unwrap() {
-        "Acquire" => pb::AcquireRequest { name: n, ttl_ms: Some(5000), ..Default::default() }.encode_to_vec(),
-        "Release" => pb::ReleaseRequest { name: n, key }.encode_to_vec(),
-        "Refresh" => pb::RefreshRequest { name: n, key, ttl_ms: Some(5000) }.encode_to_vec(),
-        "Describe" => pb::DescribeRequest { name: n }.encode_to_vec(),
-        "List" => pb::ListRequest { prefix: b"fuzz/".to_vec(), limit: 5, page_token: n }.encode_to_vec(),
-        "ValidateFence" => pb::ValidateFenceRequest { name: n, fencing_token: 1 }.encode_to_vec(),
-        "Session" => pb::SessionRequest { ttl_ms: 1000 }.encode_to_vec(),
-        "ForceRelease" => pb::ForceReleaseRequest { name: n, key: String::new() }.encode_to_vec(),
-        "Status" => pb::StatusRequest {}.encode_to_vec(),
-        "MostContended" => pb::MostContendedRequest { limit: 3 }.encode_to_vec(),
-        "Lock" => lpb::LockRequest {
-            name: name.into(),
-            wait_timeout_seconds: Some(1),
-            lock_timeout_seconds: Some(5),
-            size: None,
-        }
-        .encode_to_vec(),
-        "TryLock" => {
-            lpb::TryLockRequest { name: name.into(), lock_timeout_seconds: Some(5), size: None }.encode_to_vec()
-        }
-        "Unlock" => lpb::UnlockRequest { name: name.into(), key }.encode_to_vec(),
-        "Renew" => lpb::RenewRequest { name: name.into(), key, lock_timeout_seconds: 5 }.encode_to_vec(),
-        other => panic!("no seed for {other}"),
-    }
-}
-
-/// A whole request body with damaged framing (the message may be fine).
-fn bad_framing(rng: &mut rand::rngs::StdRng, message: &[u8]) -> (&'static str, Vec<u8>) {
-    let mut framed = frame(message);
-    match rng.random_range(0..7) {
-        0 => ("an empty body", Vec::new()),
-        1 => {
-            framed.truncate(rng.random_range(1..5));
-            ("a cut frame header", framed)
-        }
-        2 => {
-            framed.extend_from_slice(&[0; 3]);
-            let len = (message.len() as u32 + 10).to_be_bytes();
-            framed[1..5].copy_from_slice(&len);
-            ("a frame shorter than its length", framed)
-        }
-        3 => {
-            framed[0] = 1;
-            ("a compressed flag without grpc-encoding", framed)
-        }
-        4 => {
-            framed[0] = rng.random_range(2..=255);
-            ("an unknown compression flag", framed)
-        }
-        5 => {
-            framed.extend_from_slice(&frame(&raw::random_bytes(rng, 32)));
-            ("a second, random message", framed)
-        }
-        _ => {
-            framed.extend_from_slice(&[0, 0, 0]);
-            ("trailing bytes after the frame", framed)
-        }
-    }
-}
-
 /// A client's mistake: an OK, or an error other than INTERNAL/UNKNOWN that
 /// carries `shardlock-code`; never a transport failure.
 fn assert_typed(what: &str, reply: &GrpcReply) {
@@ -178,12 +97,6 @@ fn assert_typed(what: &str, reply: &GrpcReply) {
     assert!(reply.shardlock_code().is_some(), "{what}: an error without shardlock-code: {status:?}");
 }
 
-/// `message` with `field` (tag number) set to bytes that are not UTF-8.
-fn with_bad_utf8(mut message: Vec<u8>, field: u8) -> Vec<u8> {
-    message.extend_from_slice(&[field << 3 | 2, 3, 0xff, 0xfe, b'x']);
-    message
-}
-
 #[tokio::test]
 async fn malformed_grpc_gets_typed_errors_and_loses_no_holder() {
     let cluster = Cluster::start_with(1, GROUPS, LIMITS).await;
@@ -192,14 +105,14 @@ async fn malformed_grpc_gets_typed_errors_and_loses_no_holder() {
     let channel = raw::channel(&cluster.addr(1)).await;
 
     // Phase 1: random bytes, mutated valid messages and damaged framing, to every method.
-    let mut rng = raw::rng(SEED);
+    let mut rng = corpus::rng(SEED);
     let mut answers: BTreeMap<String, usize> = BTreeMap::new();
     for case in 0..GRPC_CASES {
         let method = GRPC_METHODS[case % GRPC_METHODS.len()];
         let name = format!("fuzz/{case:04}-{:08x}", rng.random::<u32>());
         let seed = grpc_seed(method, &name);
         let (shape, body) = match (case / GRPC_METHODS.len()) % 3 {
-            0 => ("random bytes", frame(&raw::random_bytes(&mut rng, 48))),
+            0 => ("random bytes", frame(&corpus::random_bytes(&mut rng, 48))),
             1 => ("a mutated message", frame(&mutate(&mut rng, &seed, &[]))),
             _ => bad_framing(&mut rng, &seed),
         };
@@ -266,71 +179,6 @@ async fn malformed_grpc_gets_typed_errors_and_loses_no_holder() {
 
 // ---- REST ------------------------------------------------------------------
 
-/// Every POST route and a valid body for it; `NAME` is replaced per case.
-const REST_SEEDS: &[(&str, &str)] = &[
-    ("/v1/lock/acquire", r#"{"name": "NAME", "ttl_ms": 5000, "wait_ms": 0, "size": 1, "permits": 1}"#),
-    ("/v1/lock/release", r#"{"name": "NAME", "key": "0123456789abcdef"}"#),
-    ("/v1/lock/refresh", r#"{"name": "NAME", "key": "0123456789abcdef", "ttl_ms": 5000}"#),
-    ("/v1/lock/describe", r#"{"name": "NAME"}"#),
-    ("/v1/lock/list", r#"{"prefix": "fuzz/", "limit": 5, "page_token": "NAME"}"#),
-    ("/v1/lock/validate-fence", r#"{"name": "NAME", "fencing_token": 1}"#),
-    ("/v1/admin/force-release", r#"{"name": "NAME", "key": null}"#),
-    ("/v1/session/open", r#"{"ttl_ms": 1000}"#),
-    ("/v1/session/keepalive", r#"{"session_id": 1}"#),
-    ("/v1/session/close", r#"{"session_id": 999999}"#),
-    ("/v1/admin/most-contended", r#"{"limit": 3}"#),
-];
-
-/// JSON fragments spliced into bodies: extreme numbers, wrong types, broken syntax.
-const JSON_TOKENS: &[&[u8]] = &[
-    b"-1",
-    b"18446744073709551616",
-    b"18446744073709551615",
-    b"-9223372036854775808",
-    b"1e400",
-    b"0.5",
-    b"null",
-    b"true",
-    b"[]",
-    b"{}",
-    b"\"",
-    b"{",
-    b"}",
-    b",",
-    b":",
-    b"\\u0000",
-    b"\\ud800",
-    b"\xff\xfe",
-];
-
-/// Values put in place of a field's value.
-const EXTREMES: &[&str] = &[
-    "-1",
-    "0",
-    "4294967295",
-    "4294967296",
-    "18446744073709551615",
-    "18446744073709551616",
-    "-9223372036854775808",
-    "1e400",
-    "-0.0",
-    "\"12\"",
-    "null",
-    "[1]",
-    "{\"a\": 1}",
-    "\"\\u0000\\u0001\\u007f\"",
-];
-
-/// `seed` with the value of one of its fields replaced by an extreme.
-fn retyped(rng: &mut rand::rngs::StdRng, seed: &str) -> String {
-    let mut body: serde_json::Map<String, Value> = serde_json::from_str(seed).unwrap();
-    let fields: Vec<String> = body.keys().cloned().collect();
-    let field = &fields[rng.random_range(0..fields.len())];
-    let extreme = EXTREMES[rng.random_range(0..EXTREMES.len())];
-    body.insert(field.clone(), Value::Null);
-    serde_json::to_string(&body).unwrap().replace(&format!("\"{field}\":null"), &format!("\"{field}\":{extreme}"))
-}
-
 /// A 2xx with a JSON body, or a 4xx with the JSON error body; never 5xx.
 fn assert_rest_typed(what: &str, status: u16, body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
@@ -355,13 +203,13 @@ async fn malformed_rest_gets_json_errors_and_loses_no_holder() {
     // Phase 1: random bytes, byte-level mutations and retyped fields, with
     // assorted content types (bodies are parsed whatever the type says).
     let content_types = [Some("application/json"), None, Some("text/plain"), Some("application/x-www-form-urlencoded")];
-    let mut rng = raw::rng(SEED ^ 0x4e57);
+    let mut rng = corpus::rng(SEED ^ 0x4e57);
     let mut answers: BTreeMap<String, usize> = BTreeMap::new();
     for case in 0..REST_CASES {
         let (path, seed) = REST_SEEDS[case % REST_SEEDS.len()];
         let seed = seed.replace("NAME", &format!("fuzz/{case:04}-{:08x}", rng.random::<u32>()));
         let (shape, body) = match (case / REST_SEEDS.len()) % 3 {
-            0 => ("random bytes", raw::random_bytes(&mut rng, 64)),
+            0 => ("random bytes", corpus::random_bytes(&mut rng, 64)),
             1 => ("a mutated body", mutate(&mut rng, seed.as_bytes(), JSON_TOKENS)),
             _ => ("a retyped field", retyped(&mut rng, &seed).into_bytes()),
         };

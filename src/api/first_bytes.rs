@@ -58,8 +58,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if this.deadline.is_some() {
-                    let fresh = buf.filled()[before..].to_vec();
-                    this.saw(&fresh);
+                    this.saw(&buf.filled()[before..]);
                 }
                 Poll::Ready(Ok(()))
             }
