@@ -442,6 +442,15 @@ async fn limits_bound_messages_streams_and_slow_clients() {
     assert_eq!(reply.code(), Some(Code::InvalidArgument), "{reply:?}");
     assert_eq!(reply.shardlock_code().as_deref(), Some("INVALID_ARGUMENT"), "{reply:?}");
 
+    // Phase 5: oversized request heads are refused by HTTP itself (431).
+    let big_header =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "b".repeat(500_000));
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many_headers = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}Connection: close\r\n\r\n");
+    // (The node may reset the connection before a client this eager reads the answer.)
+    assert!(matches!(http1(&addr, big_header.as_bytes()).await.0, 431 | 0));
+    assert_eq!(http1(&addr, many_headers.as_bytes()).await.0, 431);
+
     let again = grpc_call(&channel, "/shardlock.v1.Admin/Status", frame(&[])).await;
     assert_eq!(again.code(), Some(Code::Ok));
     assert_nothing_lost(&cluster, &held).await;
