@@ -131,6 +131,33 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// However the first bytes arrive, in one read or many, the deadline
+        /// stays exactly while they are a proper prefix of the HTTP/2 preface.
+        #[test]
+        fn the_deadline_lasts_exactly_while_the_version_is_undecided(
+            keep in 0..=24usize,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
+            reads in proptest::collection::vec(1..6usize, 0..12),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let _inside = runtime.enter();
+            let mut sent = H2_PREFACE[..keep].to_vec();
+            sent.extend(tail);
+            let mut wrapped = FirstBytes::new((), Instant::now() + Duration::from_secs(1));
+            let mut rest = &sent[..];
+            for n in reads.into_iter().chain([usize::MAX]) {
+                let (read, after) = rest.split_at(n.min(rest.len()));
+                if wrapped.deadline.is_some() {
+                    wrapped.saw(read);
+                }
+                rest = after;
+            }
+            let undecided = sent.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&sent);
+            proptest::prop_assert_eq!(wrapped.deadline.is_some(), undecided, "{:?}", sent);
+        }
+    }
+
     #[tokio::test]
     async fn a_decided_version_lifts_the_deadline() {
         for sent in [H2_PREFACE, b"POST /v1/lock/acquire"] {

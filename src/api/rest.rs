@@ -472,6 +472,22 @@ mod tests {
         assert_eq!(documented("MostContendedRequest"), fields::<ContendedBody>());
     }
 
+    proptest::proptest! {
+        /// Any bytes at all parse or are refused with INVALID_ARGUMENT; nothing panics.
+        #[test]
+        fn any_body_parses_or_is_invalid_argument(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let bytes = Bytes::from(body);
+            for code in [
+                parse::<AcquireBody>(&bytes).err().map(|e| e.0.code),
+                parse::<RefreshBody>(&bytes).err().map(|e| e.0.code),
+                parse::<ListBody>(&bytes).err().map(|e| e.0.code),
+                parse::<SessionOpenBody>(&bytes).err().map(|e| e.0.code),
+            ] {
+                proptest::prop_assert!(code.is_none_or(|c| c == ErrorCode::InvalidArgument));
+            }
+        }
+    }
+
     #[test]
     fn bodies_are_parsed_strictly() {
         let bad = [r#"{"name": "a", "sise": 2}"#, r#"{"name": 7}"#, r#"{"name": "a", "ttl_ms": -5}"#, "{", ""];
