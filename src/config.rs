@@ -45,6 +45,13 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Concurrent HTTP/2 streams (calls) per client connection.
     pub max_concurrent_streams: u32,
+    /// How long a new client connection may take to finish its TLS handshake
+    /// and say which HTTP version it speaks, and an HTTP/1 client to send a
+    /// request's headers, before it is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// How long a request's body may take to arrive after its headers
+    /// (every call but the Session stream).
+    pub body_read_timeout_ms: u64,
     /// Keepalive TTL of a session that names none.
     pub session_ttl_ms: u64,
     /// Most sessions open on one node.
@@ -164,6 +171,8 @@ impl Default for Config {
             max_list_page: 1000,
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
             session_ttl_ms: 10_000,
             max_sessions: 100_000,
             raft: RaftConfig::default(),
@@ -280,6 +289,12 @@ impl Config {
         }
         if !(100..=self.limits.max_ttl_ms).contains(&self.session_ttl_ms) {
             return bad("session_ttl_ms must be 100 to limits.max_ttl_ms".into());
+        }
+        if !(100..=3_600_000).contains(&self.header_read_timeout_ms) {
+            return bad(format!("header_read_timeout_ms is {}: use 100 to 3600000", self.header_read_timeout_ms));
+        }
+        if !(100..=3_600_000).contains(&self.body_read_timeout_ms) {
+            return bad(format!("body_read_timeout_ms is {}: use 100 to 3600000", self.body_read_timeout_ms));
         }
         if self.max_message_bytes < 4096 {
             return bad("max_message_bytes must be at least 4096".into());

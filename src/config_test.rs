@@ -99,6 +99,8 @@ fn bad_configs_say_what_is_wrong() {
         ("[limits]\nmax_size = 0", "max_size"),
         ("[[initial_cluster]]\nid = 2\nclient_addr = \"127.0.0.1:1\"\npeer_addr = \"127.0.0.1:2\"", "does not list"),
         ("groups = \"many\"", "invalid type"),
+        ("header_read_timeout_ms = 0", "header_read_timeout_ms is 0"),
+        ("body_read_timeout_ms = 18446744073709551615", "body_read_timeout_ms"),
     ];
     for (text, needle) in cases {
         let err = Config::parse(text).expect_err(text).to_string();

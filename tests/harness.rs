@@ -118,16 +118,16 @@ impl Cluster {
             .map(|(m, c, p)| format!("[[initial_cluster]]\nid = {m}\nclient_addr = \"{c}\"\npeer_addr = \"{p}\"\n\n"))
             .collect();
         let data = self.dir.path().join(format!("node{id}"));
+        let (root, tables) = split_root(&self.extra);
         let text = format!(
-            "node_id = {id}\ndata_dir = \"{}\"\nclient_addr = \"{}\"\npeer_addr = \"{}\"\n\
+            "{root}node_id = {id}\ndata_dir = \"{}\"\nclient_addr = \"{}\"\npeer_addr = \"{}\"\n\
              groups = {}\nidle_lock_grace_ms = 2000\nbootstrap = {bootstrap}\n\n{list}\
              [raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\
-             snapshot_every_entries = 50\n{}",
+             snapshot_every_entries = 50\n{tables}",
             data.display(),
             node.client_addr,
             node.peer_addr,
             self.groups,
-            self.extra
         );
         std::fs::write(&node.config, text).expect("write config");
     }
@@ -319,4 +319,11 @@ pub async fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, Str
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
+}
+
+/// Splits extra config TOML into its top-level keys (the lines before its
+/// first `[table]`), which must precede every table, and the rest.
+fn split_root(extra: &str) -> (&str, &str) {
+    let at = if extra.trim_start().starts_with('[') { 0 } else { extra.find("\n[").map_or(extra.len(), |i| i + 1) };
+    extra.split_at(at)
 }

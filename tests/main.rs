@@ -2,7 +2,9 @@
 //! and `harness` starts real nodes on loopback.
 
 mod checker;
+mod corpus;
 mod harness;
+mod raw;
 mod t01_cli;
 mod t02_cluster;
 mod t03_surfaces;
@@ -11,3 +13,4 @@ mod t05_ops;
 mod t06_tls;
 mod t07_membership;
 mod t08_faults;
+mod t09_bad_input;

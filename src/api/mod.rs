@@ -8,11 +8,17 @@
 //! router. Connections are accepted here, not by `axum::serve`, so that
 //! (1) every request carries the [`Conn`] it arrived on — a session can end
 //! when its connection drops — and (2) HTTP/2 limits are set explicitly
-//! (`max_concurrent_streams`, keepalive).
+//! (`max_concurrent_streams`, keepalive, and `header_read_timeout_ms`, which
+//! also bounds the TLS handshake and the first bytes of a connection: see
+//! [`first_bytes`]); [`body_deadline`] bounds how long a request's body may
+//! take (`body_read_timeout_ms`).
 
 pub mod auth;
+pub mod body_deadline;
+pub mod first_bytes;
 pub mod grpc;
 pub mod ldlm;
+pub mod malformed;
 pub mod observe;
 pub mod rest;
 
@@ -26,6 +32,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use self::first_bytes::FirstBytes;
 use crate::proto::v1::admin_server::AdminServer;
 use crate::proto::v1::lock_server::LockServer;
 use crate::server::LockService;
@@ -40,6 +47,7 @@ fn router(service: Arc<LockService>) -> axum::Router {
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let token = service.config().auth.token.clone().map(Arc::new);
+    let body_timeout = Duration::from_millis(service.config().body_read_timeout_ms);
     let rest = rest::router(service.clone());
     let api = grpc::GrpcApi::new(service);
     let lock = LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
@@ -48,7 +56,10 @@ fn router(service: Arc<LockService>) -> axum::Router {
         .add_service(admin)
         .add_service(ldlm)
         .into_axum_router()
+        .layer(axum::middleware::from_fn(malformed::typed_grpc))
         .merge(rest)
+        .fallback(malformed::unknown_route)
+        .layer(axum::middleware::from_fn_with_state(body_timeout, body_deadline::limit))
         .layer(axum::middleware::from_fn_with_state(token, auth::require))
         .layer(axum::middleware::from_fn(observe::observe))
 }
@@ -62,8 +73,9 @@ pub async fn serve_client(
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let app = router(service.clone());
+    let header_timeout = Duration::from_millis(service.config().header_read_timeout_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -86,6 +98,7 @@ pub async fn serve_client(
         };
         let _ = stream.set_nodelay(true);
         let conn = Conn(next.fetch_add(1, Ordering::Relaxed));
+        let first_bytes_by = tokio::time::Instant::now() + header_timeout;
         let (app, builder, service, acceptor) = (app.clone(), builder.clone(), service.clone(), acceptor.clone());
         connections.spawn(async move {
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -93,9 +106,11 @@ pub async fn serve_client(
                 app.clone().oneshot(req)
             });
             let served = match acceptor {
-                None => builder.serve_connection(TokioIo::new(stream), svc).await,
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), svc).await,
+                None => builder.serve_connection(TokioIo::new(FirstBytes::new(stream, first_bytes_by)), svc).await,
+                Some(acceptor) => match tokio::time::timeout_at(first_bytes_by, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        builder.serve_connection(TokioIo::new(FirstBytes::new(tls, first_bytes_by)), svc).await
+                    }
                     Ok(Err(err)) => Err(err.into()),
                     Err(_) => Err("tls handshake timed out".into()),
                 },

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -73,6 +73,7 @@ pub fn router(service: Arc<LockService>) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()) }),
         )
         .route("/v1/admin/most-contended", post(most_contended))
+        .layer(DefaultBodyLimit::max(service.config().max_message_bytes))
         .with_state(service)
 }
 
@@ -103,6 +104,23 @@ impl From<ApiError> for RestError {
 }
 
 type Reply<T> = Result<Json<T>, RestError>;
+
+/// A request body as read off the wire (at most `max_message_bytes`); one
+/// that cannot be read is refused with the REST error body, like any other
+/// bad input.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = RestError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
+            let why = e.body_text().to_lowercase();
+            let msg = format!("cannot read the request body ({why}): send a JSON body of at most max_message_bytes");
+            RestError(ApiError::new(ErrorCode::InvalidArgument, msg))
+        })
+    }
+}
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, RestError> {
     serde_json::from_slice(body)
@@ -150,7 +168,7 @@ pub struct GrantReply {
     pub size: u32,
 }
 
-async fn acquire(State(svc): Svc, body: Bytes) -> Reply<GrantReply> {
+async fn acquire(State(svc): Svc, RawBody(body): RawBody) -> Reply<GrantReply> {
     let b: AcquireBody = parse(&body)?;
     let config = svc.config();
     let params = AcquireParams {
@@ -181,7 +199,7 @@ pub struct KeyBody {
     pub key: String,
 }
 
-async fn release(State(svc): Svc, body: Bytes) -> Reply<Header> {
+async fn release(State(svc): Svc, RawBody(body): RawBody) -> Reply<Header> {
     let b: KeyBody = parse(&body)?;
     Ok(Json(svc.release(b.name, key(b.key)?).await?.into()))
 }
@@ -202,7 +220,7 @@ pub struct RefreshReply {
     pub ttl_ms: u64,
 }
 
-async fn refresh(State(svc): Svc, body: Bytes) -> Reply<RefreshReply> {
+async fn refresh(State(svc): Svc, RawBody(body): RawBody) -> Reply<RefreshReply> {
     let b: RefreshBody = parse(&body)?;
     let (meta, g) = svc.refresh(b.name, key(b.key)?, b.ttl_ms).await?;
     Ok(Json(RefreshReply { header: meta.into(), fencing_token: g.token, ttl_ms: g.ttl_ms }))
@@ -221,7 +239,7 @@ pub struct DescribeReply {
     pub lock: Option<LockView>,
 }
 
-async fn describe(State(svc): Svc, body: Bytes) -> Reply<DescribeReply> {
+async fn describe(State(svc): Svc, RawBody(body): RawBody) -> Reply<DescribeReply> {
     let b: NameBody = parse(&body)?;
     let (meta, lock) = svc.describe(b.name).await?;
     Ok(Json(DescribeReply { header: meta.into(), lock }))
@@ -241,7 +259,7 @@ pub struct ListReply {
     pub next_page_token: Option<String>,
 }
 
-async fn list(State(svc): Svc, body: Bytes) -> Reply<ListReply> {
+async fn list(State(svc): Svc, RawBody(body): RawBody) -> Reply<ListReply> {
     let b: ListBody = parse(&body)?;
     let limit = b.limit.unwrap_or(svc.config().default_list_page) as usize;
     let (locks, more) = svc.list(b.prefix.unwrap_or_default(), b.page_token, limit).await?;
@@ -264,7 +282,7 @@ pub struct FenceReply {
     pub key: Option<String>,
 }
 
-async fn validate_fence(State(svc): Svc, body: Bytes) -> Reply<FenceReply> {
+async fn validate_fence(State(svc): Svc, RawBody(body): RawBody) -> Reply<FenceReply> {
     let b: FenceBody = parse(&body)?;
     let (meta, holder) = svc.validate_fence(b.name, b.fencing_token).await?;
     Ok(Json(FenceReply { header: meta.into(), valid: holder.is_some(), key: holder.map(|k| k.to_string()) }))
@@ -284,7 +302,7 @@ pub struct ForceReply {
     pub released: u32,
 }
 
-async fn force_release(State(svc): Svc, body: Bytes) -> Reply<ForceReply> {
+async fn force_release(State(svc): Svc, RawBody(body): RawBody) -> Reply<ForceReply> {
     let b: ForceBody = parse(&body)?;
     let (meta, released) = svc.force_release(b.name, b.key.map(key).transpose()?).await?;
     Ok(Json(ForceReply { header: meta.into(), released }))
@@ -350,7 +368,7 @@ pub struct SessionReply {
     pub ttl_ms: u64,
 }
 
-async fn session_open(State(svc): Svc, body: Bytes) -> Reply<SessionReply> {
+async fn session_open(State(svc): Svc, RawBody(body): RawBody) -> Reply<SessionReply> {
     svc.admit()?;
     let b: SessionOpenBody = parse(&body)?;
     let config = svc.config();
@@ -363,7 +381,7 @@ async fn session_open(State(svc): Svc, body: Bytes) -> Reply<SessionReply> {
     Ok(Json(SessionReply { session_id, ttl_ms }))
 }
 
-async fn session_keepalive(State(svc): Svc, body: Bytes) -> Reply<SessionReply> {
+async fn session_keepalive(State(svc): Svc, RawBody(body): RawBody) -> Reply<SessionReply> {
     let b: SessionBody = parse(&body)?;
     let ttl = svc.sessions().keepalive(b.session_id)?;
     Ok(Json(SessionReply { session_id: b.session_id, ttl_ms: ttl.as_millis() as u64 }))
@@ -374,7 +392,7 @@ pub struct SessionClosed {
     pub released: usize,
 }
 
-async fn session_close(State(svc): Svc, body: Bytes) -> Reply<SessionClosed> {
+async fn session_close(State(svc): Svc, RawBody(body): RawBody) -> Reply<SessionClosed> {
     let b: SessionBody = parse(&body)?;
     svc.sessions().check(b.session_id)?;
     let holds = svc.sessions().close(b.session_id);
@@ -400,7 +418,7 @@ pub struct ContendedReply {
     pub locks: Vec<ContendedLock>,
 }
 
-async fn most_contended(State(svc): Svc, body: Bytes) -> Reply<ContendedReply> {
+async fn most_contended(State(svc): Svc, RawBody(body): RawBody) -> Reply<ContendedReply> {
     let b: ContendedBody = parse(&body)?;
     let top = svc.most_contended(b.limit.unwrap_or(10).min(1000) as usize);
     Ok(Json(ContendedReply { locks: top.into_iter().map(|(name, queued)| ContendedLock { name, queued }).collect() }))
@@ -452,6 +470,22 @@ mod tests {
         assert_eq!(documented("SessionOpenRequest"), fields::<SessionOpenBody>());
         assert_eq!(documented("SessionRequest"), fields::<SessionBody>());
         assert_eq!(documented("MostContendedRequest"), fields::<ContendedBody>());
+    }
+
+    proptest::proptest! {
+        /// Any bytes at all parse or are refused with INVALID_ARGUMENT; nothing panics.
+        #[test]
+        fn any_body_parses_or_is_invalid_argument(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let bytes = Bytes::from(body);
+            for code in [
+                parse::<AcquireBody>(&bytes).err().map(|e| e.0.code),
+                parse::<RefreshBody>(&bytes).err().map(|e| e.0.code),
+                parse::<ListBody>(&bytes).err().map(|e| e.0.code),
+                parse::<SessionOpenBody>(&bytes).err().map(|e| e.0.code),
+            ] {
+                proptest::prop_assert!(code.is_none_or(|c| c == ErrorCode::InvalidArgument));
+            }
+        }
     }
 
     #[test]
