@@ -119,11 +119,16 @@ impl Cluster {
             .collect();
         let data = self.dir.path().join(format!("node{id}"));
         let (root, tables) = split_root(&self.extra);
+        // Raft keys of `extra` join the harness's own [raft] table.
+        let (raft, tables) = match tables.strip_prefix("[raft]\n") {
+            Some(rest) => rest.split_at(rest.find("\n[").map_or(rest.len(), |i| i + 1)),
+            None => ("", tables),
+        };
         let text = format!(
             "{root}node_id = {id}\ndata_dir = \"{}\"\nclient_addr = \"{}\"\npeer_addr = \"{}\"\n\
              groups = {}\nidle_lock_grace_ms = 2000\nbootstrap = {bootstrap}\n\n{list}\
              [raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\
-             snapshot_every_entries = 50\n{tables}",
+             snapshot_every_entries = 50\n{raft}{tables}",
             data.display(),
             node.client_addr,
             node.peer_addr,

@@ -252,7 +252,7 @@ async fn all_quiet(cluster: &Cluster) -> Option<()> {
 
 #[tokio::test]
 async fn idle_groups_quiesce_and_still_fail_over() {
-    let mut cluster = Cluster::start_with(3, GROUPS, "quiesce_after_ms = 300\n").await;
+    let mut cluster = Cluster::start_with(3, GROUPS, "[raft]\nquiesce_after_ms = 300\n").await;
     let leader = cluster.leader_of("quiet", 1).await;
     let via = if leader == 1 { 2 } else { 1 };
     let client = cluster.client(via).await;
