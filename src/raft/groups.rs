@@ -42,6 +42,9 @@ pub struct GroupView {
     pub last_log_index: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// Why the group's Raft core failed, if it did (a storage error or a
+    /// panic; a normal shutdown is not a failure).
+    pub failed: Option<String>,
 }
 
 pub struct Groups {
@@ -178,6 +181,10 @@ impl Groups {
             last_log_index: m.last_log_index.unwrap_or(0),
             commit_index: m.cluster_committed.map_or(0, |l| l.index),
             applied_index: m.last_applied.map_or(0, |l| l.index),
+            failed: match &m.running_state {
+                Err(openraft::error::Fatal::Stopped) | Ok(()) => None,
+                Err(fatal) => Some(fatal.to_string()),
+            },
         }
     }
 

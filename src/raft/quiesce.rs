@@ -29,8 +29,10 @@
 //!   taking writes, and only an election gets the group a leader again.
 //! - The tick switch and the `ticking` flag change together under one lock.
 //!
-//! Known limit: a leader whose node answers pings but whose group stopped
-//! (a fatal storage error) is not replaced; see the README.
+//! A node answers pings only while all its groups run: a group whose Raft
+//! core stopped (a fatal storage error) makes the quiescer stop the whole
+//! process (fail-stop, as etcd does on storage errors), so its followers
+//! see a dead node and elect, instead of waiting on a live node's pings.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -217,6 +219,10 @@ pub async fn run(groups: Arc<Groups>, timing: Timing, every: Duration, mut shutd
         }
         for group in 0..groups.count() {
             let view = groups.view(group);
+            if let Some(why) = &view.failed {
+                tracing::error!(group, %why, "a raft group stopped; stopping the node so peers take over its groups");
+                std::process::exit(70);
+            }
             if seen[group as usize] != (view.leader, view.term) {
                 seen[group as usize] = (view.leader, view.term);
                 groups.quiescer().settle(group);
