@@ -161,8 +161,34 @@ fn row(system: &str, label: &str, clients: usize, f: &Figures) -> String {
     )
 }
 
+/// Waits (up to 30 s) until every group has a leader and leadership is
+/// spread evenly over the nodes, so a fresh cluster's balancing (leader
+/// transfers in its first seconds) is not measured as request latency.
+async fn settled(addr: &str) -> anyhow::Result<()> {
+    let client = Client::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(status) = client.status().await {
+            let mut leads = std::collections::BTreeMap::<u64, usize>::new();
+            let led = status.group_status.iter().filter(|g| g.leader_id != 0).count();
+            for g in &status.group_status {
+                *leads.entry(g.leader_id).or_default() += 1;
+            }
+            let spread = leads.values().max().unwrap_or(&0) - leads.values().min().unwrap_or(&0);
+            if led == status.group_status.len() && leads.len() >= status.nodes.len() && spread <= 1 {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("the cluster did not settle (a leader per group, spread evenly) within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // polling interval
+    }
+}
+
 async fn run(c: &Common) -> anyhow::Result<()> {
     let want = |w: &str| c.workload == "all" || c.workload == w;
+    settled(&c.addrs[0]).await?;
     println!("{HEADER}");
     let plan = [
         ("uncontended", Workload::Uncontended, c.clients, "uncontended acquire+release"),
@@ -185,6 +211,7 @@ async fn compare(c: &Common, etcd: &[String], etcd_pids: &[u32], pairs: usize, u
     plan.push((Workload::Hot, c.hot_clients, "one hot lock (hand-offs)".to_owned()));
     plan.push((Workload::Reads, c.clients, "linearizable reads".to_owned()));
     plan.push((Workload::Semaphore, c.contenders, format!("semaphore size {}", c.size)));
+    settled(&c.addrs[0]).await?;
     println!("{HEADER}");
     let mut summary = Vec::new();
     for (w, clients, label) in &plan {

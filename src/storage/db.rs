@@ -37,6 +37,10 @@ impl Db {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // RocksDB's own LOG file: warnings only, a few files kept (its info
+        // lines cost CPU on the write path and grow without bound).
+        opts.set_log_level(rocksdb::LogLevel::Warn);
+        opts.set_keep_log_file_num(4);
         let db = DB::open_cf(&opts, path, COLUMN_FAMILIES)?;
         Ok(Self { inner: Arc::new(db), sync })
     }
