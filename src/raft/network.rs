@@ -1,6 +1,9 @@
 //! The sending side of Raft traffic: one gRPC channel per peer node, shared
 //! by every group (openraft-multi's `GroupRouter`).
 //!
+//! Messages other than snapshots go through the peer's `batcher`, so under
+//! load many groups' messages share one call.
+//!
 //! Invariants: each message names its group; channels are created lazily
 //! and once per peer, so `new_client` stays cheap (openraft calls it on every
 //! election); a peer that cannot be reached or answers with an error is
@@ -20,9 +23,10 @@ use openraft::raft::{
 use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::batcher::{Answer, Failure, PeerBatcher, SendBatch};
 use super::types::{NodeId, NodeInfo, Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::proto::peer::raft_peer_client::RaftPeerClient;
-use crate::proto::peer::{PingRequest, RaftKind, RaftRequest};
+use crate::proto::peer::{PingRequest, RaftBatchRequest, RaftKind, RaftOutcome, RaftRequest};
 use crate::routing::GroupId;
 use crate::storage::codec::{decode, encode};
 
@@ -36,6 +40,7 @@ struct Inner {
     me: NodeId,
     addrs: DashMap<NodeId, String>,
     channels: DashMap<NodeId, Channel>,
+    batchers: DashMap<NodeId, Arc<PeerBatcher>>,
     max_message_bytes: usize,
     /// Mutual TLS to peers, when the node runs with TLS.
     tls: Option<ClientTlsConfig>,
@@ -49,7 +54,8 @@ impl PeerRouter {
         tls: Option<ClientTlsConfig>,
     ) -> Self {
         let addrs = peers.into_iter().collect();
-        Self { inner: Arc::new(Inner { me, addrs, channels: DashMap::new(), max_message_bytes, tls }) }
+        let (channels, batchers) = (DashMap::new(), DashMap::new());
+        Self { inner: Arc::new(Inner { me, addrs, channels, batchers, max_message_bytes, tls }) }
     }
 
     /// Records a peer's address (from a membership entry).
@@ -101,7 +107,35 @@ impl PeerRouter {
         Ok(RaftPeerClient::new(self.channel(target)?).max_decoding_message_size(limit).max_encoding_message_size(limit))
     }
 
+    fn batcher(&self, target: NodeId) -> Arc<PeerBatcher> {
+        if let Some(b) = self.inner.batchers.get(&target) {
+            return b.clone();
+        }
+        let half = self.inner.max_message_bytes / 2;
+        self.inner.batchers.entry(target).or_insert_with(|| PeerBatcher::new(half)).clone()
+    }
+
+    /// One message to `target`, batched with other groups' messages to it.
     async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        target: NodeId,
+        request: RaftRequest,
+        action: RPCTypes,
+        ttl: Duration,
+    ) -> Result<T, RPCError<TypeConfig>> {
+        let unreachable = |e: &dyn std::fmt::Display| RPCError::Unreachable(Unreachable::from_string(e.to_string()));
+        let sender = BatchSender { router: self.clone(), target };
+        match self.batcher(target).call(&sender, request, ttl).await {
+            Err(Failure::Timeout) => {
+                Err(RPCError::Timeout(Timeout { action, id: self.inner.me, target, timeout: ttl }))
+            }
+            Err(Failure::Failed(why)) => Err(unreachable(&why)),
+            Ok(reply) => decode(&reply.payload).map_err(|e| unreachable(&e)),
+        }
+    }
+
+    /// One message to `target` in a call of its own (snapshots).
+    async fn call_alone<T: serde::de::DeserializeOwned>(
         &self,
         target: NodeId,
         request: RaftRequest,
@@ -117,6 +151,38 @@ impl PeerRouter {
             Ok(Err(status)) => Err(unreachable(&status)),
             Ok(Ok(reply)) => decode(&reply.into_inner().payload).map_err(|e| unreachable(&e)),
         }
+    }
+}
+
+/// Sends a peer's batches over its channel.
+#[derive(Clone)]
+struct BatchSender {
+    router: PeerRouter,
+    target: NodeId,
+}
+
+impl SendBatch for BatchSender {
+    async fn send(&self, batch: Vec<RaftRequest>, ttl: Duration) -> Vec<Answer> {
+        let n = batch.len();
+        let all = |f: Failure| vec![Err(f); n];
+        let mut client = match self.router.client(self.target) {
+            Ok(client) => client,
+            Err(why) => return all(Failure::Failed(why)),
+        };
+        let mut req = tonic::Request::new(RaftBatchRequest { requests: batch });
+        req.set_timeout(ttl);
+        match tokio::time::timeout(ttl, client.raft_batch(req)).await {
+            Err(_) => all(Failure::Timeout),
+            Ok(Err(status)) => all(Failure::Failed(status.to_string())),
+            Ok(Ok(reply)) => reply.into_inner().outcomes.into_iter().map(outcome).collect(),
+        }
+    }
+}
+
+fn outcome(o: RaftOutcome) -> Answer {
+    match o.reply {
+        Some(reply) if o.error.is_empty() => Ok(reply),
+        _ => Err(Failure::Failed(o.error)),
     }
 }
 
@@ -175,7 +241,7 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
         let ttl = option.hard_ttl().max(Duration::from_secs(30));
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            result = self.call(target, req, RPCTypes::InstallSnapshot, ttl) => result.map_err(StreamingError::from),
+            result = self.call_alone(target, req, RPCTypes::InstallSnapshot, ttl) => result.map_err(StreamingError::from),
         }
     }
 

@@ -14,7 +14,9 @@ use tonic::{Request, Response, Status};
 use super::quiesce::Quiescer;
 use super::types::{NodeId, Snapshot, SnapshotMeta, Vote};
 use crate::proto::peer::raft_peer_server::RaftPeer;
-use crate::proto::peer::{PingReply, PingRequest, RaftKind, RaftReply, RaftRequest};
+use crate::proto::peer::{
+    PingReply, PingRequest, RaftBatchReply, RaftBatchRequest, RaftKind, RaftOutcome, RaftReply, RaftRequest,
+};
 use crate::storage::codec::{decode, encode};
 
 pub struct RaftPeerService {
@@ -41,7 +43,33 @@ fn failed(e: impl std::fmt::Display) -> Status {
 #[tonic::async_trait]
 impl RaftPeer for RaftPeerService {
     async fn raft(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
+        self.handle(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn raft_batch(&self, request: Request<RaftBatchRequest>) -> Result<Response<RaftBatchReply>, Status> {
+        let requests = request.into_inner().requests;
+        if requests.iter().any(|r| r.kind == RaftKind::FullSnapshot as i32) {
+            return Err(bad("snapshots travel alone, not in a batch"));
+        }
+        let answers = futures::future::join_all(requests.into_iter().map(|r| self.handle(r))).await;
+        let outcomes = answers
+            .into_iter()
+            .map(|a| match a {
+                Ok(reply) => RaftOutcome { reply: Some(reply), error: String::new() },
+                Err(status) => RaftOutcome { reply: None, error: status.message().to_owned() },
+            })
+            .collect();
+        Ok(Response::new(RaftBatchReply { outcomes }))
+    }
+
+    async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        Ok(Response::new(PingReply { node_id: self.me }))
+    }
+}
+
+impl RaftPeerService {
+    /// Hands one message to the group it names.
+    async fn handle(&self, req: RaftRequest) -> Result<RaftReply, Status> {
         let raft = self
             .quiescer
             .rafts()
@@ -65,10 +93,6 @@ impl RaftPeer for RaftPeerService {
             }
             RaftKind::Unspecified => return Err(bad("kind is unspecified")),
         };
-        Ok(Response::new(RaftReply { payload }))
-    }
-
-    async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
-        Ok(Response::new(PingReply { node_id: self.me }))
+        Ok(RaftReply { payload })
     }
 }
