@@ -18,7 +18,8 @@ start() {
     if [ -f "$DATA_ROOT/node$i.pid" ] && kill -0 "$(cat "$DATA_ROOT/node$i.pid")" 2>/dev/null; then
       echo "node $i already running (pid $(cat "$DATA_ROOT/node$i.pid"))"; continue
     fi
-    "$BIN" serve --config "config/cluster/node$i.toml" --data-dir "$DATA_ROOT/node$i" \
+    # SHARDLOCK_BIN is this script's; a node refuses unknown SHARDLOCK_* settings.
+    env -u SHARDLOCK_BIN "$BIN" serve --config "config/cluster/node$i.toml" --data-dir "$DATA_ROOT/node$i" \
       >"$DATA_ROOT/node$i.log" 2>&1 &
     echo $! >"$DATA_ROOT/node$i.pid"
   done

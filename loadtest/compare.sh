@@ -5,6 +5,8 @@
 # fsync on, runs `shardlock-loadtest compare` (workloads alternated A B A B,
 # --pairs times), prints a Markdown table, and stops every server by pid.
 #   loadtest/compare.sh [--duration 5] [--pairs 3] [--uncontended-clients 1,16,64,256]
+# NODE_THREADS=N gives every server N threads (GOMAXPROCS for etcd,
+# TOKIO_WORKER_THREADS for shardlock); default: each runtime's own (one per core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
@@ -24,15 +26,17 @@ cleanup() {
 trap cleanup EXIT
 
 members="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+THREADS=()
+[ -n "${NODE_THREADS:-}" ] && THREADS=("GOMAXPROCS=$NODE_THREADS" "TOKIO_WORKER_THREADS=$NODE_THREADS")
 for i in 1 2 3; do
-  etcd --name "e$i" --data-dir "$ROOT/etcd$i" \
+  env "${THREADS[@]}" etcd --name "e$i" --data-dir "$ROOT/etcd$i" \
     --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
     --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
     --initial-cluster "$members" --initial-cluster-state new --initial-cluster-token shardlock-compare \
     --logger zap --log-outputs stderr --log-level error >"$ROOT/etcd$i.log" 2>&1 &
   ETCD_PIDS+=($!)
 done
-DATA_ROOT="$ROOT/shardlock" config/local-cluster.sh start >/dev/null
+env "${THREADS[@]}" DATA_ROOT="$ROOT/shardlock" config/local-cluster.sh start >/dev/null
 for _ in $(seq 1 100); do
   healthy=0
   for i in 1 2 3; do
@@ -45,6 +49,7 @@ for _ in $(seq 1 100); do
 done
 SL_PIDS=$(cat "$ROOT"/shardlock/node*.pid | paste -sd, -)
 ETCD_PID_LIST=$(IFS=,; echo "${ETCD_PIDS[*]}")
+echo "server threads: ${NODE_THREADS:-one per core}"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; etcd $(etcd --version | head -1 | awk '{print $3}'); shardlock $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo
 ./target/release/shardlock-loadtest compare --pids "$SL_PIDS" --etcd-pids "$ETCD_PID_LIST" "$@"
