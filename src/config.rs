@@ -7,7 +7,7 @@
 //! Units are in the names (`_ms`, `_bytes`). `config/shardlock.example.toml`
 //! documents every key and a test keeps it equal to the defaults.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -132,6 +132,11 @@ pub struct RaftConfig {
     /// A group snapshots its lock table every this many applied entries and
     /// purges the log behind the snapshot.
     pub snapshot_every_entries: u64,
+    /// Dial overrides: peer node id (as a string key) to the `host:port`
+    /// this node dials instead of the `peer_addr` that membership lists
+    /// (NAT, split-horizon DNS, a proxy). Every node-to-node channel (Raft
+    /// and forwarding) honours it; other nodes are unaffected.
+    pub dial: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +183,7 @@ impl Default for RaftConfig {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             snapshot_every_entries: 10_000,
+            dial: BTreeMap::new(),
         }
     }
 }
@@ -326,7 +332,20 @@ impl RaftConfig {
         if self.snapshot_every_entries == 0 {
             return Err(ConfigError::Invalid("raft.snapshot_every_entries must be at least 1".into()));
         }
+        for (id, addr) in &self.dial {
+            if !id.parse::<u64>().is_ok_and(|id| id > 0) {
+                return Err(ConfigError::Invalid(format!(
+                    "raft.dial: key {id:?} is not a node id: use \"2\" = \"host:port\""
+                )));
+            }
+            check_host_port(&format!("raft.dial.{id}"), addr)?;
+        }
         Ok(())
+    }
+
+    /// The validated dial overrides, by node id.
+    pub fn dial_overrides(&self) -> BTreeMap<u64, String> {
+        self.dial.iter().filter_map(|(id, addr)| Some((id.parse().ok()?, addr.clone()))).collect()
     }
 }
 

@@ -4,8 +4,12 @@
 //! Invariants: each message names its group; channels are created lazily
 //! and once per peer, so `new_client` stays cheap (openraft calls it on every
 //! election); a peer that cannot be reached or answers with an error is
-//! `Unreachable` to openraft, which then backs off.
+//! `Unreachable` to openraft, which then backs off. A configured dial
+//! override (`raft.dial`) for a peer always wins over the address that
+//! membership lists, for Raft and forwarding alike: every node-to-node
+//! channel comes from [`PeerRouter::channel`].
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +38,10 @@ pub struct PeerRouter {
 
 struct Inner {
     me: NodeId,
+    /// The address dialled for each peer: its override, else its `peer_addr`.
     addrs: DashMap<NodeId, String>,
+    /// `raft.dial`: fixed for the life of the node.
+    overrides: BTreeMap<NodeId, String>,
     channels: DashMap<NodeId, Channel>,
     max_message_bytes: usize,
     /// Mutual TLS to peers, when the node runs with TLS.
@@ -42,23 +49,38 @@ struct Inner {
 }
 
 impl PeerRouter {
+    /// A router for node `me` knowing `peers` (id, peer_addr); `overrides`
+    /// replace the address dialled for some of them.
     pub fn new(
         me: NodeId,
         peers: impl IntoIterator<Item = (NodeId, String)>,
+        overrides: BTreeMap<NodeId, String>,
         max_message_bytes: usize,
         tls: Option<ClientTlsConfig>,
     ) -> Self {
-        let addrs = peers.into_iter().collect();
-        Self { inner: Arc::new(Inner { me, addrs, channels: DashMap::new(), max_message_bytes, tls }) }
+        let channels = DashMap::new();
+        let inner = Inner { me, addrs: DashMap::new(), overrides, channels, max_message_bytes, tls };
+        let router = Self { inner: Arc::new(inner) };
+        for (id, addr) in peers {
+            router.learn(id, &addr);
+        }
+        router
     }
 
-    /// Records a peer's address (from a membership entry).
+    /// Records a peer's address (from a membership entry); a dial override
+    /// for the peer takes its place.
     pub fn learn(&self, id: NodeId, peer_addr: &str) {
-        if self.inner.addrs.get(&id).is_some_and(|a| a.as_str() == peer_addr) {
+        let addr = self.inner.overrides.get(&id).map_or(peer_addr, String::as_str);
+        if self.inner.addrs.get(&id).is_some_and(|a| a.as_str() == addr) {
             return;
         }
-        self.inner.addrs.insert(id, peer_addr.to_owned());
+        self.inner.addrs.insert(id, addr.to_owned());
         self.inner.channels.remove(&id);
+    }
+
+    /// The address this node dials for `id`, if it knows the peer.
+    pub fn dial_addr(&self, id: NodeId) -> Option<String> {
+        self.inner.addrs.get(&id).map(|a| a.clone())
     }
 
     /// The channel to `target`, created lazily (no connection attempt here).
@@ -187,5 +209,23 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
         self.factory.learn(target, &node.peer_addr);
         GroupNetworkAdapter::new(self.factory.clone(), target, self.group_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerRouter;
+
+    #[test]
+    fn dial_overrides_win_over_membership() {
+        let peers = [(2, "node2:7101".to_string()), (3, "node3:7101".to_string())];
+        let router = PeerRouter::new(1, peers, [(2, "proxy:9002".to_string())].into(), 4096, None);
+        assert_eq!(router.dial_addr(2).as_deref(), Some("proxy:9002"));
+        router.learn(2, "elsewhere:7101");
+        assert_eq!(router.dial_addr(2).as_deref(), Some("proxy:9002"));
+        router.learn(3, "moved:7101");
+        assert_eq!(router.dial_addr(3).as_deref(), Some("moved:7101"));
+        router.learn(4, "node4:7101");
+        assert_eq!(router.dial_addr(4).as_deref(), Some("node4:7101"));
     }
 }
