@@ -4,7 +4,9 @@
 //! in a temporary directory. Processes are killed by pid when the cluster is
 //! dropped. Tests wait on observable state with [`wait_for`] (bounded by a
 //! deadline), never on fixed sleeps. Clusters run one at a time: their Raft
-//! timeouts are short and two cores are shared.
+//! timeouts are short and two cores are shared. A cluster started with
+//! [`Cluster::start_partitionable`] routes every node-to-node connection
+//! through fault proxies ([`Links`]), closed with the cluster.
 
 #![allow(dead_code)]
 
@@ -16,6 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use shardlock::client::{Client, ClientOptions};
+
+use crate::links::Links;
 use shardlock::proto::v1::lock_client::LockClient;
 use shardlock::routing::{group_of, preferred_leader};
 use tonic::transport::Channel;
@@ -38,6 +42,8 @@ pub struct Cluster {
     pub options: ClientOptions,
     /// TOML appended to every node's config.
     extra: String,
+    /// The fault proxies between the nodes, when the cluster has them.
+    pub links: Option<Links>,
     dir: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
 }
@@ -80,11 +86,29 @@ impl Cluster {
 
     /// Like `start_with`, the tests' clients connecting with `options`.
     pub async fn start_with_options(n: usize, groups: u32, extra: &str, options: ClientOptions) -> Self {
+        Self::start_inner(n, groups, extra, options, false).await
+    }
+
+    /// Like `start`, every node dialling every other through a fault proxy
+    /// (see `links`).
+    pub async fn start_partitionable(n: usize, groups: u32) -> Self {
+        Self::start_inner(n, groups, "", ClientOptions::default(), true).await
+    }
+
+    async fn start_inner(n: usize, groups: u32, extra: &str, options: ClientOptions, proxied: bool) -> Self {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<(String, String)> =
             (0..n).map(|_| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))).collect();
-        let mut cluster = Self { nodes: Vec::new(), groups, options, extra: extra.to_owned(), dir, _turn: turn };
+        let links = match proxied {
+            true => {
+                let peers: Vec<(u64, String)> = (1..).zip(addrs.iter().map(|(_, p)| p.clone())).collect();
+                Some(Links::start(&peers).await)
+            }
+            false => None,
+        };
+        let extra = extra.to_owned();
+        let mut cluster = Self { nodes: Vec::new(), groups, options, extra, links, dir, _turn: turn };
         for (client_addr, peer_addr) in addrs {
             cluster.add_config(client_addr, peer_addr, true);
         }
@@ -118,11 +142,12 @@ impl Cluster {
             .map(|(m, c, p)| format!("[[initial_cluster]]\nid = {m}\nclient_addr = \"{c}\"\npeer_addr = \"{p}\"\n\n"))
             .collect();
         let data = self.dir.path().join(format!("node{id}"));
+        let dial = self.links.as_ref().map(|l| format!("dial = {}\n", l.dial_of(id))).unwrap_or_default();
         let text = format!(
             "node_id = {id}\ndata_dir = \"{}\"\nclient_addr = \"{}\"\npeer_addr = \"{}\"\n\
              groups = {}\nidle_lock_grace_ms = 2000\nbootstrap = {bootstrap}\n\n{list}\
              [raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\
-             snapshot_every_entries = 50\n{}",
+             snapshot_every_entries = 50\n{dial}{}",
             data.display(),
             node.client_addr,
             node.peer_addr,
@@ -135,6 +160,7 @@ impl Cluster {
     /// Starts one more node that joins the running cluster (bootstrap off);
     /// an operator still has to add it (`add_node`).
     pub async fn spawn_joiner(&mut self) -> u64 {
+        assert!(self.links.is_none(), "joiners of a partitionable cluster are not supported");
         let (c, p) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let id = self.add_config(c, p, false);
         self.restart(id).await;

@@ -2,7 +2,10 @@
 //! and `harness` starts real nodes on loopback.
 
 mod checker;
+mod fault_log;
 mod harness;
+mod links;
+mod proxy;
 mod t01_cli;
 mod t02_cluster;
 mod t03_surfaces;
@@ -11,3 +14,4 @@ mod t05_ops;
 mod t06_tls;
 mod t07_membership;
 mod t08_faults;
+mod workload;
