@@ -7,7 +7,9 @@
 //! `Unreachable` to openraft, which then backs off. A configured dial
 //! override (`raft.dial`) for a peer always wins over the address that
 //! membership lists, for Raft and forwarding alike: every node-to-node
-//! channel comes from [`PeerRouter::channel`].
+//! channel comes from [`PeerRouter::channel`]. An AppendEntries (or
+//! heartbeat) gets at least `min_append_ttl` to answer, whatever shorter
+//! deadline openraft offers (see the field).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -44,6 +46,13 @@ struct Inner {
     overrides: BTreeMap<NodeId, String>,
     channels: DashMap<NodeId, Channel>,
     max_message_bytes: usize,
+    /// openraft gives AppendEntries and heartbeats a deadline of one
+    /// heartbeat interval. A peer whose round trip plus fsync takes longer
+    /// (a slow or distant link) would then never acknowledge anything:
+    /// replication stalls while the leader, whose heartbeats still arrive,
+    /// stays leader. So they get at least this long (the election timeout's
+    /// lower bound: an answer later than that is useless anyway).
+    min_append_ttl: Duration,
     /// Mutual TLS to peers, when the node runs with TLS.
     tls: Option<ClientTlsConfig>,
 }
@@ -56,10 +65,11 @@ impl PeerRouter {
         peers: impl IntoIterator<Item = (NodeId, String)>,
         overrides: BTreeMap<NodeId, String>,
         max_message_bytes: usize,
+        min_append_ttl: Duration,
         tls: Option<ClientTlsConfig>,
     ) -> Self {
-        let channels = DashMap::new();
-        let inner = Inner { me, addrs: DashMap::new(), overrides, channels, max_message_bytes, tls };
+        let (addrs, channels) = (DashMap::new(), DashMap::new());
+        let inner = Inner { me, addrs, overrides, channels, max_message_bytes, min_append_ttl, tls };
         let router = Self { inner: Arc::new(inner) };
         for (id, addr) in peers {
             router.learn(id, &addr);
@@ -144,7 +154,8 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let req = request(group, RaftKind::AppendEntries, encode(&rpc));
-        self.call(target, req, RPCTypes::AppendEntries, option.hard_ttl()).await
+        let ttl = option.hard_ttl().max(self.inner.min_append_ttl);
+        self.call(target, req, RPCTypes::AppendEntries, ttl).await
     }
 
     async fn vote(
@@ -219,7 +230,8 @@ mod tests {
     #[test]
     fn dial_overrides_win_over_membership() {
         let peers = [(2, "node2:7101".to_string()), (3, "node3:7101".to_string())];
-        let router = PeerRouter::new(1, peers, [(2, "proxy:9002".to_string())].into(), 4096, None);
+        let overrides = [(2, "proxy:9002".to_string())].into();
+        let router = PeerRouter::new(1, peers, overrides, 4096, std::time::Duration::from_secs(1), None);
         assert_eq!(router.dial_addr(2).as_deref(), Some("proxy:9002"));
         router.learn(2, "elsewhere:7101");
         assert_eq!(router.dial_addr(2).as_deref(), Some("proxy:9002"));
