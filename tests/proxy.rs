@@ -8,8 +8,8 @@
 //! and no connection, old or new, moves a byte in either direction until
 //! the mode changes — nothing is closed or reset, so the dialler sees
 //! silence and its own timeouts fire, as in a real partition; in
-//! [`Mode::Delay`] each chunk read waits `base + random(0..jitter)` before
-//! it is forwarded. Dropping the proxy closes its listener and every
+//! [`Mode::Delay`] each chunk read is forwarded `base + random(0..jitter)`
+//! later (in order: never before the chunk ahead of it). Dropping the proxy closes its listener and every
 //! connection it carries.
 
 use std::net::SocketAddr;
@@ -18,8 +18,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -78,7 +79,7 @@ async fn accept(listener: TcpListener, target: String, mode: watch::Receiver<Mod
 /// One connection: held while the link is cut, then joined to the target
 /// (if the target is down, dropping `inbound` closes it, like a refusal).
 async fn carry(inbound: TcpStream, target: String, mut mode: watch::Receiver<Mode>) {
-    if gate(&mut mode).await.is_err() {
+    if hold_while_cut(&mut mode).await.is_err() {
         return;
     }
     let Ok(outbound) = TcpStream::connect(&target).await else { return };
@@ -88,36 +89,58 @@ async fn carry(inbound: TcpStream, target: String, mut mode: watch::Receiver<Mod
     tokio::join!(pump(from_dialler, to_target, mode.clone()), pump(from_target, to_dialler, mode));
 }
 
-/// Copies one direction chunk by chunk, each through the gate; at the end
-/// of its input it closes the other side's writing half.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::Receiver<Mode>) {
+/// Copies one direction: a reader stamps each chunk with the instant it is
+/// due (now plus the link's delay, never before the chunk ahead of it), a
+/// writer sends it then. Delays thus overlap like a slow wire's instead of
+/// adding up. At the end of its input it closes the other side's writing half.
+async fn pump(from: OwnedReadHalf, to: OwnedWriteHalf, mode: watch::Receiver<Mode>) {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::join!(read_side(from, tx, mode.clone()), write_side(rx, to, mode));
+}
+
+async fn read_side(mut from: OwnedReadHalf, tx: mpsc::Sender<(Instant, Vec<u8>)>, mut mode: watch::Receiver<Mode>) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut last_due = Instant::now();
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if gate(&mut mode).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+        let Ok(current) = hold_while_cut(&mut mode).await else { break };
+        let delay = match current {
+            Mode::Delay { base, jitter } => base + jitter.mul_f64(rand::random::<f64>()),
+            _ => Duration::ZERO,
+        };
+        last_due = (Instant::now() + delay).max(last_due);
+        if tx.send((last_due, buf[..n].to_vec())).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn write_side(
+    mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
+    mut to: OwnedWriteHalf,
+    mut mode: watch::Receiver<Mode>,
+) {
+    while let Some((due, chunk)) = rx.recv().await {
+        tokio::time::sleep_until(due).await;
+        if hold_while_cut(&mut mode).await.is_err() || to.write_all(&chunk).await.is_err() {
             break;
         }
     }
     let _ = to.shutdown().await;
 }
 
-/// Returns when the link lets a chunk through: at once when passing, after
-/// the chunk's delay when delaying, when the partition heals when cut. An
+/// Returns the link's mode once it is not cut (at once if it is not). An
 /// error means the proxy is gone.
-async fn gate(mode: &mut watch::Receiver<Mode>) -> Result<(), watch::error::RecvError> {
+async fn hold_while_cut(mode: &mut watch::Receiver<Mode>) -> Result<Mode, watch::error::RecvError> {
     loop {
         let current = *mode.borrow_and_update();
-        match current {
-            Mode::Pass => return Ok(()),
-            Mode::Delay { base, jitter } => {
-                tokio::time::sleep(base + jitter.mul_f64(rand::random::<f64>())).await;
-                return Ok(());
-            }
-            Mode::Blackhole => mode.changed().await?,
+        if current != Mode::Blackhole {
+            return Ok(current);
         }
+        mode.changed().await?;
     }
 }
 
