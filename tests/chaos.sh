@@ -11,6 +11,7 @@
 # to be granted again after a heal.
 #   tests/chaos.sh [ROUNDS]            # the real build: expects 0 violations
 #   tests/chaos.sh [ROUNDS] --broken   # a build that skips the holder check: expects a catch
+#   CHAOS_NODES=5 tests/chaos.sh [ROUNDS]   # 5 nodes, which adds a 2|3 split to each round
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-10}

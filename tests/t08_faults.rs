@@ -1,7 +1,8 @@
 //! A short fault-injection run: real nodes whose links go through fault
 //! proxies, concurrent clients on a mutex and a semaphore, and every fault
 //! kind in turn — kill -9 of a leader or a follower, SIGSTOP past the lease,
-//! the leader isolated past the lease, a 1|2 split, a one-way partition,
+//! the leader isolated past the lease, a follower alone (and a 2|3 split
+//! with 5 nodes), a one-way partition,
 //! delay with jitter on every link, leadership transfers (drain and
 //! restart), a whole-cluster crash — each healed; then the checker judges
 //! the history.
@@ -50,6 +51,11 @@ async fn healed(log: &mut FaultLog, kind: &str, injected: Instant, work: &Worklo
     log.push(FaultRun { kind: kind.to_owned(), injected, regrant, recovered: Instant::now() });
 }
 
+/// The highest node id not in `not`.
+fn other_than(cluster: &Cluster, not: &[u64]) -> u64 {
+    cluster.nodes.iter().map(|n| n.id).filter(|id| !not.contains(id)).max().expect("another node")
+}
+
 fn links(cluster: &Cluster) -> &Links {
     cluster.links.as_ref().expect("a partitionable cluster")
 }
@@ -76,7 +82,7 @@ async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Cl
 
     let kind = "kill -9 follower";
     let leader = cluster.leader_of(MUTEX, 1).await;
-    let follower = if leader == 3 { 1 } else { 3 };
+    let follower = other_than(cluster, &[leader]);
     let at = Instant::now();
     cluster.kill(follower);
     wait_for("progress without the follower", Duration::from_secs(30), work.progress(work.done() + PROGRESS)).await;
@@ -91,14 +97,25 @@ async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Cl
     links(cluster).heal();
     healed(log, kind, at, work, client).await;
 
-    let kind = "1|2 split, a follower alone";
+    let kind = "a follower alone (1|2 or 1|4 split)";
     let leader = cluster.leader_of(MUTEX, 1).await;
-    let alone = if leader == 2 { 3 } else { 2 };
+    let alone = other_than(cluster, &[leader]);
     let at = Instant::now();
     links(cluster).split(&[alone]);
     keep_fault_for(PARTITION).await;
     links(cluster).heal();
     healed(log, kind, at, work, client).await;
+
+    if cluster.nodes.len() == 5 {
+        let kind = "2|3 split, the leader in the minority";
+        let leader = cluster.leader_of(MUTEX, 1).await;
+        let minority = [leader, other_than(cluster, &[leader])];
+        let at = Instant::now();
+        links(cluster).split(&minority);
+        keep_fault_for(PARTITION).await;
+        links(cluster).heal();
+        healed(log, kind, at, work, client).await;
+    }
 
     // One way only: the leader's requests (and their answers) are lost, or
     // its peers' requests to it are; the other direction still works.
@@ -137,19 +154,23 @@ async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Cl
 
     let kind = "kill -9 every node";
     let at = Instant::now();
-    for id in 1..=3 {
-        cluster.kill(id);
+    let all: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+    for id in &all {
+        cluster.kill(*id);
     }
-    for id in 1..=3 {
-        cluster.restart(id).await;
+    for id in &all {
+        cluster.restart(*id).await;
     }
     healed(log, kind, at, work, client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_stay_safe_through_crashes_pauses_and_partitions() {
-    let mut cluster = Cluster::start_partitionable(3, 4).await;
-    let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    // 3 nodes in `make test`; `CHAOS_NODES=5 tests/chaos.sh N` runs 5 (and a 2|3 split).
+    let nodes: usize = std::env::var("CHAOS_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    assert!(nodes == 3 || nodes == 5, "CHAOS_NODES must be 3 or 5");
+    let mut cluster = Cluster::start_partitionable(nodes, 4).await;
+    let addrs: Vec<String> = (1..=nodes as u64).map(|id| cluster.addr(id)).collect();
     let seeds: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let client = Client::connect_any(&seeds).await.unwrap();
 
