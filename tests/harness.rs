@@ -18,11 +18,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use shardlock::client::{Client, ClientOptions};
-
-use crate::links::Links;
 use shardlock::proto::v1::lock_client::LockClient;
 use shardlock::routing::{group_of, preferred_leader};
 use tonic::transport::Channel;
+
+use crate::links::Links;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -100,13 +100,8 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<(String, String)> =
             (0..n).map(|_| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))).collect();
-        let links = match proxied {
-            true => {
-                let peers: Vec<(u64, String)> = (1..).zip(addrs.iter().map(|(_, p)| p.clone())).collect();
-                Some(Links::start(&peers).await)
-            }
-            false => None,
-        };
+        let peers: Vec<(u64, String)> = (1..).zip(addrs.iter().map(|(_, p)| p.clone())).collect();
+        let links = if proxied { Some(Links::start(&peers).await) } else { None };
         let extra = extra.to_owned();
         let mut cluster = Self { nodes: Vec::new(), groups, options, extra, links, dir, _turn: turn };
         for (client_addr, peer_addr) in addrs {
