@@ -147,6 +147,9 @@ pub struct StorageConfig {
     pub unsafe_no_fsync: bool,
     /// Most log entries the batched writer puts in one synced write.
     pub max_batch_entries: usize,
+    /// FOR FAULT-INJECTION TESTS ONLY: the WAL syncer sleeps this long
+    /// before every sync, like a slow disk. 0 in production.
+    pub test_only_sync_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -190,7 +193,7 @@ impl Default for RaftConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { unsafe_no_fsync: false, max_batch_entries: 4096 }
+        Self { unsafe_no_fsync: false, max_batch_entries: 4096, test_only_sync_delay_ms: 0 }
     }
 }
 
@@ -297,6 +300,9 @@ impl Config {
         }
         if self.storage.max_batch_entries == 0 {
             return bad("storage.max_batch_entries must be at least 1".into());
+        }
+        if self.storage.test_only_sync_delay_ms > 10_000 {
+            return bad("storage.test_only_sync_delay_ms must be at most 10000 (and 0 outside tests)".into());
         }
         self.raft.validate()
     }

@@ -2,10 +2,9 @@
 //! proxies, concurrent clients on a mutex and a semaphore, and every fault
 //! kind in turn — kill -9 of a leader or a follower, SIGSTOP past the lease,
 //! the leader isolated past the lease, a follower alone (and a 2|3 split
-//! with 5 nodes), a one-way partition,
-//! delay with jitter on every link, leadership transfers (drain and
-//! restart), a whole-cluster crash — each healed; then the checker judges
-//! the history.
+//! with 5 nodes), a one-way partition, delay with jitter on every link,
+//! leadership transfers (drain and restart), a slow disk on a leader, a
+//! whole-cluster crash — each healed; then the checker judges the history.
 //!
 //! After every heal each lock must be granted again within its TTL plus an
 //! election timeout (plus [`CLIENT_SLACK`] for the client's retry backoff),
@@ -149,6 +148,26 @@ async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Cl
     let leader = cluster.leader_of(MUTEX, 1).await;
     let at = Instant::now();
     cluster.terminate(leader).await;
+    cluster.restart(leader).await;
+    healed(log, kind, at, work, client).await;
+
+    // A slow disk on the leader: it restarts with every WAL sync 200 ms late
+    // (the balancer then hands its groups back to it), and back to normal.
+    let kind = "slow disk (fsync +200ms) on the leader";
+    let leader = cluster.leader_of(MUTEX, 1).await;
+    let at = Instant::now();
+    cluster.set_env(leader, &[("SHARDLOCK_STORAGE__TEST_ONLY_SYNC_DELAY_MS", "200")]);
+    cluster.kill(leader);
+    cluster.restart(leader).await;
+    wait_for("the slow node to lead again", Duration::from_secs(30), || async {
+        cluster.leaders(leader).await.filter(|l| l.contains(&leader))
+    })
+    .await;
+    let on_slow_disk = work.progress(work.done() + PROGRESS);
+    wait_for("progress with a slow disk", Duration::from_secs(30), on_slow_disk).await;
+    keep_fault_for(PARTITION).await;
+    cluster.set_env(leader, &[]);
+    cluster.kill(leader);
     cluster.restart(leader).await;
     healed(log, kind, at, work, client).await;
 
