@@ -18,4 +18,4 @@ rounds=${1:-10}
 features=()
 [ "${2:-}" = "--broken" ] && features=(--features chaos-broken)
 CHAOS_ROUNDS=$rounds nice -n 10 cargo test --locked "${features[@]}" --test integration t08_faults -- --nocapture 2>&1 \
-  | grep -E "^chaos:|test result|panicked|violation"
+  | grep -E "^chaos:|test result|panicked|violation|node logs"

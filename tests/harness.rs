@@ -1,10 +1,11 @@
 //! A cluster of real `shardlock serve` processes on loopback, for tests.
 //!
 //! Each node gets ephemeral ports on 127.0.0.1 and its own data directory
-//! in a temporary directory. Processes are killed by pid when the cluster is
-//! dropped. Tests wait on observable state with [`wait_for`] (bounded by a
-//! deadline), never on fixed sleeps. Clusters run one at a time: their Raft
-//! timeouts are short and two cores are shared. A cluster started with
+//! in a temporary directory (kept, and named, when the test fails).
+//! Processes are killed by pid when the cluster is dropped. Tests wait on
+//! observable state with [`wait_for`] (bounded by a deadline), never on
+//! fixed sleeps. Clusters run one at a time: their Raft timeouts are short
+//! and two cores are shared. A cluster started with
 //! [`Cluster::start_partitionable`] routes every node-to-node connection
 //! through fault proxies ([`Links`]), closed with the cluster.
 
@@ -327,7 +328,13 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
-        let _ = &self.dir;
+        if std::thread::panicking() {
+            // A failed test keeps its nodes' configs, data and logs.
+            if let Ok(empty) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, empty).keep();
+                eprintln!("the failed test's node logs are in {}", kept.display());
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use shardlock::client::{AcquireOptions, Client};
 
-use crate::checker::{check, Violation};
+use crate::checker::{check, explain, Violation};
 use crate::fault_log::{report, FaultLog, FaultRun};
 use crate::harness::{wait_for, Cluster};
 use crate::links::Links;
@@ -188,6 +188,7 @@ async fn locks_stay_safe_through_crashes_pauses_and_partitions() {
     // 3 nodes in `make test`; `CHAOS_NODES=5 tests/chaos.sh N` runs 5 (and a 2|3 split).
     let nodes: usize = std::env::var("CHAOS_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     assert!(nodes == 3 || nodes == 5, "CHAOS_NODES must be 3 or 5");
+    let t0 = Instant::now();
     let mut cluster = Cluster::start_partitionable(nodes, 4).await;
     let addrs: Vec<String> = (1..=nodes as u64).map(|id| cluster.addr(id)).collect();
     let seeds: Vec<&str> = addrs.iter().map(String::as_str).collect();
@@ -241,6 +242,26 @@ async fn locks_stay_safe_through_crashes_pauses_and_partitions() {
             "the checker missed a lock that admits two holders"
         );
         return;
+    }
+    for v in &violations {
+        eprintln!("chaos: violation {v:?}");
+        for h in explain(&record.history, v) {
+            let at = |t: Instant| t.duration_since(t0).as_millis();
+            let released = h.released.map(at);
+            eprintln!(
+                "chaos:   client {} token {} sent {} granted {} released {released:?} (ms since start)",
+                h.client,
+                h.token,
+                at(h.sent),
+                at(h.granted)
+            );
+        }
+    }
+    if !violations.is_empty() {
+        for run in &log.runs {
+            let (a, b) = (run.injected.duration_since(t0).as_millis(), run.recovered.duration_since(t0).as_millis());
+            eprintln!("chaos:   fault {} from {a} to {b} ms", run.kind);
+        }
     }
     assert_eq!(violations, vec![], "the lock service broke a promise");
     drop(record);
