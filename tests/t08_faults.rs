@@ -228,13 +228,17 @@ async fn locks_stay_safe_through_crashes_pauses_and_partitions() {
     violations.extend(record.resource.check());
     eprintln!(
         "chaos: operations checked: {}; faults injected: {} in {faulty:.1?}; violations: {}; \
-         rejected stale writes: {}; client errors: {errors}\n{}",
+         rejected stale writes: {}; client errors: {errors} acquiring, {} releasing\n{}",
         record.history.len(),
         log.runs.len(),
         violations.len(),
         record.resource.rejected,
+        record.failed_releases.len(),
         report(&log.summary(&record.successes))
     );
+    for (lock, token, why) in &record.failed_releases {
+        eprintln!("chaos: release of {lock} token {token} failed: {why}");
+    }
     if cfg!(feature = "chaos-broken") {
         // The build that skips the holder check must be caught.
         assert!(

@@ -3,7 +3,9 @@
 //! what they observed for the checker.
 //!
 //! Invariants: a hold is recorded only for an acquire that succeeded, with
-//! the instants the client saw (sent, answer, release sent); writes to the
+//! the instants the client saw (sent, answer, release sent — whatever the
+//! release answered: a client that asked to let go cannot count on holding
+//! any longer; failed releases are kept apart, with their error); writes to the
 //! fenced resource happen under the mutex only; every success is timestamped
 //! so the run can measure how long no client got anywhere; the workers stop
 //! and are joined by [`Workload::stop`].
@@ -28,6 +30,8 @@ pub struct Record {
     pub resource: FencedResource,
     /// When each acquire+release cycle (or probe) completed.
     pub successes: Vec<Instant>,
+    /// Releases that answered an error: (lock, token, error).
+    pub failed_releases: Vec<(String, u64, String)>,
 }
 
 pub struct Workload {
@@ -80,7 +84,11 @@ impl Workload {
             self.record.lock().unwrap().resource.write(lock, grant.fencing_token);
         }
         let release_sent = Instant::now();
-        let released = client.release(lock, &grant.key).await.is_ok().then_some(release_sent);
+        if let Err(e) = client.release(lock, &grant.key).await {
+            let why = format!("{:?}: {}", e.code, e.message);
+            self.record.lock().unwrap().failed_releases.push((lock.into(), grant.fencing_token, why));
+        }
+        let released = Some(release_sent);
         let hold = Hold {
             lock: lock.into(),
             size,
@@ -135,7 +143,11 @@ async fn worker(client: Client, id: usize, stop: Arc<AtomicBool>, record: Arc<Mu
         // if the service ever admitted too many.
         keep_fault_for(Duration::from_millis(15)).await;
         let release_sent = Instant::now();
-        let released = client.release(lock, &grant.key).await.is_ok().then_some(release_sent);
+        if let Err(e) = client.release(lock, &grant.key).await {
+            let why = format!("{:?}: {}", e.code, e.message);
+            record.lock().unwrap().failed_releases.push((lock.into(), grant.fencing_token, why));
+        }
+        let released = Some(release_sent);
         let mut r = record.lock().unwrap();
         r.history.push(Hold {
             lock: lock.into(),
