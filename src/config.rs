@@ -7,7 +7,7 @@
 //! Units are in the names (`_ms`, `_bytes`). `config/shardlock.example.toml`
 //! documents every key and a test keeps it equal to the defaults.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -143,6 +143,11 @@ pub struct RaftConfig {
     /// Raft timers (no heartbeats, no election ticks); node-level pings
     /// watch its leader instead. 0 keeps every group's timers running.
     pub quiesce_after_ms: u64,
+    /// Dial overrides: peer node id (as a string key) to the `host:port`
+    /// this node dials instead of the `peer_addr` that membership lists
+    /// (NAT, split-horizon DNS, a proxy). Every node-to-node channel (Raft
+    /// and forwarding) honours it; other nodes are unaffected.
+    pub dial: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +158,9 @@ pub struct StorageConfig {
     pub unsafe_no_fsync: bool,
     /// Most log entries the batched writer puts in one synced write.
     pub max_batch_entries: usize,
+    /// FOR FAULT-INJECTION TESTS ONLY: the WAL syncer sleeps this long
+    /// before every sync, like a slow disk. 0 in production.
+    pub test_only_sync_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -192,13 +200,14 @@ impl Default for RaftConfig {
             election_timeout_max_ms: 2000,
             snapshot_every_entries: 10_000,
             quiesce_after_ms: 2000,
+            dial: BTreeMap::new(),
         }
     }
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { unsafe_no_fsync: false, max_batch_entries: 4096 }
+        Self { unsafe_no_fsync: false, max_batch_entries: 4096, test_only_sync_delay_ms: 0 }
     }
 }
 
@@ -312,6 +321,9 @@ impl Config {
         if self.storage.max_batch_entries == 0 {
             return bad("storage.max_batch_entries must be at least 1".into());
         }
+        if self.storage.test_only_sync_delay_ms > 10_000 {
+            return bad("storage.test_only_sync_delay_ms must be at most 10000 (and 0 outside tests)".into());
+        }
         self.raft.validate()
     }
 
@@ -352,7 +364,20 @@ impl RaftConfig {
                 "raft.quiesce_after_ms ({quiet}) must be 0 (never) or at least twice heartbeat_interval_ms ({hb})"
             )));
         }
+        for (id, addr) in &self.dial {
+            if !id.parse::<u64>().is_ok_and(|id| id > 0) {
+                return Err(ConfigError::Invalid(format!(
+                    "raft.dial: key {id:?} is not a node id: use \"2\" = \"host:port\""
+                )));
+            }
+            check_host_port(&format!("raft.dial.{id}"), addr)?;
+        }
         Ok(())
+    }
+
+    /// The validated dial overrides, by node id.
+    pub fn dial_overrides(&self) -> BTreeMap<u64, String> {
+        self.dial.iter().filter_map(|(id, addr)| Some((id.parse().ok()?, addr.clone()))).collect()
     }
 }
 

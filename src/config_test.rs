@@ -81,6 +81,22 @@ fn containers_configure_a_cluster_from_the_environment() {
 }
 
 #[test]
+fn dial_overrides_come_from_the_file_or_the_environment() {
+    let c = Config::parse("[raft]\ndial = { \"2\" = \"10.0.0.2:7101\", \"3\" = \"proxy:9003\" }").unwrap();
+    let want: BTreeMap<u64, String> = [(2, "10.0.0.2:7101".into()), (3, "proxy:9003".into())].into();
+    assert_eq!(c.raft.dial_overrides(), want);
+    let env = [("SHARDLOCK_RAFT__DIAL".to_string(), r#"{ "3" = "proxy:9003" }"#.to_string())];
+    let c = Config::load_layered(None, env).unwrap();
+    assert_eq!(c.raft.dial_overrides(), [(3, "proxy:9003".to_string())].into());
+    for (text, needle) in
+        [("dial = { \"two\" = \"h:1\" }", "not a node id"), ("dial = { \"2\" = \"h\" }", "raft.dial.2")]
+    {
+        let err = Config::parse(&format!("[raft]\n{text}")).expect_err(text).to_string();
+        assert!(err.contains(needle), "{text:?} gave {err:?}");
+    }
+}
+
+#[test]
 fn empty_file_is_a_valid_single_node() {
     let c = Config::parse("").unwrap();
     assert_eq!(c.voters().len(), 1);

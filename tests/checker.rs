@@ -40,7 +40,7 @@ impl Hold {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
     /// More holders at once than the lock's size.
     Overlap { lock: String, holders: usize, size: u32 },
@@ -113,6 +113,29 @@ fn tokens(lock: &str, holds: &[&Hold]) -> Vec<Violation> {
     out
 }
 
+/// The holds behind violation `v`, for its report: for an overlap those
+/// surely holding at the instant most did; for token faults those with the
+/// tokens named.
+pub fn explain<'a>(history: &'a [Hold], v: &Violation) -> Vec<&'a Hold> {
+    let of = |lock: &str| history.iter().filter(|h| h.lock == lock).collect::<Vec<_>>();
+    match v {
+        Violation::Overlap { lock, .. } => {
+            let holds = of(lock);
+            let busiest = holds
+                .iter()
+                .map(|h| h.sure().0)
+                .max_by_key(|t| holds.iter().filter(|h| h.sure().0 <= *t && *t < h.sure().1).count());
+            let Some(t) = busiest else { return Vec::new() };
+            holds.into_iter().filter(|h| h.sure().0 <= t && t < h.sure().1).collect()
+        }
+        Violation::DuplicateToken { lock, token } => of(lock).into_iter().filter(|h| h.token == *token).collect(),
+        Violation::TokenOrder { lock, earlier, later } => {
+            of(lock).into_iter().filter(|h| h.token == *earlier || h.token == *later).collect()
+        }
+        Violation::StaleWrite { .. } => Vec::new(),
+    }
+}
+
 /// A resource guarded by fencing tokens: it accepts a write only if its
 /// token is at least the highest it accepted (per lock).
 #[derive(Default)]
@@ -180,8 +203,11 @@ mod tests {
     #[test]
     fn two_holders_of_a_mutex_are_caught() {
         let t = Instant::now();
-        let history = [hold(t, 1, 1, 0, 5, 20), hold(t, 2, 2, 6, 10, 30)];
-        assert_eq!(check(&history), vec![Violation::Overlap { lock: "m".into(), holders: 2, size: 1 }]);
+        let history = [hold(t, 1, 1, 0, 5, 20), hold(t, 2, 2, 6, 10, 30), hold(t, 3, 3, 31, 32, 40)];
+        let overlap = Violation::Overlap { lock: "m".into(), holders: 2, size: 1 };
+        assert_eq!(check(&history), vec![overlap.clone()]);
+        let culprits: Vec<usize> = explain(&history, &overlap).iter().map(|h| h.client).collect();
+        assert_eq!(culprits, vec![1, 2]);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! A cluster of real `shardlock serve` processes on loopback, for tests.
 //!
 //! Each node gets ephemeral ports on 127.0.0.1 and its own data directory
-//! in a temporary directory. Processes are killed by pid when the cluster is
-//! dropped. Tests wait on observable state with [`wait_for`] (bounded by a
-//! deadline), never on fixed sleeps. Clusters run one at a time: their Raft
-//! timeouts are short and two cores are shared.
+//! in a temporary directory (kept, and named, when the test fails).
+//! Processes are killed by pid when the cluster is dropped. Tests wait on
+//! observable state with [`wait_for`] (bounded by a deadline), never on
+//! fixed sleeps. Clusters run one at a time: their Raft timeouts are short
+//! and two cores are shared. A cluster started with
+//! [`Cluster::start_partitionable`] routes every node-to-node connection
+//! through fault proxies ([`Links`]), closed with the cluster.
 
 #![allow(dead_code)]
 
@@ -20,6 +23,8 @@ use shardlock::proto::v1::lock_client::LockClient;
 use shardlock::routing::{group_of, preferred_leader};
 use tonic::transport::Channel;
 
+use crate::links::Links;
+
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 pub struct NodeProc {
@@ -29,6 +34,8 @@ pub struct NodeProc {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// `SHARDLOCK_*` settings on top of the config file, from the next start.
+    env: Vec<(String, String)>,
 }
 
 pub struct Cluster {
@@ -38,6 +45,8 @@ pub struct Cluster {
     pub options: ClientOptions,
     /// TOML appended to every node's config.
     extra: String,
+    /// The fault proxies between the nodes, when the cluster has them.
+    pub links: Option<Links>,
     dir: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
 }
@@ -80,11 +89,24 @@ impl Cluster {
 
     /// Like `start_with`, the tests' clients connecting with `options`.
     pub async fn start_with_options(n: usize, groups: u32, extra: &str, options: ClientOptions) -> Self {
+        Self::start_inner(n, groups, extra, options, false).await
+    }
+
+    /// Like `start`, every node dialling every other through a fault proxy
+    /// (see `links`).
+    pub async fn start_partitionable(n: usize, groups: u32) -> Self {
+        Self::start_inner(n, groups, "", ClientOptions::default(), true).await
+    }
+
+    async fn start_inner(n: usize, groups: u32, extra: &str, options: ClientOptions, proxied: bool) -> Self {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<(String, String)> =
             (0..n).map(|_| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))).collect();
-        let mut cluster = Self { nodes: Vec::new(), groups, options, extra: extra.to_owned(), dir, _turn: turn };
+        let peers: Vec<(u64, String)> = (1..).zip(addrs.iter().map(|(_, p)| p.clone())).collect();
+        let links = if proxied { Some(Links::start(&peers).await) } else { None };
+        let extra = extra.to_owned();
+        let mut cluster = Self { nodes: Vec::new(), groups, options, extra, links, dir, _turn: turn };
         for (client_addr, peer_addr) in addrs {
             cluster.add_config(client_addr, peer_addr, true);
         }
@@ -101,7 +123,7 @@ impl Cluster {
         let id = self.nodes.len() as u64 + 1;
         let config = self.dir.path().join(format!("node{id}.toml"));
         let log = self.dir.path().join(format!("node{id}.log"));
-        self.nodes.push(NodeProc { id, client_addr, peer_addr, config, log, child: None });
+        self.nodes.push(NodeProc { id, client_addr, peer_addr, config, log, child: None, env: Vec::new() });
         let members: Vec<(u64, String, String)> =
             self.nodes.iter().map(|n| (n.id, n.client_addr.clone(), n.peer_addr.clone())).collect();
         let rewrite = if bootstrap { 1..=id } else { id..=id };
@@ -124,11 +146,12 @@ impl Cluster {
             Some(rest) => rest.split_at(rest.find("\n[").map_or(rest.len(), |i| i + 1)),
             None => ("", tables),
         };
+        let dial = self.links.as_ref().map(|l| format!("dial = {}\n", l.dial_of(id))).unwrap_or_default();
         let text = format!(
             "{root}node_id = {id}\ndata_dir = \"{}\"\nclient_addr = \"{}\"\npeer_addr = \"{}\"\n\
              groups = {}\nidle_lock_grace_ms = 2000\nbootstrap = {bootstrap}\n\n{list}\
              [raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\
-             snapshot_every_entries = 50\n{raft}{tables}",
+             snapshot_every_entries = 50\n{dial}{raft}{tables}",
             data.display(),
             node.client_addr,
             node.peer_addr,
@@ -140,6 +163,7 @@ impl Cluster {
     /// Starts one more node that joins the running cluster (bootstrap off);
     /// an operator still has to add it (`add_node`).
     pub async fn spawn_joiner(&mut self) -> u64 {
+        assert!(self.links.is_none(), "joiners of a partitionable cluster are not supported");
         let (c, p) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let id = self.add_config(c, p, false);
         self.restart(id).await;
@@ -162,6 +186,7 @@ impl Cluster {
         for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("SHARDLOCK_")) {
             command.env_remove(name);
         }
+        command.envs(node.env.iter().cloned());
         let child = command
             .args(["serve", "--config"])
             .arg(&node.config)
@@ -173,6 +198,12 @@ impl Cluster {
             .spawn()
             .expect("spawn shardlock serve");
         node.child = Some(child);
+    }
+
+    /// Sets `SHARDLOCK_*` variables (none with an empty list) for node `id`'s
+    /// next start.
+    pub fn set_env(&mut self, id: u64, vars: &[(&str, &str)]) {
+        self.nodes[id as usize - 1].env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
 
     /// SIGKILLs node `id` (by pid) and reaps it.
@@ -304,7 +335,13 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
-        let _ = &self.dir;
+        if std::thread::panicking() {
+            // A failed test keeps its nodes' configs, data and logs.
+            if let Ok(empty) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, empty).keep();
+                eprintln!("the failed test's node logs are in {}", kept.display());
+            }
+        }
     }
 }
 

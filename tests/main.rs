@@ -3,7 +3,10 @@
 
 mod checker;
 mod corpus;
+mod fault_log;
 mod harness;
+mod links;
+mod proxy;
 mod raw;
 mod t01_cli;
 mod t02_cluster;
@@ -14,3 +17,4 @@ mod t06_tls;
 mod t07_membership;
 mod t08_faults;
 mod t09_bad_input;
+mod workload;

@@ -1,80 +1,193 @@
-//! A short fault-injection run: real nodes, concurrent clients on a mutex
-//! and a semaphore, and kill -9, SIGSTOP pauses longer than the lease, and
-//! a whole-cluster restart; then the checker judges the history.
+//! A short fault-injection run: real nodes whose links go through fault
+//! proxies, concurrent clients on a mutex and a semaphore, and every fault
+//! kind in turn — kill -9 of a leader or a follower, SIGSTOP past the lease,
+//! the leader isolated past the lease, a follower alone (and a 2|3 split
+//! with 5 nodes), a one-way partition, delay with jitter on every link,
+//! leadership transfers (drain and restart), a slow disk on a leader, a
+//! whole-cluster crash — each healed; then the checker judges the history.
+//!
+//! After every heal each lock must be granted again within its TTL plus an
+//! election timeout, and the clients must make progress again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shardlock::client::{AcquireOptions, Client};
 
-use crate::checker::{check, FencedResource, Hold, Violation};
+use crate::checker::{check, explain, Violation};
+use crate::fault_log::{report, FaultLog, FaultRun};
 use crate::harness::{wait_for, Cluster};
+use crate::links::Links;
+use crate::workload::{keep_fault_for, Workload, LOCKS, TTL};
 
-const TTL: Duration = Duration::from_millis(3000);
-const LOCKS: [(&str, u32); 2] = [("chaos/mutex", 1), ("chaos/sem", 2)];
+/// `raft.election_timeout_max_ms` of the harness's nodes.
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a partition lasts: past the lease, so leases expire under it.
+const PARTITION: Duration = Duration::from_millis(TTL.as_millis() as u64 + 1000);
+const MUTEX: &str = LOCKS[0].0;
+const SEM: &str = LOCKS[1].0;
 
-#[derive(Default)]
-struct Record {
-    history: Vec<Hold>,
-    resource: FencedResource,
-    successes: Vec<Instant>,
-}
+/// Cycles the clients must complete to count as making progress.
+const PROGRESS: usize = 20;
 
-/// Lets `d` pass: the length of a fault, or of the work done under a lock
-/// (the duration is the point here, not a wait for some state).
-async fn keep_fault_for(d: Duration) {
-    tokio::time::sleep_until(tokio::time::Instant::now() + d).await;
-}
-
-async fn worker(client: Client, id: usize, stop: Arc<AtomicBool>, record: Arc<Mutex<Record>>, errors: Arc<AtomicU64>) {
-    let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
-        n += 1;
-        let (lock, size) = LOCKS[(id + n) % LOCKS.len()];
-        let sent = Instant::now();
-        let opts = AcquireOptions {
-            size: Some(size),
-            ttl_ms: Some(TTL.as_millis() as u64),
-            wait_ms: 20_000,
-            ..Default::default()
-        };
-        let grant = match client.acquire(lock, opts).await {
-            Ok(g) => g,
-            Err(_) => {
-                errors.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        };
-        let granted = Instant::now();
-        if size == 1 {
-            // The mutex guards a resource that accepts only increasing tokens.
-            record.lock().unwrap().resource.write(lock, grant.fencing_token);
-        }
-        // The work done under the lock: long enough for holders to overlap
-        // if the service ever admitted too many.
-        keep_fault_for(Duration::from_millis(15)).await;
-        let release_sent = Instant::now();
-        let released = client.release(lock, &grant.key).await.is_ok().then_some(release_sent);
-        let mut r = record.lock().unwrap();
-        r.history.push(Hold {
-            lock: lock.into(),
-            size,
-            client: id,
-            token: grant.fencing_token,
-            sent,
-            granted,
-            released,
-            ttl: TTL,
-        });
-        r.successes.push(Instant::now());
+/// Ends fault `kind` injected at `injected` (already healed): both locks
+/// are granted again in time, then the clients make progress; logs the run.
+async fn healed(log: &mut FaultLog, kind: &str, injected: Instant, work: &Workload, client: &Client) {
+    let healed = Instant::now();
+    let bound = TTL + ELECTION_TIMEOUT;
+    let (a, b) = tokio::join!(
+        work.probe(client, LOCKS[0].0, LOCKS[0].1, bound),
+        work.probe(client, LOCKS[1].0, LOCKS[1].1, bound)
+    );
+    let regrant = healed.elapsed();
+    for probe in [a, b] {
+        probe.unwrap_or_else(|e| panic!("a lock was not grantable after healing {kind}: {e}"));
     }
+    assert!(regrant <= bound, "the locks took {regrant:?} to be granted after healing {kind}");
+    wait_for(&format!("progress after {kind}"), Duration::from_secs(60), work.progress(work.done() + PROGRESS)).await;
+    log.push(FaultRun { kind: kind.to_owned(), injected, regrant, recovered: Instant::now() });
+}
+
+/// The highest node id not in `not`.
+fn other_than(cluster: &Cluster, not: &[u64]) -> u64 {
+    cluster.nodes.iter().map(|n| n.id).filter(|id| !not.contains(id)).max().expect("another node")
+}
+
+fn links(cluster: &Cluster) -> &Links {
+    cluster.links.as_ref().expect("a partitionable cluster")
+}
+
+/// One round of every fault kind; `round` varies the direction of the
+/// one-way partition.
+async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Client, log: &mut FaultLog) {
+    let kind = "kill -9 leader";
+    let leader = cluster.leader_of(MUTEX, 2).await;
+    let at = Instant::now();
+    cluster.kill(leader);
+    wait_for("progress without the killed leader", Duration::from_secs(30), work.progress(work.done() + PROGRESS))
+        .await;
+    cluster.restart(leader).await;
+    healed(log, kind, at, work, client).await;
+
+    let kind = "SIGSTOP leader past the ttl";
+    let leader = cluster.leader_of(SEM, 1).await;
+    let at = Instant::now();
+    cluster.pause(leader, true);
+    keep_fault_for(PARTITION).await;
+    cluster.pause(leader, false);
+    healed(log, kind, at, work, client).await;
+
+    let kind = "kill -9 follower";
+    let leader = cluster.leader_of(MUTEX, 1).await;
+    let follower = other_than(cluster, &[leader]);
+    let at = Instant::now();
+    cluster.kill(follower);
+    wait_for("progress without the follower", Duration::from_secs(30), work.progress(work.done() + PROGRESS)).await;
+    cluster.restart(follower).await;
+    healed(log, kind, at, work, client).await;
+
+    let kind = "leader isolated past the ttl";
+    let leader = cluster.leader_of(MUTEX, 1).await;
+    let at = Instant::now();
+    links(cluster).split(&[leader]);
+    keep_fault_for(PARTITION).await;
+    links(cluster).heal();
+    healed(log, kind, at, work, client).await;
+
+    let kind = "a follower alone (1|2 or 1|4 split)";
+    let leader = cluster.leader_of(MUTEX, 1).await;
+    let alone = other_than(cluster, &[leader]);
+    let at = Instant::now();
+    links(cluster).split(&[alone]);
+    keep_fault_for(PARTITION).await;
+    links(cluster).heal();
+    healed(log, kind, at, work, client).await;
+
+    if cluster.nodes.len() == 5 {
+        let kind = "2|3 split, the leader in the minority";
+        let leader = cluster.leader_of(MUTEX, 1).await;
+        let minority = [leader, other_than(cluster, &[leader])];
+        let at = Instant::now();
+        links(cluster).split(&minority);
+        keep_fault_for(PARTITION).await;
+        links(cluster).heal();
+        healed(log, kind, at, work, client).await;
+    }
+
+    // One way only: the leader's requests (and their answers) are lost, or
+    // its peers' requests to it are; the other direction still works.
+    let leader = cluster.leader_of(MUTEX, 1).await;
+    let peers: Vec<u64> = cluster.alive().into_iter().filter(|n| *n != leader).collect();
+    let kind = if round % 2 == 0 { "one-way: leader cannot send" } else { "one-way: leader cannot receive" };
+    let at = Instant::now();
+    for peer in &peers {
+        match round % 2 {
+            0 => links(cluster).cut(leader, *peer),
+            _ => links(cluster).cut(*peer, leader),
+        }
+    }
+    keep_fault_for(PARTITION).await;
+    links(cluster).heal();
+    healed(log, kind, at, work, client).await;
+
+    // Round trips (30-170 ms) longer than a heartbeat interval (100 ms):
+    // the clients must still make progress, only slower.
+    let kind = "delay 30ms + jitter 0-70ms on every link";
+    let at = Instant::now();
+    links(cluster).delay_all(Duration::from_millis(30), Duration::from_millis(70));
+    let under_delay = work.progress(work.done() + PROGRESS / 2);
+    wait_for("progress while every link is slow", Duration::from_secs(20), under_delay).await;
+    links(cluster).heal();
+    healed(log, kind, at, work, client).await;
+
+    // Leadership moves twice: the drain hands the leader's groups to its
+    // peers, and the balancer hands them back once it is up again.
+    let kind = "leader transfers: drain (SIGTERM) and restart";
+    let leader = cluster.leader_of(MUTEX, 1).await;
+    let at = Instant::now();
+    cluster.terminate(leader).await;
+    cluster.restart(leader).await;
+    healed(log, kind, at, work, client).await;
+
+    // A slow disk on the leader: it restarts with every WAL sync 200 ms late
+    // (the balancer then hands its groups back to it), and back to normal.
+    let kind = "slow disk (fsync +200ms) on the leader";
+    let leader = cluster.leader_of(MUTEX, 1).await;
+    let at = Instant::now();
+    cluster.set_env(leader, &[("SHARDLOCK_STORAGE__TEST_ONLY_SYNC_DELAY_MS", "200")]);
+    cluster.kill(leader);
+    cluster.restart(leader).await;
+    wait_for("the slow node to lead again", Duration::from_secs(30), || async {
+        cluster.leaders(leader).await.filter(|l| l.contains(&leader))
+    })
+    .await;
+    let on_slow_disk = work.progress(work.done() + PROGRESS);
+    wait_for("progress with a slow disk", Duration::from_secs(30), on_slow_disk).await;
+    keep_fault_for(PARTITION).await;
+    cluster.set_env(leader, &[]);
+    cluster.kill(leader);
+    cluster.restart(leader).await;
+    healed(log, kind, at, work, client).await;
+
+    let kind = "kill -9 every node";
+    let at = Instant::now();
+    let all: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+    for id in &all {
+        cluster.kill(*id);
+    }
+    for id in &all {
+        cluster.restart(*id).await;
+    }
+    healed(log, kind, at, work, client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn locks_stay_safe_through_crashes_and_pauses() {
-    let mut cluster = Cluster::start(3, 4).await;
-    let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+async fn locks_stay_safe_through_crashes_pauses_and_partitions() {
+    // 3 nodes in `make test`; `CHAOS_NODES=5 tests/chaos.sh N` runs 5 (and a 2|3 split).
+    let nodes: usize = std::env::var("CHAOS_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    assert!(nodes == 3 || nodes == 5, "CHAOS_NODES must be 3 or 5");
+    let t0 = Instant::now();
+    let mut cluster = Cluster::start_partitionable(nodes, 4).await;
+    let addrs: Vec<String> = (1..=nodes as u64).map(|id| cluster.addr(id)).collect();
     let seeds: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let client = Client::connect_any(&seeds).await.unwrap();
 
@@ -89,91 +202,40 @@ async fn locks_stay_safe_through_crashes_and_pauses() {
         client.release(&gone, &g.key).await.unwrap();
     }
 
-    let (stop, errors) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
-    let record = Arc::new(Mutex::new(Record::default()));
-    let workers: Vec<_> = (0..6)
-        .map(|id| tokio::spawn(worker(client.clone(), id, stop.clone(), record.clone(), errors.clone())))
-        .collect();
-    let progress = |at_least: usize| {
-        let record = record.clone();
-        move || {
-            let n = record.lock().unwrap().successes.len();
-            async move { (n >= at_least).then_some(()) }
-        }
-    };
-    let done = || record.lock().unwrap().successes.len();
-    wait_for("the clients to get going", Duration::from_secs(20), progress(20)).await;
+    let work = Workload::start(&client, 6);
+    wait_for("the clients to get going", Duration::from_secs(20), work.progress(PROGRESS)).await;
 
-    let mut faults: Vec<(&str, Instant)> = Vec::new();
     // One round in `make test`; `tests/chaos.sh N` runs N rounds.
     let rounds: usize = std::env::var("CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 100);
     // The broken build is caught without faults (and its tables would not
     // even pass the snapshot check of a restarting node).
     let rounds = if cfg!(feature = "chaos-broken") { 0 } else { rounds };
-    for _ in 0..rounds {
-        // Fault 1: kill -9 the mutex's group leader, restart it.
-        let leader = cluster.leader_of(LOCKS[0].0, 2).await;
-        faults.push(("kill -9 leader", Instant::now()));
-        cluster.kill(leader);
-        wait_for("progress without the killed leader", Duration::from_secs(30), progress(done() + 20)).await;
-        cluster.restart(leader).await;
-
-        // Fault 2: freeze the semaphore's group leader for longer than the lease.
-        let leader = cluster.leader_of(LOCKS[1].0, 1).await;
-        faults.push(("SIGSTOP leader past the ttl", Instant::now()));
-        cluster.pause(leader, true);
-        keep_fault_for(TTL + Duration::from_secs(1)).await;
-        cluster.pause(leader, false);
-        wait_for("progress after the pause", Duration::from_secs(30), progress(done() + 20)).await;
-
-        // Fault 3: kill -9 a follower of the mutex's group, restart it.
-        let leader = cluster.leader_of(LOCKS[0].0, 1).await;
-        let follower = if leader == 3 { 1 } else { 3 };
-        faults.push(("kill -9 follower", Instant::now()));
-        cluster.kill(follower);
-        wait_for("progress without the follower", Duration::from_secs(30), progress(done() + 20)).await;
-        cluster.restart(follower).await;
-
-        // Fault 4: the whole cluster crashes and restarts.
-        faults.push(("kill -9 every node", Instant::now()));
-        for id in 1..=3 {
-            cluster.kill(id);
-        }
-        for id in 1..=3 {
-            cluster.restart(id).await;
-        }
-        wait_for("progress after the full restart", Duration::from_secs(60), progress(done() + 20)).await;
+    let mut log = FaultLog::default();
+    let started = Instant::now();
+    for r in 0..rounds {
+        round(&mut cluster, r, &work, &client, &mut log).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
+    let faulty = started.elapsed();
+    let (record, errors) = work.stop().await;
     cluster.wait_ready().await;
 
     // Judge the history.
     let record = record.lock().unwrap();
     let mut violations = check(&record.history);
     violations.extend(record.resource.check());
-    let mut times = record.successes.clone();
-    times.sort();
-    let longest = faults
-        .iter()
-        .filter_map(|(_, at)| times.iter().find(|t| *t > at).map(|t| t.duration_since(*at)))
-        .max()
-        .unwrap_or_default();
-    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
-    for (kind, _) in &faults {
-        *kinds.entry(kind).or_default() += 1;
-    }
     eprintln!(
-        "faults: {} ({kinds:?}); operations checked: {}; rejected stale writes: {}; client errors: {}; \
-         violations: {}; longest unavailability after a fault: {longest:?}",
-        faults.len(),
+        "chaos: operations checked: {}; faults injected: {} in {faulty:.1?}; violations: {}; \
+         rejected stale writes: {}; client errors: {errors} acquiring, {} releasing\n{}",
         record.history.len(),
+        log.runs.len(),
+        violations.len(),
         record.resource.rejected,
-        errors.load(Ordering::Relaxed),
-        violations.len()
+        record.failed_releases.len(),
+        report(&log.summary(&record.successes))
     );
+    for (lock, token, why) in &record.failed_releases {
+        eprintln!("chaos: release of {lock} token {token} failed: {why}");
+    }
     if cfg!(feature = "chaos-broken") {
         // The build that skips the holder check must be caught.
         assert!(
@@ -181,6 +243,26 @@ async fn locks_stay_safe_through_crashes_and_pauses() {
             "the checker missed a lock that admits two holders"
         );
         return;
+    }
+    for v in &violations {
+        eprintln!("chaos: violation {v:?}");
+        for h in explain(&record.history, v) {
+            let at = |t: Instant| t.duration_since(t0).as_millis();
+            let released = h.released.map(at);
+            eprintln!(
+                "chaos:   client {} token {} sent {} granted {} released {released:?} (ms since start)",
+                h.client,
+                h.token,
+                at(h.sent),
+                at(h.granted)
+            );
+        }
+    }
+    if !violations.is_empty() {
+        for run in &log.runs {
+            let (a, b) = (run.injected.duration_since(t0).as_millis(), run.recovered.duration_since(t0).as_millis());
+            eprintln!("chaos:   fault {} from {a} to {b} ms", run.kind);
+        }
     }
     assert_eq!(violations, vec![], "the lock service broke a promise");
     drop(record);
@@ -196,14 +278,5 @@ async fn locks_stay_safe_through_crashes_and_pauses() {
     for i in 0..8 {
         let lock = client.describe(&format!("chaos/released/{i}")).await.unwrap().lock;
         assert!(lock.is_none_or(|l| l.holders.is_empty()), "a released lock is held again");
-    }
-    // Every lock is grantable again within its TTL plus an election timeout.
-    for (lock, size) in LOCKS {
-        let within = AcquireOptions {
-            size: Some(size),
-            wait_ms: (TTL + Duration::from_secs(2)).as_millis() as u64,
-            ..Default::default()
-        };
-        client.acquire(lock, within).await.unwrap_or_else(|e| panic!("{lock} not grantable after the faults: {e}"));
     }
 }

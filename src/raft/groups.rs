@@ -85,7 +85,9 @@ impl Groups {
         let rc = raft_config(config)?;
         let peers = config.voters().into_iter().map(|p| (p.id, p.peer_addr));
         let tls = crate::tls::peer_client(&config.tls).map_err(|e| GroupsError::Config(e.to_string()))?;
-        let router = PeerRouter::new(config.node_id, peers, config.max_message_bytes, tls);
+        let dial = config.raft.dial_overrides();
+        let min_append_ttl = Duration::from_millis(config.raft.election_timeout_min_ms);
+        let router = PeerRouter::new(config.node_id, peers, dial, config.max_message_bytes, min_append_ttl, tls);
         let (mut rafts, mut states) = (Vec::new(), Vec::new());
         for group in 0..config.groups {
             let log = LogStore::new(db.clone(), syncer.clone(), group);

@@ -7,8 +7,14 @@
 //! Invariants: each message names its group; channels are created lazily
 //! and once per peer, so `new_client` stays cheap (openraft calls it on every
 //! election); a peer that cannot be reached or answers with an error is
-//! `Unreachable` to openraft, which then backs off.
+//! `Unreachable` to openraft, which then backs off. A configured dial
+//! override (`raft.dial`) for a peer always wins over the address that
+//! membership lists, for Raft and forwarding alike: every node-to-node
+//! channel comes from [`PeerRouter::channel`]. An AppendEntries (or
+//! heartbeat) gets at least `min_append_ttl` to answer, whatever shorter
+//! deadline openraft offers (see the field).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,33 +44,58 @@ pub struct PeerRouter {
 
 struct Inner {
     me: NodeId,
+    /// The address dialled for each peer: its override, else its `peer_addr`.
     addrs: DashMap<NodeId, String>,
+    /// `raft.dial`: fixed for the life of the node.
+    overrides: BTreeMap<NodeId, String>,
     channels: DashMap<NodeId, Channel>,
     batchers: DashMap<NodeId, Arc<PeerBatcher>>,
     max_message_bytes: usize,
+    /// openraft gives AppendEntries and heartbeats a deadline of one
+    /// heartbeat interval. A peer whose round trip plus fsync takes longer
+    /// (a slow or distant link) would then never acknowledge anything:
+    /// replication stalls while the leader, whose heartbeats still arrive,
+    /// stays leader. So they get at least this long (the election timeout's
+    /// lower bound: an answer later than that is useless anyway).
+    min_append_ttl: Duration,
     /// Mutual TLS to peers, when the node runs with TLS.
     tls: Option<ClientTlsConfig>,
 }
 
 impl PeerRouter {
+    /// A router for node `me` knowing `peers` (id, peer_addr); `overrides`
+    /// replace the address dialled for some of them.
     pub fn new(
         me: NodeId,
         peers: impl IntoIterator<Item = (NodeId, String)>,
+        overrides: BTreeMap<NodeId, String>,
         max_message_bytes: usize,
+        min_append_ttl: Duration,
         tls: Option<ClientTlsConfig>,
     ) -> Self {
-        let addrs = peers.into_iter().collect();
-        let (channels, batchers) = (DashMap::new(), DashMap::new());
-        Self { inner: Arc::new(Inner { me, addrs, channels, batchers, max_message_bytes, tls }) }
+        let (addrs, channels, batchers) = (DashMap::new(), DashMap::new(), DashMap::new());
+        let inner = Inner { me, addrs, overrides, channels, batchers, max_message_bytes, min_append_ttl, tls };
+        let router = Self { inner: Arc::new(inner) };
+        for (id, addr) in peers {
+            router.learn(id, &addr);
+        }
+        router
     }
 
-    /// Records a peer's address (from a membership entry).
+    /// Records a peer's address (from a membership entry); a dial override
+    /// for the peer takes its place.
     pub fn learn(&self, id: NodeId, peer_addr: &str) {
-        if self.inner.addrs.get(&id).is_some_and(|a| a.as_str() == peer_addr) {
+        let addr = self.inner.overrides.get(&id).map_or(peer_addr, String::as_str);
+        if self.inner.addrs.get(&id).is_some_and(|a| a.as_str() == addr) {
             return;
         }
-        self.inner.addrs.insert(id, peer_addr.to_owned());
+        self.inner.addrs.insert(id, addr.to_owned());
         self.inner.channels.remove(&id);
+    }
+
+    /// The address this node dials for `id`, if it knows the peer.
+    pub fn dial_addr(&self, id: NodeId) -> Option<String> {
+        self.inner.addrs.get(&id).map(|a| a.clone())
     }
 
     /// The channel to `target`, created lazily (no connection attempt here).
@@ -201,7 +232,8 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let req = request(group, RaftKind::AppendEntries, encode(&rpc));
-        self.call(target, req, RPCTypes::AppendEntries, option.hard_ttl()).await
+        let ttl = option.hard_ttl().max(self.inner.min_append_ttl);
+        self.call(target, req, RPCTypes::AppendEntries, ttl).await
     }
 
     async fn vote(
@@ -266,5 +298,24 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
         self.factory.learn(target, &node.peer_addr);
         GroupNetworkAdapter::new(self.factory.clone(), target, self.group_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerRouter;
+
+    #[test]
+    fn dial_overrides_win_over_membership() {
+        let peers = [(2, "node2:7101".to_string()), (3, "node3:7101".to_string())];
+        let overrides = [(2, "proxy:9002".to_string())].into();
+        let router = PeerRouter::new(1, peers, overrides, 4096, std::time::Duration::from_secs(1), None);
+        assert_eq!(router.dial_addr(2).as_deref(), Some("proxy:9002"));
+        router.learn(2, "elsewhere:7101");
+        assert_eq!(router.dial_addr(2).as_deref(), Some("proxy:9002"));
+        router.learn(3, "moved:7101");
+        assert_eq!(router.dial_addr(3).as_deref(), Some("moved:7101"));
+        router.learn(4, "node4:7101");
+        assert_eq!(router.dial_addr(4).as_deref(), Some("node4:7101"));
     }
 }

@@ -100,7 +100,14 @@ impl Node {
             tracing::warn!("unsafe_no_fsync is on: a crash may lose acknowledged grants; never use it in production");
         }
         let db = Db::open(&config.data_dir.join("db"), fsync)?;
-        let syncer = Syncer::start(db.clone(), fsync).map_err(io("cannot start the wal syncer"))?;
+        let slow_disk = Duration::from_millis(config.storage.test_only_sync_delay_ms);
+        if !slow_disk.is_zero() {
+            tracing::warn!(
+                ms = config.storage.test_only_sync_delay_ms,
+                "test_only_sync_delay_ms is on: every wal sync is slowed"
+            );
+        }
+        let syncer = Syncer::start_slowed(db.clone(), fsync, slow_disk).map_err(io("cannot start the wal syncer"))?;
         let waits = Arc::new(Waits::default());
         let keeper = Arc::new(Keeper::new(config.groups, config.idle_lock_grace_ms));
         crate::metrics::install();

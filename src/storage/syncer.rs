@@ -11,9 +11,11 @@
 //! write (RocksDB's WAL is sequential, so the sync covers the write); a sync
 //! error is passed to every waiting callback; in `unsafe_no_fsync` mode the
 //! callbacks fire at once. The thread exits when every sender is dropped.
+//! For fault-injection tests only, a delay before each sync makes the disk
+//! look slow (`storage.test_only_sync_delay_ms`).
 
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Db;
 
@@ -54,6 +56,12 @@ pub struct Stats {
 impl Syncer {
     /// Starts the syncer for `db`. With `fsync` false it syncs nothing.
     pub fn start(db: Db, fsync: bool) -> std::io::Result<Self> {
+        Self::start_slowed(db, fsync, Duration::ZERO)
+    }
+
+    /// Like `start`, sleeping `delay` before every sync: a slow disk, for
+    /// fault-injection tests only.
+    pub fn start_slowed(db: Db, fsync: bool, delay: Duration) -> std::io::Result<Self> {
         let stats = std::sync::Arc::new(Stats::default());
         if !fsync {
             let inner = std::sync::Arc::new(Inner { tx: None, thread: None });
@@ -61,8 +69,9 @@ impl Syncer {
         }
         let (tx, rx) = mpsc::channel::<Done>();
         let thread_stats = stats.clone();
-        let thread =
-            std::thread::Builder::new().name("shardlock-wal-sync".into()).spawn(move || run(db, rx, &thread_stats))?;
+        let thread = std::thread::Builder::new()
+            .name("shardlock-wal-sync".into())
+            .spawn(move || run(db, rx, &thread_stats, delay))?;
         let inner = std::sync::Arc::new(Inner { tx: Some(tx), thread: Some(thread) });
         Ok(Self { inner, stats })
     }
@@ -93,12 +102,15 @@ impl Syncer {
     }
 }
 
-fn run(db: Db, rx: mpsc::Receiver<Done>, stats: &Stats) {
+fn run(db: Db, rx: mpsc::Receiver<Done>, stats: &Stats, delay: Duration) {
     use std::sync::atomic::Ordering::Relaxed;
     while let Ok(first) = rx.recv() {
+        let started = Instant::now();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let started = Instant::now();
         let result = db.raw().flush_wal(true).map_err(|e| e.to_string());
         stats.syncs.fetch_add(1, Relaxed);
         stats.synced_writes.fetch_add(batch.len() as u64, Relaxed);
