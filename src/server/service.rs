@@ -205,9 +205,22 @@ impl LockService {
     /// Proposes `cmd` in `group`: locally if this node leads, else one hop
     /// to the leader; retries while the group elects a leader.
     pub async fn propose(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
+        self.propose_counted(group, cmd).await.0
+    }
+
+    /// Like `propose`, also saying whether it took more than one attempt: a
+    /// failed attempt (a leader change, a lost forward) may still have been
+    /// applied, so a retry can meet the effect of its own first try.
+    async fn propose_counted(&self, group: GroupId, cmd: &Command) -> (Result<Applied, ApiError>, bool) {
+        use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
         let router = self.groups.router();
-        self.on_leader(group, || self.propose_local(group, cmd), |leader| forward::propose(router, leader, group, cmd))
-            .await
+        let attempts = AtomicU32::new(0);
+        let local = || {
+            attempts.fetch_add(1, Relaxed);
+            self.propose_local(group, cmd)
+        };
+        let result = self.on_leader(group, local, |leader| forward::propose(router, leader, group, cmd)).await;
+        (result, attempts.load(Relaxed) > 1)
     }
 
     /// Runs `local` on this node; when it answers `NotLeader`, runs `remote`
@@ -345,8 +358,17 @@ impl LockService {
         let group = self.group_of(&name);
         self.sessions.remove_hold(&name, &key);
         let cmd = Command::Release { name, key };
-        let (meta, ()) = self.write(group, cmd, |r| matches!(r, Reply::Released).then_some(())).await?;
-        Ok(meta)
+        let (applied, retried) = self.propose_counted(group, &cmd).await;
+        let applied = applied?;
+        match applied.outcome.reply.map_err(ApiError::from) {
+            Ok(Reply::Released) => Ok(self.meta(group, applied.index)),
+            // A retry found the key gone: the first attempt released it (or
+            // it ended meanwhile); either way the caller no longer holds it,
+            // the rule the client applies to its own retries.
+            Err(err) if retried && err.code == ErrorCode::NotHolder => Ok(self.meta(group, applied.index)),
+            Err(err) => Err(err),
+            Ok(other) => Err(internal(format!("{cmd} answered {other:?}"))),
+        }
     }
 
     pub async fn refresh(&self, name: String, key: LockKey, ttl_ms: Option<u64>) -> Result<(Meta, Grant), ApiError> {
