@@ -261,7 +261,10 @@ async fn idle_groups_quiesce_and_still_fail_over() {
     // Phase 1: with no traffic every group of every node stops its timers.
     wait_for("every group to quiesce", Duration::from_secs(20), || all_quiet(&cluster)).await;
 
-    // Phase 2: a quiet group still answers writes at once.
+    // Phase 2: a quiet group still answers reads (ReadIndex needs no timers)
+    // and writes (the first renews the quiet leader's lease) at once.
+    let seen = client.describe("quiet").await.unwrap().lock.expect("held lock is there");
+    assert_eq!(seen.holders[0].fencing_token, grant.fencing_token);
     let other = client.acquire("quiet/other", AcquireOptions::default()).await.unwrap();
     client.release("quiet/other", &other.key).await.unwrap();
     wait_for("the woken group to quiesce again", Duration::from_secs(20), || all_quiet(&cluster)).await;

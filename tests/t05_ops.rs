@@ -175,8 +175,11 @@ async fn sigterm_drains_a_node_without_failing_requests() {
     // Phase 2: SIGTERM node 1, which leads a third of the groups.
     let before = ok.load(Ordering::Relaxed);
     let took = cluster.terminate(1).await;
-    let leaders = cluster.leaders(2).await.unwrap();
-    assert!(leaders.iter().all(|&l| l == 2 || l == 3), "node 1 still leads after its drain: {leaders:?}");
+    // Node 2 may learn of the last transfers a moment after node 1 exits.
+    wait_for("node 2 to see every group led by node 2 or 3", Duration::from_secs(5), || async {
+        cluster.leaders(2).await.filter(|ls| ls.iter().all(|&l| l == 2 || l == 3))
+    })
+    .await;
     wait_for("work to go on without node 1", Duration::from_secs(20), || async {
         (ok.load(Ordering::Relaxed) >= before + 50).then_some(())
     })
@@ -190,7 +193,9 @@ async fn sigterm_drains_a_node_without_failing_requests() {
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("drain: node 1 exited {took:?} after SIGTERM; {drained}; requests ok {ok}, failed {failed}");
     assert_eq!(failed, 0, "requests failed during the drain");
-    assert!(drained.contains("moved"), "{log}");
+    // Node 1 itself saw every one of its groups led elsewhere before it stopped.
+    let moved: Vec<&str> = drained.split("moved ").nth(1).unwrap_or("").split_whitespace().collect();
+    assert!(moved.len() >= 3 && moved[0] == moved[2], "node 1 did not hand off every group: {drained}\n{log}");
 
     // Phase 3: it rejoins and the balancer gives its groups back.
     cluster.restart(1).await;
