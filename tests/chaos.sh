@@ -4,7 +4,7 @@
 # Each round: kill -9 of a leader, SIGSTOP of a leader past the lease, kill
 # -9 of a follower, the leader isolated past the lease, a 1|2 split, a
 # one-way partition (the leader cannot send in even rounds, cannot receive
-# in odd ones), delay with jitter on every link, leadership transfers (drain
+# in odd ones), delay with jitter and 5% loss on every link, leadership transfers (drain
 # and restart), a slow disk on a leader and a whole-cluster crash, each healed. It prints the
 # operations checked, the faults by kind, the violations (must be 0), and
 # per kind the longest unavailability and the longest time the locks took

@@ -59,10 +59,11 @@ impl Links {
         }
     }
 
-    /// Delays every link by `base` plus up to `jitter` per chunk.
-    pub fn delay_all(&self, base: Duration, jitter: Duration) {
+    /// Delays every link by `base` plus up to `jitter` per chunk, and
+    /// "loses" `loss_per_mille` of the chunks (a retransmission timeout more).
+    pub fn delay_all(&self, base: Duration, jitter: Duration, loss_per_mille: u32) {
         for proxy in self.proxies.values() {
-            proxy.set(Mode::Delay { base, jitter });
+            proxy.set(Mode::Delay { base, jitter, loss_per_mille });
         }
     }
 

@@ -9,8 +9,10 @@
 //! the mode changes — nothing is closed or reset, so the dialler sees
 //! silence and its own timeouts fire, as in a real partition; in
 //! [`Mode::Delay`] each chunk read is forwarded `base + random(0..jitter)`
-//! later (in order: never before the chunk ahead of it). Dropping the proxy closes its listener and every
-//! connection it carries.
+//! later (in order: never before the chunk ahead of it), and a "lost" chunk
+//! one retransmission timeout later still (TCP never drops bytes, it resends
+//! them). Dropping the proxy closes its listener and every connection it
+//! carries.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,14 +24,20 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+/// What a lost segment costs on TCP: Linux's minimum retransmission timeout.
+const RTO: Duration = Duration::from_millis(200);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Forward everything at once.
     Pass,
     /// Forward nothing, close nothing: a partition.
     Blackhole,
-    /// Forward each chunk after `base` plus a uniform random part of `jitter`.
-    Delay { base: Duration, jitter: Duration },
+    /// Forward each chunk after `base` plus a uniform random part of
+    /// `jitter`; `loss_per_mille` of the chunks are "lost" and arrive one
+    /// retransmission timeout (`RTO`) later, as a lost TCP segment does
+    /// (the bytes behind a late chunk wait for it: TCP keeps order).
+    Delay { base: Duration, jitter: Duration, loss_per_mille: u32 },
 }
 
 pub struct Proxy {
@@ -108,7 +116,10 @@ async fn read_side(mut from: OwnedReadHalf, tx: mpsc::Sender<(Instant, Vec<u8>)>
         };
         let Ok(current) = hold_while_cut(&mut mode).await else { break };
         let delay = match current {
-            Mode::Delay { base, jitter } => base + jitter.mul_f64(rand::random::<f64>()),
+            Mode::Delay { base, jitter, loss_per_mille } => {
+                let lost = rand::random::<u32>() % 1000 < loss_per_mille;
+                base + jitter.mul_f64(rand::random::<f64>()) + if lost { RTO } else { Duration::ZERO }
+            }
             _ => Duration::ZERO,
         };
         last_due = (Instant::now() + delay).max(last_due);
@@ -190,10 +201,16 @@ mod tests {
         new.read_exact(&mut held).await.unwrap();
         assert!(round_trip(&mut new, Duration::from_secs(5)).await.is_some());
 
-        let delay = Mode::Delay { base: Duration::from_millis(100), jitter: Duration::from_millis(50) };
+        let delay =
+            Mode::Delay { base: Duration::from_millis(100), jitter: Duration::from_millis(50), loss_per_mille: 0 };
         proxy.set(delay);
         let took = round_trip(&mut new, Duration::from_secs(5)).await.expect("delayed, not lost");
         assert!(took >= Duration::from_millis(200), "two delayed chunks took only {took:?}");
+
+        // Every chunk "lost": each arrives one retransmission timeout late, none is dropped.
+        proxy.set(Mode::Delay { base: Duration::ZERO, jitter: Duration::ZERO, loss_per_mille: 1000 });
+        let took = round_trip(&mut new, Duration::from_secs(5)).await.expect("resent, not dropped");
+        assert!(took >= 2 * RTO, "two lost chunks took only {took:?}");
         server.abort();
     }
 }

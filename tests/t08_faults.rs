@@ -129,11 +129,12 @@ async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Cl
     links(cluster).heal();
     healed(log, kind, at, work, client).await;
 
-    // Round trips (30-170 ms) longer than a heartbeat interval (100 ms):
-    // the clients must still make progress, only slower.
-    let kind = "delay 30ms + jitter 0-70ms on every link";
+    // Round trips (30-170 ms) longer than a heartbeat interval (100 ms), and
+    // 5% of the chunks lost (resent 200 ms late): the clients must still
+    // make progress, only slower.
+    let kind = "delay 30ms + jitter 0-70ms + 5% loss on every link";
     let at = Instant::now();
-    links(cluster).delay_all(Duration::from_millis(30), Duration::from_millis(70));
+    links(cluster).delay_all(Duration::from_millis(30), Duration::from_millis(70), 50);
     let under_delay = work.progress(work.done() + PROGRESS / 2);
     wait_for("progress while every link is slow", Duration::from_secs(20), under_delay).await;
     links(cluster).heal();
