@@ -1,8 +1,10 @@
 //! The gauges loop: once a second, publishes each group's Raft state and
 //! table sizes, and the node's sessions, as metrics.
 //!
-//! Invariant: reads only (metrics watch borrows and short table read locks);
-//! labels are group ids, bounded by `groups`.
+//! Invariants: reads only (metrics watch borrows and short table read
+//! locks); a group's table is walked only when it applied something since
+//! the last walk (the table changes only by apply), so idle groups with
+//! many locks cost nothing; labels are group ids, bounded by `groups`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ const EVERY: Duration = Duration::from_secs(1);
 pub async fn run(service: Arc<LockService>, mut stop: watch::Receiver<bool>) {
     let groups = service.groups().clone();
     let mut leaders: Vec<Option<u64>> = vec![None; groups.count() as usize];
+    let mut walked_at: Vec<Option<u64>> = vec![None; groups.count() as usize];
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -38,6 +41,10 @@ pub async fn run(service: Arc<LockService>, mut stop: watch::Receiver<bool>) {
             gauge!(m::GROUP_APPLIED_INDEX, "group" => label.clone()).set(view.applied_index as f64);
             let lag = view.commit_index.saturating_sub(view.applied_index);
             gauge!(m::GROUP_APPLY_LAG, "group" => label.clone()).set(lag as f64);
+            if walked_at[group as usize] == Some(view.applied_index) {
+                continue;
+            }
+            walked_at[group as usize] = Some(view.applied_index);
             let (locks, held, waiters) = groups.state(group).read(|t| {
                 t.iter().fold((0u64, 0u64, 0u64), |(l, h, w), (_, lock)| {
                     (l + 1, h + u64::from(lock.held()), w + lock.waiters().len() as u64)
