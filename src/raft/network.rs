@@ -32,7 +32,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use super::batcher::{Answer, Failure, PeerBatcher, SendBatch};
 use super::types::{NodeId, NodeInfo, Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::proto::peer::raft_peer_client::RaftPeerClient;
-use crate::proto::peer::{PingRequest, RaftBatchRequest, RaftKind, RaftOutcome, RaftRequest};
+use crate::proto::peer::{PingRequest, RaftBatchRequest, RaftKind, RaftOutcome, RaftReply, RaftRequest};
 use crate::routing::GroupId;
 use crate::storage::codec::{decode, encode};
 
@@ -130,7 +130,7 @@ impl PeerRouter {
         let Ok(mut client) = self.client(target) else { return false };
         let mut req = tonic::Request::new(PingRequest { from: self.inner.me });
         req.set_timeout(ttl);
-        matches!(tokio::time::timeout(ttl, client.ping(req)).await, Ok(Ok(_)))
+        answered(ttl, client.ping(req)).await.is_ok()
     }
 
     fn client(&self, target: NodeId) -> Result<RaftPeerClient<Channel>, String> {
@@ -154,15 +154,9 @@ impl PeerRouter {
         action: RPCTypes,
         ttl: Duration,
     ) -> Result<T, RPCError<TypeConfig>> {
-        let unreachable = |e: &dyn std::fmt::Display| RPCError::Unreachable(Unreachable::from_string(e.to_string()));
         let sender = BatchSender { router: self.clone(), target };
-        match self.batcher(target).call(&sender, request, ttl).await {
-            Err(Failure::Timeout) => {
-                Err(RPCError::Timeout(Timeout { action, id: self.inner.me, target, timeout: ttl }))
-            }
-            Err(Failure::Failed(why)) => Err(unreachable(&why)),
-            Ok(reply) => decode(&reply.payload).map_err(|e| unreachable(&e)),
-        }
+        let reply = self.batcher(target).call(&sender, request, ttl).await;
+        reply.and_then(decode_reply).map_err(|f| self.rpc_error(f, action, target, ttl))
     }
 
     /// One message to `target` in a call of its own (snapshots).
@@ -173,16 +167,38 @@ impl PeerRouter {
         action: RPCTypes,
         ttl: Duration,
     ) -> Result<T, RPCError<TypeConfig>> {
-        let unreachable = |e: &dyn std::fmt::Display| RPCError::Unreachable(Unreachable::from_string(e.to_string()));
-        let mut client = self.client(target).map_err(|e| unreachable(&e))?;
-        let mut req = tonic::Request::new(request);
-        req.set_timeout(ttl);
-        match tokio::time::timeout(ttl, client.raft(req)).await {
-            Err(_) => Err(RPCError::Timeout(Timeout { action, id: self.inner.me, target, timeout: ttl })),
-            Ok(Err(status)) => Err(unreachable(&status)),
-            Ok(Ok(reply)) => decode(&reply.into_inner().payload).map_err(|e| unreachable(&e)),
+        let reply = async {
+            let mut client = self.client(target).map_err(Failure::Failed)?;
+            let mut req = tonic::Request::new(request);
+            req.set_timeout(ttl);
+            answered(ttl, client.raft(req)).await
+        };
+        reply.await.and_then(decode_reply).map_err(|f| self.rpc_error(f, action, target, ttl))
+    }
+
+    /// openraft's error for a message to `target` that got no reply.
+    fn rpc_error(&self, failure: Failure, action: RPCTypes, target: NodeId, ttl: Duration) -> RPCError<TypeConfig> {
+        match failure {
+            Failure::Timeout => RPCError::Timeout(Timeout { action, id: self.inner.me, target, timeout: ttl }),
+            Failure::Failed(why) => RPCError::Unreachable(Unreachable::from_string(why)),
         }
     }
+}
+
+/// The answer of one gRPC call made within `ttl`.
+async fn answered<R>(
+    ttl: Duration,
+    call: impl Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+) -> Result<R, Failure> {
+    match tokio::time::timeout(ttl, call).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Err(status)) => Err(Failure::Failed(status.to_string())),
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+    }
+}
+
+fn decode_reply<T: serde::de::DeserializeOwned>(reply: RaftReply) -> Result<T, Failure> {
+    decode(&reply.payload).map_err(|e| Failure::Failed(e.to_string()))
 }
 
 /// Sends a peer's batches over its channel.
@@ -202,10 +218,9 @@ impl SendBatch for BatchSender {
         };
         let mut req = tonic::Request::new(RaftBatchRequest { requests: batch });
         req.set_timeout(ttl);
-        match tokio::time::timeout(ttl, client.raft_batch(req)).await {
-            Err(_) => all(Failure::Timeout),
-            Ok(Err(status)) => all(Failure::Failed(status.to_string())),
-            Ok(Ok(reply)) => reply.into_inner().outcomes.into_iter().map(outcome).collect(),
+        match answered(ttl, client.raft_batch(req)).await {
+            Err(failure) => all(failure),
+            Ok(reply) => reply.outcomes.into_iter().map(outcome).collect(),
         }
     }
 }
