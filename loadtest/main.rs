@@ -21,6 +21,7 @@
 //! other processes used meanwhile (a run is flagged noisy above 20%).
 
 mod etcd;
+mod stages;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -89,6 +90,10 @@ struct Common {
     /// Lease TTL of every grant, in seconds (both systems).
     #[arg(long, global = true, default_value_t = 30)]
     ttl_s: u64,
+    /// After each shardlock run, print the write path's per-stage
+    /// histograms (`shardlock_write_stage_seconds`, summed over the nodes).
+    #[arg(long, global = true)]
+    stages: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -198,8 +203,13 @@ async fn run(c: &Common) -> anyhow::Result<()> {
     ];
     for (key, w, clients, label) in plan {
         if want(key) {
+            let before = stages::Scrape::take(&c.addrs).await;
             let f = measure(c, System::Shardlock, &c.addrs, &c.pids, w, clients).await?;
             println!("{}", row("shardlock", label, clients, &f));
+            if c.stages {
+                let after = stages::Scrape::take(&c.addrs).await;
+                println!("\nstages of `{label}`, {clients} clients:\n\n{}", after.table_since(&before));
+            }
         }
     }
     Ok(())

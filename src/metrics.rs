@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use dashmap::DashMap;
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 // ---- API ----------------------------------------------------------------
 /// Requests by surface (grpc, rest, ldlm), call and result code.
@@ -59,6 +59,10 @@ pub const GROUPS_QUIESCED: &str = "shardlock_groups_quiesced";
 pub const WAL_SYNC_BATCH: &str = "shardlock_wal_sync_batch_size";
 pub const WAL_SYNC_DURATION: &str = "shardlock_wal_sync_duration_seconds";
 
+// ---- the write path, stage by stage (see [`Stage`]) ------------------------
+/// Time a write spends in each stage, by `stage`.
+pub const WRITE_STAGE: &str = "shardlock_write_stage_seconds";
+
 /// Every metric name, for the dashboard test.
 pub const ALL: &[&str] = &[
     API_REQUESTS,
@@ -83,6 +87,12 @@ pub const ALL: &[&str] = &[
     GROUPS_QUIESCED,
     WAL_SYNC_BATCH,
     WAL_SYNC_DURATION,
+    WRITE_STAGE,
+];
+
+/// Buckets of the write stages: they take microseconds to milliseconds.
+const STAGE_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
 const BUCKETS: &[f64] =
@@ -95,7 +105,11 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> bool {
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new().set_buckets(BUCKETS).ok()?;
+            let builder = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(WRITE_STAGE.to_owned()), STAGE_BUCKETS)
+                .ok()?;
             let handle = builder.install_recorder().ok()?;
             describe();
             Some(handle)
@@ -137,6 +151,53 @@ fn describe() {
     describe_gauge!(GROUPS_QUIESCED, Unit::Count, "groups whose raft timers are off because they are idle");
     describe_histogram!(WAL_SYNC_BATCH, Unit::Count, "log writes made durable by one WAL sync");
     describe_histogram!(WAL_SYNC_DURATION, Unit::Seconds, "duration of one WAL sync (fsync)");
+    describe_histogram!(WRITE_STAGE, Unit::Seconds, "time a write spends in each stage of the write path, by stage");
+}
+
+/// The stages of a replicated write, in the order a write meets them.
+///
+/// - `queue`: a command waits at its group's proposer for the write ahead of it;
+/// - `append`: a node writes entries to its RocksDB log (unsynced);
+/// - `fsync`: one WAL sync, shared by every append that queued for it;
+/// - `replicate`: the leader's AppendEntries round trip to one follower
+///   (the follower's append and fsync included);
+/// - `commit`: a batch handed to Raft until its entry applies on the leader;
+/// - `apply`: one entry (all its commands) applied to a group's table;
+/// - `reply`: from the leader's apply until the proposer has the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Queue,
+    Append,
+    Fsync,
+    Replicate,
+    Commit,
+    Apply,
+    Reply,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 7] =
+        [Stage::Queue, Stage::Append, Stage::Fsync, Stage::Replicate, Stage::Commit, Stage::Apply, Stage::Reply];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Queue => "queue",
+            Stage::Append => "append",
+            Stage::Fsync => "fsync",
+            Stage::Replicate => "replicate",
+            Stage::Commit => "commit",
+            Stage::Apply => "apply",
+            Stage::Reply => "reply",
+        }
+    }
+}
+
+/// Records `took` for `stage` (histogram handles are registered once).
+pub fn stage(stage: Stage, took: std::time::Duration) {
+    static HANDLES: OnceLock<Vec<metrics::Histogram>> = OnceLock::new();
+    let handles =
+        HANDLES.get_or_init(|| Stage::ALL.iter().map(|s| metrics::histogram!(WRITE_STAGE, "stage" => s.label())).collect());
+    handles[stage as usize].record(took.as_secs_f64());
 }
 
 /// How often locks had to queue, per name: the most contended names, for

@@ -246,9 +246,15 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let carries_entries = !rpc.entries.is_empty();
+        let started = std::time::Instant::now();
         let req = request(group, RaftKind::AppendEntries, encode(&rpc));
         let ttl = option.hard_ttl().max(self.inner.min_append_ttl);
-        self.call(target, req, RPCTypes::AppendEntries, ttl).await
+        let reply = self.call(target, req, RPCTypes::AppendEntries, ttl).await;
+        if carries_entries && reply.is_ok() {
+            crate::metrics::stage(crate::metrics::Stage::Replicate, started.elapsed());
+        }
+        reply
     }
 
     async fn vote(

@@ -84,11 +84,13 @@ impl StateMachine {
     ) -> Response {
         match payload {
             EntryPayload::Normal(cmd) => {
+                let started = std::time::Instant::now();
                 let outcome = {
                     let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
                     table.apply(index, cmd)
                 };
                 self.observer.applied(self.group, index, &outcome);
+                crate::metrics::stage(crate::metrics::Stage::Apply, started.elapsed());
                 Response { outcome: Some(outcome) }
             }
             EntryPayload::Blank | EntryPayload::Membership(_) => Response::default(),

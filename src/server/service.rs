@@ -262,7 +262,10 @@ impl LockService {
             // A quiet leader's lease lapsed: one ReadIndex round renews it.
             let _ = self.groups.raft(group).ensure_linearizable(ReadPolicy::ReadIndex).await;
         }
-        match self.groups.raft(group).client_write(cmd.clone()).await {
+        let submitted = Instant::now();
+        let written = self.groups.raft(group).client_write(cmd.clone()).await;
+        crate::metrics::stage(crate::metrics::Stage::Commit, submitted.elapsed());
+        match written {
             Ok(resp) => {
                 let outcome = resp.data.outcome.ok_or_else(|| internal("a lock command produced no outcome"))?;
                 Ok(Applied { index: resp.log_id.index, outcome })

@@ -182,10 +182,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let mut batch = WriteBatch::default();
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let started = std::time::Instant::now();
         for entry in &entries {
             batch.put_cf(cf, log_key(self.group, entry.log_id.index), encode(entry));
         }
         self.db.write_buffered(batch).map_err(io_err)?;
+        crate::metrics::stage(crate::metrics::Stage::Append, started.elapsed());
         let mut cache = self.cache();
         for entry in entries {
             let index = entry.log_id.index;

@@ -111,7 +111,9 @@ fn run(db: Db, rx: mpsc::Receiver<Done>, stats: &Stats, delay: Duration) {
         }
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
+        let syncing = Instant::now();
         let result = db.raw().flush_wal(true).map_err(|e| e.to_string());
+        crate::metrics::stage(crate::metrics::Stage::Fsync, syncing.elapsed());
         stats.syncs.fetch_add(1, Relaxed);
         stats.synced_writes.fetch_add(batch.len() as u64, Relaxed);
         stats.sync_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);

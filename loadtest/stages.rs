@@ -1,0 +1,110 @@
+//! The write path's per-stage histograms, scraped from every node's
+//! `/metrics` before and after a run (`shardlock_write_stage_seconds`).
+//!
+//! Prometheus histograms are cumulative buckets, so a run's figures are the
+//! difference of two scrapes summed over the nodes; percentiles are read
+//! off the buckets (the upper bound of the bucket that holds them).
+
+use std::collections::BTreeMap;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const METRIC: &str = "shardlock_write_stage_seconds";
+const ORDER: [&str; 7] = ["queue", "append", "fsync", "replicate", "commit", "apply", "reply"];
+
+/// One stage's cumulative figures: bucket upper bound → count, sum, count.
+#[derive(Clone, Default)]
+struct Hist {
+    buckets: BTreeMap<u64, f64>,
+    sum: f64,
+    count: f64,
+}
+
+/// Every stage of every scraped node, summed.
+#[derive(Clone, Default)]
+pub struct Scrape(BTreeMap<String, Hist>);
+
+async fn fetch(addr: &str) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    Some(body)
+}
+
+/// Bucket bounds in nanoseconds (an exact key); +Inf is `u64::MAX`.
+fn bound(le: &str) -> u64 {
+    if le == "+Inf" {
+        u64::MAX
+    } else {
+        (le.parse::<f64>().unwrap_or(f64::MAX) * 1e9).round() as u64
+    }
+}
+
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+    let len = labels[start..].find('"')?;
+    Some(&labels[start..start + len])
+}
+
+impl Scrape {
+    /// Scrapes every node in `addrs` (unreachable nodes count as empty).
+    pub async fn take(addrs: &[String]) -> Self {
+        let mut all = Scrape::default();
+        for addr in addrs {
+            if let Some(body) = fetch(addr).await {
+                all.add(&body);
+            }
+        }
+        all
+    }
+
+    fn add(&mut self, body: &str) {
+        for line in body.lines().filter(|l| l.starts_with(METRIC)) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let labels = series.split_once('{').map_or("", |(_, l)| l);
+            let Some(stage) = label(labels, "stage") else { continue };
+            let h = self.0.entry(stage.to_owned()).or_default();
+            if series.starts_with(&format!("{METRIC}_bucket")) {
+                let le = label(labels, "le").unwrap_or("+Inf");
+                *h.buckets.entry(bound(le)).or_default() += value;
+            } else if series.starts_with(&format!("{METRIC}_sum")) {
+                h.sum += value;
+            } else if series.starts_with(&format!("{METRIC}_count")) {
+                h.count += value;
+            }
+        }
+    }
+
+    /// A Markdown table of what happened between `before` and `self`.
+    pub fn table_since(&self, before: &Scrape) -> String {
+        let mut out = String::from("| stage | count | mean µs | p50 ≤ µs | p99 ≤ µs |\n|---|---|---|---|---|\n");
+        for stage in ORDER {
+            let (Some(after), empty) = (self.0.get(stage), Hist::default()) else { continue };
+            let prior = before.0.get(stage).unwrap_or(&empty);
+            let count = after.count - prior.count;
+            if count <= 0.0 {
+                out.push_str(&format!("| {stage} | 0 | | | |\n"));
+                continue;
+            }
+            let mean = (after.sum - prior.sum) / count * 1e6;
+            let deltas: Vec<(u64, f64)> = after
+                .buckets
+                .iter()
+                .map(|(b, n)| (*b, n - prior.buckets.get(b).copied().unwrap_or(0.0)))
+                .collect();
+            let q = |q: f64| {
+                let want = q * count;
+                let b = deltas.iter().find(|(_, n)| *n >= want).map_or(u64::MAX, |(b, _)| *b);
+                if b == u64::MAX {
+                    "inf".to_owned()
+                } else {
+                    format!("{:.0}", b as f64 / 1e3)
+                }
+            };
+            out.push_str(&format!("| {stage} | {count:.0} | {mean:.0} | {} | {} |\n", q(0.5), q(0.99)));
+        }
+        out
+    }
+}
