@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 use super::effects::EffectSink;
 use super::forward::ForwardService;
@@ -298,12 +299,19 @@ async fn serve_peer(
             }
         };
     }
+    // `serve_with_incoming*` ignores the builder's `tcp_nodelay`: set it on
+    // every accepted connection, or a reply written in several segments
+    // waits for the peer's delayed ACK (about 40 ms on Linux).
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(conn)
+    });
     let result = builder
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(raft)
         .add_service(forward)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(rx))
+        .serve_with_incoming_shutdown(incoming, stopped(rx))
         .await;
     if let Err(err) = result {
         tracing::error!(error = %err, "peer server failed");
