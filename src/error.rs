@@ -50,6 +50,16 @@ pub fn row(code: ErrorCode) -> Row {
     Row { grpc, http, retryable }
 }
 
+impl ErrorCode {
+    /// Whether the answer says the key holds nothing: the key is not a
+    /// holder (`NOT_HOLDER`), or the lock is gone (`NOT_FOUND`: the apply
+    /// that emptied it deleted it). A retried release or a session's upkeep
+    /// takes either as "already released".
+    pub fn means_not_held(self) -> bool {
+        matches!(self, ErrorCode::NotHolder | ErrorCode::NotFound)
+    }
+}
+
 impl From<&LockError> for ErrorCode {
     fn from(err: &LockError) -> Self {
         match err {

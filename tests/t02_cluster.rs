@@ -195,8 +195,10 @@ async fn requests_to_a_follower_are_forwarded() {
     assert_eq!(raw.refresh(refresh).await.unwrap().into_inner().ttl_ms, 5000);
     let release = pb::ReleaseRequest { name: name.clone(), key: grant.key.clone() };
     raw.release(release.clone()).await.unwrap();
+    // The release emptied the lock and deleted it: a second one finds no lock.
     let again = raw.release(release).await.unwrap_err();
-    assert_eq!(ApiError::from_status(&again).code, ErrorCode::NotHolder);
+    assert_eq!(ApiError::from_status(&again).code, ErrorCode::NotFound);
+    assert!(raw.describe(pb::DescribeRequest { name }).await.unwrap().into_inner().lock.is_none());
 }
 
 #[tokio::test]

@@ -110,7 +110,7 @@ async fn refresh_loop(client: Client, name: String, key: String, ttl_ms: u64, lo
         let refreshed = refreshed.unwrap_or_else(|_| Err(ApiError::new(ErrorCode::Unavailable, "refresh timed out")));
         match refreshed {
             Ok(_) => last_ok = Instant::now(),
-            Err(err) if err.code == ErrorCode::NotHolder => {
+            Err(err) if err.code.means_not_held() => {
                 let _ = lost.send(Some(format!("lock lost: {}", err.message)));
                 return;
             }

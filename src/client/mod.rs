@@ -265,15 +265,16 @@ impl Client {
         Ok(LockGuard::start(self.clone(), name, grant))
     }
 
-    /// Releases; a retry that finds the key gone counts as done (the first
-    /// attempt released it and only its answer was lost).
+    /// Releases; a retry that finds the key or the lock gone (`NOT_HOLDER`,
+    /// `NOT_FOUND`) counts as done: the first attempt released it and only
+    /// its answer was lost.
     pub async fn release(&self, name: &str, key: &str) -> Result<pb::ReleaseResponse, ApiError> {
         let req = pb::ReleaseRequest { name: name.as_bytes().to_vec(), key: key.to_owned() };
         self.with_retry(name, |ch, attempt| {
             let req = self.request(req.clone());
             async move {
                 match Self::lock_client(ch).release(req).await {
-                    Err(status) if attempt > 0 && ApiError::from_status(&status).code == ErrorCode::NotHolder => {
+                    Err(status) if attempt > 0 && ApiError::from_status(&status).code.means_not_held() => {
                         Ok(pb::ReleaseResponse { header: None })
                     }
                     other => other.map(|r| r.into_inner()),

@@ -4,12 +4,14 @@
 //! order, to [`LockTable::apply`] and reaches the same state. The module
 //! reads no clock, draws no random number, does no I/O and never panics:
 //! time enters only as commands proposed by the group leader
-//! ([`Command::Expire`], [`Command::WaitTimeout`], [`Command::GcIdle`]), and
+//! ([`Command::Expire`], [`Command::WaitTimeout`], and [`Command::GcIdle`] for
+//! idle locks left by logs of the [`Rules::V1`] era), and
 //! keys are chosen before a command is proposed.
 //!
 //! Layout:
 //! - [`command`]: what a log entry asks of the table;
 //! - [`outcome`]: the reply and the effects of applying one command;
+//! - [`rules`]: the versions of the apply rules (what an emptied lock becomes);
 //! - [`table`]: the locks of one group and `apply`;
 //! - [`semaphore`]: one sized lock, its holders and its queue;
 //! - [`waiters`]: the FIFO queue of one lock;
@@ -22,7 +24,9 @@
 //! - the permits held of a lock never exceed its size;
 //! - waiters are granted in FIFO order and nobody barges past a queue;
 //! - every grant takes fresh tokens from the group counter, so the tokens of
-//!   a lock strictly increase across hand-offs, expiry, GC and snapshots;
+//!   a lock strictly increase across hand-offs, expiry, deletion and snapshots;
+//! - under the current rules no lock is ever idle: the apply that empties a
+//!   lock deletes it;
 //! - a refused command changes nothing.
 
 pub mod command;
@@ -31,6 +35,7 @@ pub mod fence;
 pub mod key;
 pub mod limits;
 pub mod outcome;
+pub mod rules;
 pub mod semaphore;
 pub mod snapshot;
 pub mod table;
@@ -42,6 +47,7 @@ pub use fence::FenceCounter;
 pub use key::LockKey;
 pub use limits::Limits;
 pub use outcome::{Effect, EndReason, Grant, Outcome, Reply};
+pub use rules::Rules;
 pub use semaphore::{Holder, Lock};
 pub use snapshot::{SnapshotError, TableSnapshot};
 pub use table::{LockSummary, LockTable};

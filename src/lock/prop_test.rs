@@ -10,7 +10,9 @@
 //! - an immediate grant happened only with an empty queue (no barging);
 //! - hand-off grants are a prefix of the queue in FIFO order;
 //! - tokens of each lock strictly increase, one per permit;
-//! - a key whose hold or wait ended never holds or waits again.
+//! - a key whose hold or wait ended never holds or waits again;
+//! - under the current rules no lock is ever left idle (the apply that
+//!   empties a lock deletes it); sequences run under both rule versions.
 
 use std::collections::{HashMap, HashSet};
 
@@ -64,6 +66,7 @@ fn size_of(lock: usize) -> u32 {
 }
 
 struct Runner {
+    rules: Rules,
     table: LockTable,
     index: u64,
     next_key: u64,
@@ -75,8 +78,9 @@ struct Runner {
 }
 
 impl Runner {
-    fn new() -> Self {
+    fn new(rules: Rules) -> Self {
         Self {
+            rules,
             table: LockTable::new(limits()),
             index: 0,
             next_key: 0,
@@ -172,7 +176,7 @@ impl Runner {
         };
         let before = self.table.clone();
         self.index += 1;
-        let outcome = self.table.apply(self.index, &cmd);
+        let outcome = self.table.apply_under(self.rules, self.index, &cmd);
         self.check_step(&before, &cmd, &outcome)?;
         self.check_state()?;
         self.outcomes.push(outcome);
@@ -216,6 +220,9 @@ impl Runner {
 
     fn check_state(&self) -> Result<(), TestCaseError> {
         for (name, lock) in self.table.iter() {
+            if self.rules == Rules::V2 {
+                prop_assert!(!lock.is_idle(), "{} was left idle under the current rules", name);
+            }
             let sum: u32 = lock.holders().values().map(|h| h.permits).sum();
             prop_assert_eq!(sum, lock.held());
             prop_assert!(lock.held() <= lock.size(), "{} holds {} of {}", name, lock.held(), lock.size());
@@ -234,17 +241,17 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
 
     #[test]
-    fn invariants_hold_over_random_sequences(ops in prop::collection::vec(op(), 1..150)) {
-        let mut runner = Runner::new();
+    fn invariants_hold_over_random_sequences(ops in prop::collection::vec(op(), 1..150), v1 in any::<bool>()) {
+        let mut runner = Runner::new(if v1 { Rules::V1 } else { Rules::V2 });
         for op in &ops {
             runner.step(op)?;
         }
     }
 
     #[test]
-    fn restored_snapshot_has_identical_future(ops in prop::collection::vec(op(), 2..120), cut in any::<prop::sample::Index>()) {
+    fn restored_snapshot_has_identical_future(ops in prop::collection::vec(op(), 2..120), cut in any::<prop::sample::Index>(), v1 in any::<bool>()) {
         let cut = cut.index(ops.len());
-        let mut runner = Runner::new();
+        let mut runner = Runner::new(if v1 { Rules::V1 } else { Rules::V2 });
         for op in &ops[..cut] {
             runner.step(op)?;
         }
@@ -256,8 +263,8 @@ proptest! {
         for op in &ops[cut..] {
             let Some(cmd) = runner.resolve(op) else { continue };
             runner.index += 1;
-            let a = runner.table.apply(runner.index, &cmd);
-            let b = twin.apply(runner.index, &cmd);
+            let a = runner.table.apply_under(runner.rules, runner.index, &cmd);
+            let b = twin.apply_under(runner.rules, runner.index, &cmd);
             prop_assert_eq!(a, b);
         }
         prop_assert_eq!(runner.table, twin);
@@ -302,8 +309,8 @@ proptest! {
     }
 
     #[test]
-    fn mismatched_or_unknown_requests_change_nothing(ops in prop::collection::vec(op(), 1..60), lock in 0..LOCKS.len()) {
-        let mut runner = Runner::new();
+    fn mismatched_or_unknown_requests_change_nothing(ops in prop::collection::vec(op(), 1..60), lock in 0..LOCKS.len(), v1 in any::<bool>()) {
+        let mut runner = Runner::new(if v1 { Rules::V1 } else { Rules::V2 });
         for op in &ops {
             runner.step(op)?;
         }
@@ -318,7 +325,7 @@ proptest! {
             Command::Acquire(AcquireCmd { name: name.clone(), key: stranger, size: 9, permits: 1, ttl_ms: 1000, wait_ms: 0 }),
         ];
         for (i, probe) in probes.iter().enumerate() {
-            let out = runner.table.apply(runner.index + 1 + i as u64, probe);
+            let out = runner.table.apply_under(runner.rules, runner.index + 1 + i as u64, probe);
             let granted_new = matches!(out.reply, Ok(Reply::Granted(_))) && !in_use;
             if !granted_new {
                 prop_assert!(out.reply.is_err(), "{} was not refused", probe);

@@ -251,8 +251,8 @@ impl Lock {
             self.grant(&w.key, w.permits, w.ttl_ms, true, step);
         }
         if self.is_idle() {
+            // The table turns this into an `Idle` or a `Removed` effect.
             self.idle_since = Some(step.index);
-            step.effects.push(Effect::Idle { name: step.name.to_owned(), since: step.index });
         }
     }
 

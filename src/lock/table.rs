@@ -4,14 +4,23 @@
 //! same log indexes give the same outcomes and state on every replica, and
 //! no input panics. Every command is validated again here (the edge already
 //! did) so that a bad entry can only be refused, never stored. A refused
-//! command changes nothing. Locks are kept in name order for listing.
+//! command changes nothing. Locks are kept in name order for listing. Under
+//! [`Rules::V2`] (the current rules) a lock exists only while it has a holder
+//! or a waiter: the apply that empties it deletes it.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::semaphore::Step;
 use super::{AcquireCmd, Command, EndReason, FenceCounter, Limits, Lock, LockError, Outcome, Reply};
-use super::{Effect, Holder, LockKey, SnapshotError, TableSnapshot};
+use super::{Effect, Holder, LockKey, Rules, SnapshotError, TableSnapshot};
+
+/// Where an apply step runs: the entry's rules and log index.
+#[derive(Clone, Copy)]
+struct At {
+    rules: Rules,
+    index: u64,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockTable {
@@ -39,45 +48,50 @@ impl LockTable {
         &self.limits
     }
 
-    /// Applies the command committed at `index` and says what happened.
+    /// Applies the command committed at `index` under the current rules and
+    /// says what happened.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Outcome {
+        self.apply_under(Rules::CURRENT, index, cmd)
+    }
+
+    /// Applies the command committed at `index` under `rules` (those of the
+    /// entry that carries it).
+    pub fn apply_under(&mut self, rules: Rules, index: u64, cmd: &Command) -> Outcome {
         let mut effects = Vec::new();
-        let reply = self.dispatch(index, cmd, &mut effects);
+        let reply = self.dispatch(rules, index, cmd, &mut effects);
         match reply {
             Ok(reply) => Outcome { reply: Ok(reply), effects },
             Err(err) => Outcome::refused(err),
         }
     }
 
-    fn dispatch(&mut self, index: u64, cmd: &Command, effects: &mut Vec<Effect>) -> Result<Reply, LockError> {
+    fn dispatch(&mut self, rules: Rules, index: u64, cmd: &Command, fx: &mut Vec<Effect>) -> Result<Reply, LockError> {
         self.limits.check_name(cmd.name())?;
+        let at = At { rules, index };
         match cmd {
-            Command::Acquire(a) => self.acquire(index, a, effects),
+            Command::Acquire(a) => self.acquire(index, a, fx),
             Command::Release { name, key } => self
-                .with_lock(name, index, effects, |lock, step| lock.end_hold(key, None, EndReason::Released, step))
+                .with_lock(name, at, fx, |lock, step| lock.end_hold(key, None, EndReason::Released, step))
                 .map(|()| Reply::Released),
             Command::Refresh { name, key, ttl_ms } => {
                 if let Some(ttl_ms) = ttl_ms {
                     self.limits.check_ttl(*ttl_ms)?;
                 }
-                self.with_lock(name, index, effects, |lock, step| lock.refresh(key, *ttl_ms, step))
-                    .map(Reply::Refreshed)
+                self.with_lock(name, at, fx, |lock, step| lock.refresh(key, *ttl_ms, step)).map(Reply::Refreshed)
             }
             Command::Expire { name, key, lease_index } => self
-                .with_lock(name, index, effects, |lock, step| {
-                    lock.end_hold(key, Some(*lease_index), EndReason::Expired, step)
-                })
+                .with_lock(name, at, fx, |lock, step| lock.end_hold(key, Some(*lease_index), EndReason::Expired, step))
                 .map(|()| Reply::Expired),
             Command::WaitTimeout { name, key, enqueue_index } => self
-                .with_lock(name, index, effects, |lock, step| {
+                .with_lock(name, at, fx, |lock, step| {
                     lock.end_wait(key, Some(*enqueue_index), EndReason::TimedOut, step)
                 })
                 .map(|()| Reply::WaitEnded),
             Command::CancelWait { name, key } => self
-                .with_lock(name, index, effects, |lock, step| lock.end_wait(key, None, EndReason::Cancelled, step))
+                .with_lock(name, at, fx, |lock, step| lock.end_wait(key, None, EndReason::Cancelled, step))
                 .map(|()| Reply::WaitEnded),
-            Command::ForceRelease { name, key } => self.force_release(index, name, key.as_ref(), effects),
-            Command::GcIdle { name, idle_since } => self.gc(name, *idle_since, effects),
+            Command::ForceRelease { name, key } => self.force_release(at, name, key.as_ref(), fx),
+            Command::GcIdle { name, idle_since } => self.gc(name, *idle_since, fx),
         }
     }
 
@@ -98,12 +112,12 @@ impl LockTable {
 
     fn force_release(
         &mut self,
-        index: u64,
+        at: At,
         name: &str,
         key: Option<&LockKey>,
         effects: &mut Vec<Effect>,
     ) -> Result<Reply, LockError> {
-        self.with_lock(name, index, effects, |lock, step| match key {
+        self.with_lock(name, at, effects, |lock, step| match key {
             Some(key) => lock.end_hold(key, None, EndReason::Forced, step).map(|()| 1),
             None => Ok(lock.end_all_holds(step)),
         })
@@ -120,19 +134,30 @@ impl LockTable {
         Ok(Reply::Collected)
     }
 
-    /// Runs `f` on the lock `name`, which must exist. `f` must leave the
-    /// lock unchanged when it refuses; every mutator in `semaphore` checks
-    /// before it changes anything.
+    /// Runs `f` on the lock `name`, which must exist. `f` must leave the lock unchanged
+    /// when it refuses; every mutator in `semaphore` checks before it
+    /// changes anything. A lock that `f` emptied becomes idle under
+    /// [`Rules::V1`] and is deleted under [`Rules::V2`].
     fn with_lock<T>(
         &mut self,
         name: &str,
-        index: u64,
+        at: At,
         effects: &mut Vec<Effect>,
         f: impl FnOnce(&mut Lock, &mut Step<'_>) -> Result<T, LockError>,
     ) -> Result<T, LockError> {
         let lock = self.locks.get_mut(name).ok_or(LockError::NotFound)?;
-        let mut step = Step { name, index, fence: &mut self.fence, effects };
-        f(lock, &mut step)
+        let mut step = Step { name, index: at.index, fence: &mut self.fence, effects };
+        let value = f(lock, &mut step)?;
+        // Only a mutator's hand-off leaves a lock idle after a success.
+        if lock.is_idle() {
+            if at.rules.collects_in_apply() {
+                self.locks.remove(name);
+                effects.push(Effect::Removed { name: name.to_owned() });
+            } else {
+                effects.push(Effect::Idle { name: name.to_owned(), since: at.index });
+            }
+        }
+        Ok(value)
     }
 
     /// The lock `name`, if it exists (idle locks exist until collected).

@@ -5,11 +5,14 @@
 //! indexes count the mutating commands of a file from 1. Tokens of the form
 //! `s*N` expand to `s` repeated N times; `""` is the empty string. The
 //! limits are small (`test_limits`) so that every bound is reachable.
+//! Commands apply under the current rules unless a `rules v1` block says
+//! otherwise (logs of the [`Rules::V1`] era). `TRACE_REWRITE=1 cargo test
+//! traces` rewrites each file with what the table printed: review the diff.
 
 use std::fmt::Write;
 use std::path::Path;
 
-use super::{AcquireCmd, Command, Effect, Limits, LockKey, LockTable, Outcome, Reply};
+use super::{AcquireCmd, Command, Effect, Limits, LockKey, LockTable, Outcome, Reply, Rules};
 
 fn test_limits() -> Limits {
     Limits {
@@ -25,6 +28,7 @@ fn test_limits() -> Limits {
 struct Trace {
     table: LockTable,
     index: u64,
+    rules: Rules,
 }
 
 fn expand(token: &str) -> String {
@@ -98,10 +102,18 @@ impl Trace {
             "list" => return self.list(&args),
             "fence" => return self.fence(&args),
             "snapshot-roundtrip" => return self.roundtrip(),
+            "rules" => {
+                self.rules = match args.pos[0].as_str() {
+                    "v1" => Rules::V1,
+                    "v2" => Rules::V2,
+                    other => panic!("unknown rules {other:?}"),
+                };
+                return "ok\n".into();
+            }
             other => panic!("unknown trace command {other:?}"),
         };
         self.index += 1;
-        render(&self.table.apply(self.index, &cmd))
+        render(&self.table.apply_under(self.rules, self.index, &cmd))
     }
 
     fn describe(&self, name: &str) -> String {
@@ -206,13 +218,15 @@ fn render_effect(effect: &Effect) -> String {
     }
 }
 
-/// Runs one trace file and returns (expected, actual) for the whole file.
-fn run_file(text: &str) -> (String, String) {
-    let mut trace = Trace { table: LockTable::new(test_limits()), index: 0 };
-    let (mut expected, mut actual) = (String::new(), String::new());
+/// Runs one trace file and returns (expected, actual) for the whole file,
+/// and the file as it would read with the actual output.
+fn run_file(text: &str) -> (String, String, String) {
+    let mut trace = Trace { table: LockTable::new(test_limits()), index: 0, rules: Rules::CURRENT };
+    let (mut expected, mut actual, mut rewritten) = (String::new(), String::new(), Vec::new());
     for block in text.split("\n\n") {
         let lines: Vec<&str> = block.lines().filter(|l| !l.starts_with('#')).collect();
         let Some(sep) = lines.iter().position(|l| *l == "----") else {
+            rewritten.push(block.to_owned());
             continue;
         };
         let command = lines[..sep].join(" ");
@@ -220,8 +234,10 @@ fn run_file(text: &str) -> (String, String) {
         let got = trace.run(&command);
         write!(expected, "> {command}\n{want}").unwrap();
         write!(actual, "> {command}\n{got}").unwrap();
+        let head: Vec<&str> = block.lines().take_while(|l| *l != "----").collect();
+        rewritten.push(format!("{}\n----\n{}", head.join("\n"), got.trim_end()));
     }
-    (expected, actual)
+    (expected, actual, rewritten.join("\n\n"))
 }
 
 #[test]
@@ -232,7 +248,12 @@ fn traces() {
     assert!(files.len() >= 4, "trace files missing in {}", dir.display());
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let (expected, actual) = run_file(&text);
+        let (expected, actual, rewritten) = run_file(&text);
+        if expected != actual && std::env::var_os("TRACE_REWRITE").is_some() {
+            let end = if text.ends_with('\n') && !rewritten.ends_with('\n') { "\n" } else { "" };
+            std::fs::write(&file, format!("{rewritten}{end}")).unwrap();
+            continue;
+        }
         if expected != actual {
             let diff: Vec<String> = expected
                 .lines()
