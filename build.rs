@@ -7,7 +7,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/shardlock/v1/lock.proto",
         "proto/shardlock/v1/admin.proto",
         "proto/shardlock/v1/errors.proto",
-        "proto/shardlock/v1/peer.proto",
         "proto/ldlm/ldlm.proto",
         "proto/etcd/v3lock.proto",
     ];

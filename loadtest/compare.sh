@@ -36,10 +36,7 @@ for i in 1 2 3; do
     --logger zap --log-outputs stderr --log-level error >"$ROOT/etcd$i.log" 2>&1 &
   ETCD_PIDS+=($!)
 done
-# Idle locks are collected 1 s after their last use (default 60 s) so that
-# collecting the many names of the uncontended runs costs shardlock inside
-# those runs, not 60 s later inside other runs (etcd's among them).
-env "${THREADS[@]}" SHARDLOCK_IDLE_LOCK_GRACE_MS=1000 DATA_ROOT="$ROOT/shardlock" config/local-cluster.sh start >/dev/null
+env "${THREADS[@]}" DATA_ROOT="$ROOT/shardlock" config/local-cluster.sh start >/dev/null
 for _ in $(seq 1 100); do
   healthy=0
   for i in 1 2 3; do

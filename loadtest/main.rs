@@ -132,6 +132,11 @@ struct Shared {
     most_inside: AtomicUsize,
 }
 
+/// The same allocator as the server binary (both systems' runs use this
+/// load generator, so it costs them the same).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -180,7 +185,8 @@ async fn settled(addr: &str) -> anyhow::Result<()> {
                 *leads.entry(g.leader_id).or_default() += 1;
             }
             let spread = leads.values().max().unwrap_or(&0) - leads.values().min().unwrap_or(&0);
-            if led == status.group_status.len() && leads.len() >= status.nodes.len() && spread <= 1 {
+            let leaders_wanted = status.nodes.len().min(status.group_status.len());
+            if led == status.group_status.len() && leads.len() >= leaders_wanted && spread <= 1 {
                 return Ok(());
             }
         }
@@ -209,6 +215,8 @@ async fn run(c: &Common) -> anyhow::Result<()> {
             if c.stages {
                 let after = stages::Scrape::take(&c.addrs).await;
                 println!("\nstages of `{label}`, {clients} clients:\n\n{}", after.table_since(&before));
+                let cycles = f.cycles_per_s * c.duration as f64;
+                println!("{}\n", after.messages_since(&before, cycles));
             }
         }
     }

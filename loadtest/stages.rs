@@ -20,9 +20,11 @@ struct Hist {
     count: f64,
 }
 
-/// Every stage of every scraped node, summed.
+/// Every stage of every scraped node, summed, and the peer messages sent.
 #[derive(Clone, Default)]
-pub struct Scrape(BTreeMap<String, Hist>);
+pub struct Scrape(BTreeMap<String, Hist>, BTreeMap<String, f64>);
+
+const PEER_MESSAGES: &str = "shardlock_peer_messages_total";
 
 async fn fetch(addr: &str) -> Option<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -60,6 +62,13 @@ impl Scrape {
     }
 
     fn add(&mut self, body: &str) {
+        for line in body.lines().filter(|l| l.starts_with(PEER_MESSAGES)) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let labels = series.split_once('{').map_or("", |(_, l)| l);
+            if let (Some(method), Ok(value)) = (label(labels, "method"), value.parse::<f64>()) {
+                *self.1.entry(method.to_owned()).or_default() += value;
+            }
+        }
         for line in body.lines().filter(|l| l.starts_with(METRIC)) {
             let Some((series, value)) = line.rsplit_once(' ') else { continue };
             let Ok(value) = value.parse::<f64>() else { continue };
@@ -77,6 +86,18 @@ impl Scrape {
         }
     }
 
+    /// Peer messages sent between `before` and `self`, per cycle, by method.
+    pub fn messages_since(&self, before: &Scrape, cycles: f64) -> String {
+        let per: Vec<String> = self
+            .1
+            .iter()
+            .map(|(m, n)| (m, n - before.1.get(m).copied().unwrap_or(0.0)))
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(m, n)| format!("{m} {:.2}", n / cycles.max(1.0)))
+            .collect();
+        format!("peer messages per cycle (all nodes): {}", per.join(", "))
+    }
+
     /// A Markdown table of what happened between `before` and `self`.
     pub fn table_since(&self, before: &Scrape) -> String {
         let mut out = String::from("| stage | count | mean µs | p50 ≤ µs | p99 ≤ µs |\n|---|---|---|---|---|\n");
@@ -89,11 +110,8 @@ impl Scrape {
                 continue;
             }
             let mean = (after.sum - prior.sum) / count * 1e6;
-            let deltas: Vec<(u64, f64)> = after
-                .buckets
-                .iter()
-                .map(|(b, n)| (*b, n - prior.buckets.get(b).copied().unwrap_or(0.0)))
-                .collect();
+            let deltas: Vec<(u64, f64)> =
+                after.buckets.iter().map(|(b, n)| (*b, n - prior.buckets.get(b).copied().unwrap_or(0.0))).collect();
             let q = |q: f64| {
                 let want = q * count;
                 let b = deltas.iter().find(|(_, n)| *n >= want).map_or(u64::MAX, |(b, _)| *b);

@@ -56,6 +56,9 @@ pub struct Config {
     pub session_ttl_ms: u64,
     /// Most sessions open on one node.
     pub max_sessions: usize,
+    /// Threads of the node's async runtime: 1 runs every task on one thread
+    /// (beside the WAL syncer), N > 1 runs N worker threads, 0 one per core.
+    pub runtime_threads: usize,
     pub raft: RaftConfig,
     pub storage: StorageConfig,
     pub limits: Limits,
@@ -183,6 +186,7 @@ impl Default for Config {
             body_read_timeout_ms: 30_000,
             session_ttl_ms: 10_000,
             max_sessions: 100_000,
+            runtime_threads: 1,
             raft: RaftConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod lock;
 pub mod metrics;
+pub mod peer;
 pub mod proto;
 pub mod raft;
 pub mod routing;

@@ -59,6 +59,10 @@ pub const GROUPS_QUIESCED: &str = "shardlock_groups_quiesced";
 pub const WAL_SYNC_BATCH: &str = "shardlock_wal_sync_batch_size";
 pub const WAL_SYNC_DURATION: &str = "shardlock_wal_sync_duration_seconds";
 
+// ---- peers ------------------------------------------------------------------
+/// Messages this node sent to peers, by `method` (append_entries, vote, …).
+pub const PEER_MESSAGES: &str = "shardlock_peer_messages_total";
+
 // ---- the write path, stage by stage (see [`Stage`]) ------------------------
 /// Time a write spends in each stage, by `stage`.
 pub const WRITE_STAGE: &str = "shardlock_write_stage_seconds";
@@ -88,12 +92,12 @@ pub const ALL: &[&str] = &[
     WAL_SYNC_BATCH,
     WAL_SYNC_DURATION,
     WRITE_STAGE,
+    PEER_MESSAGES,
 ];
 
 /// Buckets of the write stages: they take microseconds to milliseconds.
-const STAGE_BUCKETS: &[f64] = &[
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-];
+const STAGE_BUCKETS: &[f64] =
+    &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 const BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -151,6 +155,7 @@ fn describe() {
     describe_gauge!(GROUPS_QUIESCED, Unit::Count, "groups whose raft timers are off because they are idle");
     describe_histogram!(WAL_SYNC_BATCH, Unit::Count, "log writes made durable by one WAL sync");
     describe_histogram!(WAL_SYNC_DURATION, Unit::Seconds, "duration of one WAL sync (fsync)");
+    describe_counter!(PEER_MESSAGES, Unit::Count, "messages sent to peers, by method");
     describe_histogram!(WRITE_STAGE, Unit::Seconds, "time a write spends in each stage of the write path, by stage");
 }
 
@@ -195,8 +200,8 @@ impl Stage {
 /// Records `took` for `stage` (histogram handles are registered once).
 pub fn stage(stage: Stage, took: std::time::Duration) {
     static HANDLES: OnceLock<Vec<metrics::Histogram>> = OnceLock::new();
-    let handles =
-        HANDLES.get_or_init(|| Stage::ALL.iter().map(|s| metrics::histogram!(WRITE_STAGE, "stage" => s.label())).collect());
+    let handles = HANDLES
+        .get_or_init(|| Stage::ALL.iter().map(|s| metrics::histogram!(WRITE_STAGE, "stage" => s.label())).collect());
     handles[stage as usize].record(took.as_secs_f64());
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::config::TlsConfig;
 
@@ -72,18 +72,42 @@ pub fn client_port(tls: &TlsConfig) -> Result<Option<Arc<rustls::ServerConfig>>,
     Ok(Some(Arc::new(config)))
 }
 
-/// The peer port's TLS: this node's identity, and peers verified by the CA.
-pub fn peer_server(tls: &TlsConfig) -> Result<Option<ServerTlsConfig>, TlsError> {
-    let (Some(cert), Some(key_file), Some(ca)) = (&tls.cert_file, &tls.key_file, &tls.ca_file) else { return Ok(None) };
-    let identity = Identity::from_pem(read(cert)?, read(key_file)?);
-    Ok(Some(ServerTlsConfig::new().identity(identity).client_ca_root(Certificate::from_pem(read(ca)?))))
+/// The ALPN name of the peer protocol.
+const PEER_ALPN: &[u8] = b"shardlock-peer/1";
+
+fn roots(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(ca)? {
+        roots.add(c)?;
+    }
+    Ok(roots)
 }
 
-/// How this node dials its peers: verifying them by the CA, presenting its own certificate.
-pub fn peer_client(tls: &TlsConfig) -> Result<Option<ClientTlsConfig>, TlsError> {
+/// The peer port's TLS: this node's identity; peers must present a
+/// certificate signed by the CA (mutual TLS).
+pub fn peer_server(tls: &TlsConfig) -> Result<Option<tokio_rustls::TlsAcceptor>, TlsError> {
     let (Some(cert), Some(key_file), Some(ca)) = (&tls.cert_file, &tls.key_file, &tls.ca_file) else { return Ok(None) };
-    let identity = Identity::from_pem(read(cert)?, read(key_file)?);
-    Ok(Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)).identity(identity)))
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs(cert)?, key(key_file)?)?;
+    config.alpn_protocols = vec![PEER_ALPN.to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
+
+/// How this node dials its peers: verifying them by the CA, presenting its
+/// own certificate.
+pub fn peer_client(tls: &TlsConfig) -> Result<Option<tokio_rustls::TlsConnector>, TlsError> {
+    let (Some(cert), Some(key_file), Some(ca)) = (&tls.cert_file, &tls.key_file, &tls.ca_file) else { return Ok(None) };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca)?)
+        .with_client_auth_cert(certs(cert)?, key(key_file)?)?;
+    config.alpn_protocols = vec![PEER_ALPN.to_vec()];
+    Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
 }
 
 /// A client's TLS: trust `ca`, and present `cert`/`key` if given (mutual TLS).

@@ -17,4 +17,5 @@ mod t06_tls;
 mod t07_membership;
 mod t08_faults;
 mod t09_bad_input;
+mod t10_upgrade;
 mod workload;

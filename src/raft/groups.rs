@@ -53,6 +53,8 @@ pub struct Groups {
     draining_peers: dashmap::DashMap<NodeId, std::time::Instant>,
     rafts: Arc<Vec<Raft>>,
     states: Vec<Arc<GroupState>>,
+    /// Each group's log (clones of openraft's), to flush on shutdown.
+    logs: Vec<LogStore>,
     router: PeerRouter,
     quiescer: Arc<Quiescer>,
     liveness: Arc<Liveness>,
@@ -60,9 +62,16 @@ pub struct Groups {
 
 fn raft_config(config: &Config) -> Result<Arc<RaftConfig>, GroupsError> {
     let r = &config.raft;
+    // A follower that acknowledged replication within this long gets no
+    // heartbeat: none flow while appends do. openraft needs the interval
+    // plus this plus one tick (13/64 of the interval) to stay below the
+    // election timeout; config validation keeps the minimum positive.
+    let tick = r.heartbeat_interval_ms * 13 / 64 + 1;
+    let suppress = r.heartbeat_interval_ms.min(r.election_timeout_min_ms - r.heartbeat_interval_ms - tick);
     let rc = RaftConfig {
         cluster_name: "shardlock".into(),
         heartbeat_interval: r.heartbeat_interval_ms,
+        heartbeat_min_interval: Some(suppress),
         election_timeout_min: r.election_timeout_min_ms,
         election_timeout_max: r.election_timeout_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
@@ -72,6 +81,12 @@ fn raft_config(config: &Config) -> Result<Arc<RaftConfig>, GroupsError> {
         ..Default::default()
     };
     rc.validate().map(Arc::new).map_err(|e| GroupsError::Config(e.to_string()))
+}
+
+/// The largest peer frame: snapshots travel whole, so it is far above the
+/// client limit; peers are trusted (mutual TLS when TLS is on).
+pub fn peer_frame_limit(config: &Config) -> usize {
+    config.max_message_bytes.max(512 << 20)
 }
 
 impl Groups {
@@ -85,12 +100,14 @@ impl Groups {
         let rc = raft_config(config)?;
         let peers = config.voters().into_iter().map(|p| (p.id, p.peer_addr));
         let tls = crate::tls::peer_client(&config.tls).map_err(|e| GroupsError::Config(e.to_string()))?;
-        let dial = config.raft.dial_overrides();
+        let links =
+            crate::peer::Links::new(config.node_id, config.raft.dial_overrides(), tls, peer_frame_limit(config));
         let min_append_ttl = Duration::from_millis(config.raft.election_timeout_min_ms);
-        let router = PeerRouter::new(config.node_id, peers, dial, config.max_message_bytes, min_append_ttl, tls);
-        let (mut rafts, mut states) = (Vec::new(), Vec::new());
+        let router = PeerRouter::new(config.node_id, peers, links, min_append_ttl);
+        let (mut rafts, mut states, mut logs) = (Vec::new(), Vec::new(), Vec::new());
         for group in 0..config.groups {
             let log = LogStore::new(db.clone(), syncer.clone(), group);
+            logs.push(log.clone());
             let sm = StateMachine::new(group, db.clone(), config.limits.clone(), observer.clone());
             states.push(sm.shared());
             let network = GroupNetwork::new(router.clone(), group);
@@ -103,7 +120,7 @@ impl Groups {
         let rafts = Arc::new(rafts);
         let quiescer = Arc::new(Quiescer::new(rafts.clone()));
         let liveness = Arc::new(Liveness::default());
-        Ok(Self { me: config.node_id, draining_peers, rafts, states, router, quiescer, liveness })
+        Ok(Self { me: config.node_id, draining_peers, rafts, states, logs, router, quiescer, liveness })
     }
 
     /// Initializes every group that is not yet, with the configured voters.
@@ -251,10 +268,15 @@ impl Groups {
         wait.metrics(|m| m.current_leader.is_some(), "group has a leader").await.ok()?.current_leader
     }
 
-    /// Stops every group.
+    /// Stops every group, then writes what its log still holds in memory.
     pub async fn shutdown(&self) {
         for raft in self.rafts.iter() {
             let _ = raft.shutdown().await;
+        }
+        for (group, log) in self.logs.iter().enumerate() {
+            if let Err(err) = log.flush_committed() {
+                tracing::warn!(group, error = %err, "cannot write the committed index on shutdown");
+            }
         }
     }
 }

@@ -2,26 +2,31 @@
 //!
 //! Every openraft type stays inside `src/raft` and `src/storage`.
 //! - [`types`]: the type configuration and short names;
+//! - [`proposal`]: an entry's data, a batch of commands encoded once;
+//! - [`completion`]: openraft's responder, a callback run once;
+//! - [`submit`]: writes and reads of a group in shardlock's terms;
 //! - [`state_machine`]: the lock table as openraft's state machine;
-//! - [`network`]: one channel per peer carrying every group's RPCs;
-//! - [`batcher`]: many groups' messages to one peer in one call;
-//! - [`service`]: the receiving end of that channel;
+//! - [`network`]: every group's RPCs to a peer, over its one connection;
+//! - [`service`]: the receiving end, which hands messages to their group;
 //! - [`groups`]: starting, bootstrapping and looking up a node's groups;
 //! - [`quiesce`]: idle groups stop their timers;
 //! - [`liveness`]: node pings that watch the leaders of quiesced groups.
 
-pub mod batcher;
+pub mod completion;
 pub mod groups;
 pub mod liveness;
 pub mod membership;
 pub mod network;
+pub mod proposal;
 pub mod quiesce;
 pub mod service;
 pub mod state_machine;
+pub mod submit;
 pub mod types;
 
 pub use groups::Groups;
 pub use state_machine::{ApplyObserver, GroupState};
+pub use submit::{Committed, GroupError};
 pub use types::{NodeId, NodeInfo, Raft, TypeConfig};
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The receiving side of Raft traffic: one gRPC service for every group.
+//! The receiving side of Raft traffic: hands each message to its group.
 //!
 //! Invariants: a message is handed to the group it names, and only to it; a
 //! message for a group this node does not host, or one that does not decode,
@@ -9,15 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::{Request, Response, Status};
+use bytes::Bytes;
 
 use super::quiesce::Quiescer;
 use super::types::{NodeId, Snapshot, SnapshotMeta, Vote};
-use crate::proto::peer::raft_peer_server::RaftPeer;
-use crate::proto::peer::{
-    PingReply, PingRequest, RaftBatchReply, RaftBatchRequest, RaftKind, RaftOutcome, RaftReply, RaftRequest,
-};
-use crate::storage::codec::{decode, encode};
+use crate::peer::Method;
+use crate::storage::codec::{decode, encode, ByteBuf};
 
 pub struct RaftPeerService {
     quiescer: Arc<Quiescer>,
@@ -26,73 +23,58 @@ pub struct RaftPeerService {
     transfer_wake: Duration,
 }
 
+fn bad(e: impl std::fmt::Display) -> String {
+    format!("undecodable raft message: {e}")
+}
+
+fn failed(e: impl std::fmt::Display) -> String {
+    format!("raft group failed: {e}")
+}
+
 impl RaftPeerService {
     pub fn new(quiescer: Arc<Quiescer>, me: NodeId, transfer_wake: Duration) -> Self {
         Self { quiescer, me, transfer_wake }
     }
-}
 
-fn bad(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("undecodable raft message: {e}"))
-}
-
-fn failed(e: impl std::fmt::Display) -> Status {
-    Status::unavailable(format!("raft group failed: {e}"))
-}
-
-#[tonic::async_trait]
-impl RaftPeer for RaftPeerService {
-    async fn raft(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        self.handle(request.into_inner()).await.map(Response::new)
+    /// Whether `method` is a Raft message (served here).
+    pub fn serves(method: Method) -> bool {
+        matches!(
+            method,
+            Method::AppendEntries
+                | Method::Vote
+                | Method::PreVote
+                | Method::Snapshot
+                | Method::TransferLeader
+                | Method::Ping
+        )
     }
 
-    async fn raft_batch(&self, request: Request<RaftBatchRequest>) -> Result<Response<RaftBatchReply>, Status> {
-        let requests = request.into_inner().requests;
-        if requests.iter().any(|r| r.kind == RaftKind::FullSnapshot as i32) {
-            return Err(bad("snapshots travel alone, not in a batch"));
+    /// Hands one message to the group it names; the encoded reply, or why not.
+    pub async fn handle(&self, method: Method, group: u32, body: Bytes) -> Result<Vec<u8>, String> {
+        if method == Method::Ping {
+            return Ok(encode(&self.me));
         }
-        let answers = futures::future::join_all(requests.into_iter().map(|r| self.handle(r))).await;
-        let outcomes = answers
-            .into_iter()
-            .map(|a| match a {
-                Ok(reply) => RaftOutcome { reply: Some(reply), error: String::new() },
-                Err(status) => RaftOutcome { reply: None, error: status.message().to_owned() },
-            })
-            .collect();
-        Ok(Response::new(RaftBatchReply { outcomes }))
-    }
-
-    async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
-        Ok(Response::new(PingReply { node_id: self.me }))
-    }
-}
-
-impl RaftPeerService {
-    /// Hands one message to the group it names.
-    async fn handle(&self, req: RaftRequest) -> Result<RaftReply, Status> {
         let raft = self
             .quiescer
             .rafts()
-            .get(req.group as usize)
-            .ok_or_else(|| Status::not_found(format!("group {} is not hosted here", req.group)))?;
-        let kind = RaftKind::try_from(req.kind).map_err(bad)?;
-        let payload = match kind {
-            RaftKind::AppendEntries => {
-                encode(&raft.append_entries(decode(&req.payload).map_err(bad)?).await.map_err(failed)?)
-            }
-            RaftKind::Vote => encode(&raft.vote(decode(&req.payload).map_err(bad)?).await.map_err(failed)?),
-            RaftKind::PreVote => encode(&raft.pre_vote(decode(&req.payload).map_err(bad)?).await.map_err(failed)?),
-            RaftKind::FullSnapshot => {
-                let (vote, meta): (Vote, SnapshotMeta) = decode(&req.payload).map_err(bad)?;
-                let snapshot = Snapshot { meta, snapshot: req.data };
+            .get(group as usize)
+            .cloned()
+            .ok_or_else(|| format!("group {group} is not hosted here"))?;
+        let reply = match method {
+            Method::AppendEntries => encode(&raft.append_entries(decode(&body).map_err(bad)?).await.map_err(failed)?),
+            Method::Vote => encode(&raft.vote(decode(&body).map_err(bad)?).await.map_err(failed)?),
+            Method::PreVote => encode(&raft.pre_vote(decode(&body).map_err(bad)?).await.map_err(failed)?),
+            Method::Snapshot => {
+                let (vote, meta, data): (Vote, SnapshotMeta, ByteBuf) = decode(&body).map_err(bad)?;
+                let snapshot = Snapshot { meta, snapshot: data.0 };
                 encode(&raft.install_full_snapshot(vote, snapshot).await.map_err(failed)?)
             }
-            RaftKind::TransferLeader => {
-                self.quiescer.wake_follower(req.group, self.transfer_wake);
-                encode(&raft.handle_transfer_leader(decode(&req.payload).map_err(bad)?).await.map_err(failed)?)
+            Method::TransferLeader => {
+                self.quiescer.wake_follower(group, self.transfer_wake);
+                encode(&raft.handle_transfer_leader(decode(&body).map_err(bad)?).await.map_err(failed)?)
             }
-            RaftKind::Unspecified => return Err(bad("kind is unspecified")),
+            other => return Err(format!("{other:?} is not a raft message")),
         };
-        Ok(RaftReply { payload })
+        Ok(reply)
     }
 }

@@ -3,6 +3,8 @@
 //! Invariants:
 //! - the table is changed only by `apply` (and replaced by an installed
 //!   snapshot), in log order, so every replica holds the same table;
+//! - an entry's commands apply in their batch order, under the rules the
+//!   entry carries, all at the entry's log index;
 //! - effects of each apply are handed to the [`ApplyObserver`] synchronously,
 //!   before the next entry, so waiters and the lease keeper see every change
 //!   in order; the observer must not block;
@@ -13,14 +15,17 @@
 
 use std::io;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 
+use super::proposal::Proposal;
 use super::types::{LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::lock::{Limits, LockTable, Outcome, TableSnapshot};
+use crate::metrics::Stage;
 use crate::routing::GroupId;
 use crate::storage::codec::{decode, encode};
 use crate::storage::db::CF_SNAPSHOTS;
@@ -77,24 +82,31 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    fn apply_one(
-        &mut self,
-        index: u64,
-        payload: &EntryPayload<crate::lock::Command, u64, super::types::NodeInfo>,
-    ) -> Response {
-        match payload {
-            EntryPayload::Normal(cmd) => {
-                let started = std::time::Instant::now();
-                let outcome = {
-                    let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
-                    table.apply(index, cmd)
-                };
-                self.observer.applied(self.group, index, &outcome);
-                crate::metrics::stage(crate::metrics::Stage::Apply, started.elapsed());
-                Response { outcome: Some(outcome) }
-            }
-            EntryPayload::Blank | EntryPayload::Membership(_) => Response::default(),
+    fn apply_one(&mut self, index: u64, payload: &EntryPayload<Proposal, u64, super::types::NodeInfo>) -> Response {
+        let EntryPayload::Normal(proposal) = payload else {
+            return Response::default();
+        };
+        let started = Instant::now();
+        if let Some(submitted) = proposal.submitted() {
+            crate::metrics::stage(Stage::Commit, started.saturating_duration_since(submitted));
         }
+        let batch = match proposal.batch() {
+            Ok(batch) => batch,
+            Err(why) => {
+                // Every replica refuses the same bytes the same way.
+                tracing::error!(group = self.group, index, %why, "a log entry does not decode; it changes nothing");
+                return Response::default();
+            }
+        };
+        let outcomes: Vec<Outcome> = {
+            let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
+            batch.commands.iter().map(|cmd| table.apply_under(batch.rules, index, cmd)).collect()
+        };
+        for outcome in &outcomes {
+            self.observer.applied(self.group, index, outcome);
+        }
+        crate::metrics::stage(Stage::Apply, started.elapsed());
+        Response { outcomes, applied_at: Some(Instant::now()) }
     }
 
     fn save(&self, stored: &StoredSnapshot) -> io::Result<()> {
@@ -133,7 +145,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let table = self.shared.read(|t| t.snapshot());
         let meta = SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() };
-        SnapshotBuilder { group: self.group, db: self.db.clone(), table, meta }
+        SnapshotBuilder { group: self.group, db: self.db.clone(), table: Arc::new(table), meta }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
@@ -161,7 +173,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 pub struct SnapshotBuilder {
     group: GroupId,
     db: Db,
-    table: TableSnapshot,
+    table: Arc<TableSnapshot>,
     meta: SnapshotMeta,
 }
 
@@ -169,11 +181,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
-        let stored = StoredSnapshot { meta: self.meta.clone(), data: encode(&self.table) };
-        let cf = self.db.cf(CF_SNAPSHOTS).map_err(io_err)?;
-        let mut batch = rocksdb::WriteBatch::default();
-        batch.put_cf(cf, snapshot_key(self.group), encode(&stored));
-        self.db.write(batch).map_err(io_err)?;
-        Ok(Snapshot { meta: stored.meta, snapshot: stored.data })
+        // Encoding and writing a large table takes a while: off the runtime.
+        let (group, db, table, meta) = (self.group, self.db.clone(), self.table.clone(), self.meta.clone());
+        let write = move || -> io::Result<Snapshot> {
+            let stored = StoredSnapshot { meta, data: encode(&*table) };
+            let cf = db.cf(CF_SNAPSHOTS).map_err(io_err)?;
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(cf, snapshot_key(group), encode(&stored));
+            db.write(batch).map_err(io_err)?;
+            Ok(Snapshot { meta: stored.meta, snapshot: stored.data })
+        };
+        tokio::task::spawn_blocking(write).await.map_err(io_err)?
     }
 }

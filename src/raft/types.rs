@@ -2,21 +2,43 @@
 //!
 //! Invariant: every openraft type the rest of the crate sees is named here or
 //! elsewhere in `src/raft` / `src/storage`, so an openraft upgrade touches
-//! those two places only. Log entries carry lock [`Command`]s; responses carry
-//! the [`Outcome`] of applying them.
+//! those two places only. Log entries carry a [`Proposal`] (a batch of lock
+//! commands, encoded once); responses carry the [`Outcome`] of each command;
+//! a write's result goes to a [`Completion`] callback.
 
 use serde::{Deserialize, Serialize};
 
-use crate::lock::{Command, Outcome};
+use super::completion::Completion;
+use super::proposal::Proposal;
+use crate::lock::Outcome;
 
-openraft::declare_raft_types!(
-    /// The Raft types of one lock group.
-    pub TypeConfig:
-        D = Command,
-        R = Response,
-        NodeId = u64,
-        Node = NodeInfo,
-);
+/// The Raft types of one lock group. Written out (not with openraft's
+/// `declare_raft_types!`, which cannot name a responder): the defaults but
+/// for the data, response, node and responder types.
+#[derive(Debug, Clone, Copy, Default, Eq, PartialEq, Ord, PartialOrd)]
+pub struct TypeConfig {}
+
+impl openraft::RaftTypeConfig for TypeConfig {
+    type D = Proposal;
+    type R = Response;
+    type NodeId = u64;
+    type Node = NodeInfo;
+    type Term = u64;
+    type LeaderId = openraft::impls::leader_id_adv::LeaderId<Self::Term, Self::NodeId>;
+    type Vote = openraft::impls::Vote<Self::LeaderId>;
+    type Payload = openraft::EntryPayload<Self::D, Self::NodeId, Self::Node>;
+    type Entry = openraft::Entry<<Self::LeaderId as openraft::vote::RaftLeaderId>::Committed, Self::Payload>;
+    type Responder<T>
+        = Completion<T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type Batch<T>
+        = openraft::impls::InlineBatch<T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type AsyncRuntime = openraft::impls::TokioRuntime;
+    type ErrorSource = openraft::impls::BoxedErrorSource;
+}
 
 pub type NodeId = u64;
 pub type Raft = openraft::Raft<TypeConfig, crate::raft::state_machine::StateMachine>;
@@ -36,18 +58,18 @@ pub struct NodeInfo {
     pub peer_addr: String,
 }
 
-/// What applying one entry produced: an outcome for lock commands, nothing
-/// for Raft's own blank and membership entries.
+/// What applying one entry produced: an outcome per lock command of its
+/// batch, in order; none for Raft's own blank and membership entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
-    pub outcome: Option<Outcome>,
+    pub outcomes: Vec<Outcome>,
+    /// When the leader applied the entry, for the `reply` stage (never sent).
+    #[serde(skip)]
+    pub applied_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Display for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.outcome {
-            Some(outcome) => write!(f, "{outcome}"),
-            None => f.write_str("none"),
-        }
+        write!(f, "{} outcomes", self.outcomes.len())
     }
 }

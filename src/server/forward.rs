@@ -1,26 +1,23 @@
 //! One-hop forwarding of client work to a group's leader, over the peer
-//! port's channel.
+//! connection this node keeps to it.
 //!
 //! Invariant: a forwarded request is served only by the receiving node's
 //! local Raft (`propose_local` / `read_local`), never forwarded again, so a
 //! stale view of the leader costs at most one extra hop and can never loop;
-//! the sender retries with its refreshed view.
+//! the sender retries with its refreshed view. A refusal carries the
+//! receiver's `ApiError` (code, message, leader) unchanged.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::{Request, Response, Status};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use super::read::{ReadAnswer, ReadQuery};
 use super::service::{Applied, LockService};
 use crate::error::{ApiError, ErrorCode};
-use crate::lock::Command;
-use crate::proto::peer::forward_client::ForwardClient;
-use crate::proto::peer::forward_server::Forward;
-use crate::proto::peer::{
-    DrainingAck, DrainingNotice, MembershipReply, MembershipRequest, ProposeReply, ProposeRequest, ReadReply,
-    ReadRequest,
-};
+use crate::lock::{Command, Outcome};
+use crate::peer::{Answer, CallError, Kind, Links, Method};
 use crate::raft::membership::MembershipChange;
 use crate::raft::network::PeerRouter;
 use crate::raft::NodeId;
@@ -29,22 +26,51 @@ use crate::storage::codec::{decode, encode};
 
 /// Longest a forwarded request may take (covers a commit under load).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Adding a learner waits for it to catch up.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An `ApiError` as a refusal's body.
+#[derive(Serialize, Deserialize)]
+struct Refusal {
+    code: i32,
+    message: String,
+    leader: Option<String>,
+}
+
+fn refusal(err: &ApiError) -> Vec<u8> {
+    encode(&Refusal { code: err.code as i32, message: err.message.clone(), leader: err.leader.clone() })
+}
 
 fn unavailable(leader: NodeId, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Unavailable, format!("cannot reach the group leader (node {leader}): {e}; retry"))
 }
 
-fn client(router: &PeerRouter, leader: NodeId) -> Result<ForwardClient<tonic::transport::Channel>, ApiError> {
-    router.channel(leader).map(ForwardClient::new).map_err(|e| unavailable(leader, e))
+/// One forwarded call to `leader` and its decoded answer.
+async fn call<T: serde::de::DeserializeOwned>(
+    links: &Links,
+    leader: NodeId,
+    method: Method,
+    group: GroupId,
+    body: &[u8],
+    ttl: Duration,
+) -> Result<T, ApiError> {
+    let frame = links.call(leader, method, group, body, ttl).await.map_err(|e| match e {
+        CallError::Timeout => unavailable(leader, "no answer in time"),
+        CallError::Unreachable(why) => unavailable(leader, why),
+    })?;
+    if frame.kind == Kind::Reply {
+        return decode(&frame.body).map_err(|e| unavailable(leader, e));
+    }
+    let r: Refusal = decode(&frame.body).map_err(|e| unavailable(leader, e))?;
+    let code = ErrorCode::try_from(r.code).unwrap_or(ErrorCode::Internal);
+    Err(ApiError { code, message: r.message, leader: r.leader })
 }
 
 /// Proposes `cmd` on node `leader`.
 pub async fn propose(router: &PeerRouter, leader: NodeId, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
-    let mut req = Request::new(ProposeRequest { group, command: encode(cmd) });
-    req.set_timeout(FORWARD_TIMEOUT);
-    let reply = client(router, leader)?.propose(req).await.map_err(|s| ApiError::from_status(&s))?.into_inner();
-    let outcome = decode(&reply.outcome).map_err(|e| unavailable(leader, e))?;
-    Ok(Applied { index: reply.index, outcome })
+    let (index, outcome): (u64, Outcome) =
+        call(router.links(), leader, Method::Propose, group, &encode(cmd), FORWARD_TIMEOUT).await?;
+    Ok(Applied { index, outcome })
 }
 
 /// Runs a linearizable read on node `leader`.
@@ -54,11 +80,7 @@ pub async fn read(
     group: GroupId,
     query: &ReadQuery,
 ) -> Result<(u64, ReadAnswer), ApiError> {
-    let mut req = Request::new(ReadRequest { group, query: encode(query) });
-    req.set_timeout(FORWARD_TIMEOUT);
-    let reply = client(router, leader)?.read(req).await.map_err(|s| ApiError::from_status(&s))?.into_inner();
-    let answer = decode(&reply.answer).map_err(|e| unavailable(leader, e))?;
-    Ok((reply.index, answer))
+    call(router.links(), leader, Method::Read, group, &encode(query), FORWARD_TIMEOUT).await
 }
 
 /// Applies a membership change of `group` on node `leader`.
@@ -68,20 +90,16 @@ pub async fn change_membership(
     group: GroupId,
     change: &MembershipChange,
 ) -> Result<(), ApiError> {
-    let mut req = Request::new(MembershipRequest { group, change: encode(change) });
-    // Adding a learner waits for it to catch up.
-    req.set_timeout(Duration::from_secs(120));
-    client(router, leader)?.change_membership(req).await.map_err(|s| ApiError::from_status(&s))?;
-    Ok(())
+    call(router.links(), leader, Method::Membership, group, &encode(change), MEMBERSHIP_TIMEOUT).await
 }
 
 /// Tells node `peer` whether this node (`me`) is draining; best effort.
 pub async fn announce(router: &PeerRouter, peer: NodeId, me: NodeId, draining: bool) {
-    let Ok(mut client) = client(router, peer) else { return };
-    let mut req = Request::new(DrainingNotice { node_id: me, draining });
-    req.set_timeout(Duration::from_secs(1));
-    if let Err(status) = client.draining(req).await {
-        tracing::debug!(peer, error = %status.message(), "draining notice not delivered");
+    let body = encode(&(me, draining));
+    let sent: Result<(), ApiError> =
+        call(router.links(), peer, Method::Draining, 0, &body, Duration::from_secs(1)).await;
+    if let Err(err) = sent {
+        tracing::debug!(peer, error = %err.message, "draining notice not delivered");
     }
 }
 
@@ -90,52 +108,53 @@ pub struct ForwardService {
     service: Arc<LockService>,
 }
 
+fn bad_body(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, format!("undecodable forwarded request: {e}"))
+}
+
 impl ForwardService {
     pub fn new(service: Arc<LockService>) -> Self {
         Self { service }
     }
 
-    fn check_group(&self, group: GroupId) -> Result<(), Status> {
+    fn check_group(&self, group: GroupId) -> Result<(), ApiError> {
         if group >= self.service.config().groups {
-            return Err(Status::invalid_argument(format!("group {group} does not exist")));
+            return Err(ApiError::new(ErrorCode::InvalidArgument, format!("group {group} does not exist")));
         }
         Ok(())
     }
-}
 
-#[tonic::async_trait]
-impl Forward for ForwardService {
-    async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
-        let req = request.into_inner();
-        self.check_group(req.group)?;
-        let cmd: Command = decode(&req.command).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let applied = self.service.propose_local(req.group, &cmd).await.map_err(|e| e.to_status())?;
-        Ok(Response::new(ProposeReply { index: applied.index, outcome: encode(&applied.outcome) }))
+    /// Serves one forwarded request; its encoded answer or refusal.
+    pub async fn handle(&self, method: Method, group: GroupId, body: Bytes) -> Answer {
+        self.serve(method, group, body).await.map_err(|e| refusal(&e))
     }
 
-    async fn change_membership(
-        &self,
-        request: Request<MembershipRequest>,
-    ) -> Result<Response<MembershipReply>, Status> {
-        let req = request.into_inner();
-        self.check_group(req.group)?;
-        let change: MembershipChange = decode(&req.change).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.service.change_membership_local(req.group, &change).await.map_err(|e| e.to_status())?;
-        Ok(Response::new(MembershipReply {}))
-    }
-
-    async fn draining(&self, request: Request<DrainingNotice>) -> Result<Response<DrainingAck>, Status> {
-        let notice = request.into_inner();
-        self.service.groups().mark_draining(notice.node_id, notice.draining);
-        tracing::info!(peer = notice.node_id, draining = notice.draining, "peer draining notice");
-        Ok(Response::new(DrainingAck {}))
-    }
-
-    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
-        let req = request.into_inner();
-        self.check_group(req.group)?;
-        let query: ReadQuery = decode(&req.query).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (index, answer) = self.service.read_local(req.group, &query).await.map_err(|e| e.to_status())?;
-        Ok(Response::new(ReadReply { index, answer: encode(&answer) }))
+    async fn serve(&self, method: Method, group: GroupId, body: Bytes) -> Result<Vec<u8>, ApiError> {
+        match method {
+            Method::Propose => {
+                self.check_group(group)?;
+                let cmd: Command = decode(&body).map_err(bad_body)?;
+                let applied = self.service.proposer().propose_local(group, cmd).await?;
+                Ok(encode(&(applied.index, applied.outcome)))
+            }
+            Method::Read => {
+                self.check_group(group)?;
+                let query: ReadQuery = decode(&body).map_err(bad_body)?;
+                Ok(encode(&self.service.read_local(group, &query).await?))
+            }
+            Method::Membership => {
+                self.check_group(group)?;
+                let change: MembershipChange = decode(&body).map_err(bad_body)?;
+                self.service.change_membership_local(group, &change).await?;
+                Ok(encode(&()))
+            }
+            Method::Draining => {
+                let (node, draining): (NodeId, bool) = decode(&body).map_err(bad_body)?;
+                self.service.groups().mark_draining(node, draining);
+                tracing::info!(peer = node, draining, "peer draining notice");
+                Ok(encode(&()))
+            }
+            other => Err(ApiError::new(ErrorCode::InvalidArgument, format!("{other:?} is not forwarded work"))),
+        }
     }
 }

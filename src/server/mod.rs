@@ -2,8 +2,10 @@
 //! gRPC, REST and ldlm share.
 //!
 //! - [`node`]: start-up, shutdown, background loops;
-//! - [`service`]: the lock service (routing, forwarding, waiting);
+//! - [`service`]: the lock service (validation, sessions, waiting);
+//! - [`proposer`]: the write path: batching, forwarding, retrying;
 //! - [`forward`]: one-hop forwarding to group leaders;
+//! - [`peers`]: the peer port's handler (Raft messages, forwarded work);
 //! - [`read`]: linearizable read queries and answers;
 //! - [`waits`]: blocking acquires waiting on this node;
 //! - [`wait_guard`]: one blocking acquire's wait, cancelled when abandoned;
@@ -18,6 +20,8 @@ pub mod forward;
 pub mod gauges;
 pub mod keeper;
 pub mod node;
+pub mod peers;
+pub mod proposer;
 pub mod read;
 pub mod service;
 pub mod sessions;

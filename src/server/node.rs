@@ -13,17 +13,14 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 
 use super::effects::EffectSink;
 use super::forward::ForwardService;
 use super::keeper::Keeper;
+use super::peers::PeerHandler;
 use super::service::LockService;
 use super::waits::Waits;
 use crate::config::{Config, ConfigError};
-use crate::proto::peer::forward_server::ForwardServer;
-use crate::proto::peer::raft_peer_server::RaftPeerServer;
 use crate::raft::groups::GroupsError;
 use crate::raft::service::RaftPeerService;
 use crate::raft::Groups;
@@ -280,42 +277,15 @@ async fn serve_peer(
     listener: TcpListener,
     groups: Arc<Groups>,
     service: Arc<LockService>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<crate::peer::server::Acceptor>,
     rx: watch::Receiver<bool>,
 ) {
-    let max_message_bytes = service.config().max_message_bytes;
     let transfer_wake = Duration::from_millis(service.config().raft.election_timeout_max_ms * 2);
-    let raft = RaftPeerServer::new(RaftPeerService::new(groups.quiescer().clone(), groups.me(), transfer_wake))
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes);
-    let forward = ForwardServer::new(ForwardService::new(service));
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = match builder.tls_config(tls) {
-            Ok(b) => b,
-            Err(err) => {
-                tracing::error!(error = %err, "peer tls config refused");
-                return;
-            }
-        };
-    }
-    // `serve_with_incoming*` ignores the builder's `tcp_nodelay`: set it on
-    // every accepted connection, or a reply written in several segments
-    // waits for the peer's delayed ACK (about 40 ms on Linux).
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(conn)
-    });
-    let result = builder
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(raft)
-        .add_service(forward)
-        .serve_with_incoming_shutdown(incoming, stopped(rx))
-        .await;
-    if let Err(err) = result {
-        tracing::error!(error = %err, "peer server failed");
-    }
+    let raft = RaftPeerService::new(groups.quiescer().clone(), groups.me(), transfer_wake);
+    let limit = crate::raft::groups::peer_frame_limit(service.config());
+    let handler = Arc::new(PeerHandler::new(raft, ForwardService::new(service)));
+    crate::peer::server::serve(listener, handler, tls, limit, stopped(rx)).await;
+    groups.router().links().close_all();
 }
 
 /// The lease keeper's loop: proposes due expiries, wait timeouts and GC in
@@ -333,7 +303,7 @@ async fn run_keeper(service: Arc<LockService>, keeper: Arc<Keeper>, mut rx: watc
             for cmd in keeper.due(group, now) {
                 let service = service.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = service.propose_local(group, &cmd).await {
+                    if let Err(err) = service.proposer().propose_local(group, cmd.clone()).await {
                         tracing::debug!(group, %cmd, error = %err, "leader command not applied");
                     }
                 });

@@ -14,18 +14,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
-use openraft::raft::ReadPolicy;
-
 use super::forward;
 use super::keeper::Keeper;
+use super::proposer::{refused, Proposer};
 use super::read::{answer, LockRow, LockView, ReadAnswer, ReadQuery};
 use super::sessions::{Hold, SessionId, Sessions};
 use super::wait_guard::WaitGuard;
 use super::waits::Waits;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
-use crate::lock::{AcquireCmd, Command, Grant, LockKey, Outcome, Reply};
+use crate::lock::{AcquireCmd, Command, Grant, LockKey, Reply};
 use crate::metrics::Contention;
 use crate::raft::membership::{MembershipChange, MembershipError};
 use crate::raft::{Groups, NodeId};
@@ -40,12 +38,7 @@ pub struct Meta {
     pub index: u64,
 }
 
-/// A command applied at `index`, and its outcome.
-#[derive(Clone, Debug)]
-pub struct Applied {
-    pub index: u64,
-    pub outcome: Outcome,
-}
+pub use super::proposer::Applied;
 
 /// An acquire as the surfaces hand it over, defaults already filled in.
 #[derive(Clone, Debug)]
@@ -71,9 +64,8 @@ pub struct LockService {
     contention: Arc<Contention>,
     /// Set once when the node starts draining; new requests are refused.
     draining: std::sync::atomic::AtomicBool,
-    /// `shardlock_proposals_total` per group, registered once (no label
-    /// string per proposal).
-    proposals: Vec<metrics::Counter>,
+    /// Every write and every routed read goes through it.
+    proposer: Arc<Proposer>,
 }
 
 fn draining() -> ApiError {
@@ -95,10 +87,9 @@ impl LockService {
     ) -> Self {
         let sessions = Arc::new(Sessions::new(config.max_sessions));
         let draining = std::sync::atomic::AtomicBool::new(false);
-        let proposals = (0..config.groups)
-            .map(|group| metrics::counter!(crate::metrics::PROPOSALS, "group" => group.to_string()))
-            .collect();
-        Self { groups, waits, keeper, config, syncer, sessions, contention, draining, proposals }
+        let retry_window = Duration::from_millis(config.raft.election_timeout_max_ms * 4);
+        let proposer = Proposer::new(groups.clone(), retry_window);
+        Self { groups, waits, keeper, config, syncer, sessions, contention, draining, proposer }
     }
 
     /// Refuses new requests and answers local waiters with `DRAINING`, so
@@ -136,7 +127,7 @@ impl LockService {
             let service = self.clone();
             tokio::spawn(async move {
                 if let Err(err) = service.release_unchecked(hold.name.clone(), hold.key.clone()).await {
-                    if err.code != ErrorCode::NotHolder {
+                    if !err.code.means_not_held() {
                         tracing::warn!(error = %err, "releasing a grant of an ended session failed");
                     }
                 }
@@ -155,7 +146,7 @@ impl LockService {
             let service = self.clone();
             tokio::spawn(async move {
                 let refreshed = service.refresh_unchecked(hold.name.clone(), hold.key.clone(), Some(hold.ttl_ms)).await;
-                if refreshed.is_err_and(|e| e.code == ErrorCode::NotHolder) {
+                if refreshed.is_err_and(|e| e.code.means_not_held()) {
                     service.sessions.remove_hold(&hold.name, &hold.key);
                 }
             });
@@ -197,97 +188,18 @@ impl LockService {
 
     /// How long a request keeps retrying while its group has no leader.
     pub(super) fn retry_window(&self) -> Duration {
-        Duration::from_millis(self.config.raft.election_timeout_max_ms * 4)
+        self.proposer.retry_window()
+    }
+
+    pub fn proposer(&self) -> &Arc<Proposer> {
+        &self.proposer
     }
 
     // ---- writes -------------------------------------------------------
 
-    /// Proposes `cmd` in `group`: locally if this node leads, else one hop
-    /// to the leader; retries while the group elects a leader.
+    /// Proposes `cmd` in `group` wherever its leader is (see [`Proposer`]).
     pub async fn propose(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
-        self.propose_counted(group, cmd).await.0
-    }
-
-    /// Like `propose`, also saying whether it took more than one attempt: a
-    /// failed attempt (a leader change, a lost forward) may still have been
-    /// applied, so a retry can meet the effect of its own first try.
-    async fn propose_counted(&self, group: GroupId, cmd: &Command) -> (Result<Applied, ApiError>, bool) {
-        use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-        let router = self.groups.router();
-        let attempts = AtomicU32::new(0);
-        let local = || {
-            attempts.fetch_add(1, Relaxed);
-            self.propose_local(group, cmd)
-        };
-        let result = self.on_leader(group, local, |leader| forward::propose(router, leader, group, cmd)).await;
-        (result, attempts.load(Relaxed) > 1)
-    }
-
-    /// Runs `local` on this node; when it answers `NotLeader`, runs `remote`
-    /// against the leader this node knows of (one hop); retries retryable
-    /// failures while the group elects a leader, for up to `retry_window`.
-    async fn on_leader<T, L, LF, R, RF>(&self, group: GroupId, local: L, remote: R) -> Result<T, ApiError>
-    where
-        L: Fn() -> LF,
-        LF: std::future::Future<Output = Result<T, ApiError>>,
-        R: Fn(NodeId) -> RF,
-        RF: std::future::Future<Output = Result<T, ApiError>>,
-    {
-        let deadline = Instant::now() + self.retry_window();
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            let attempt = match local().await {
-                Err(err) if err.code == ErrorCode::NotLeader => match self.groups.view(group).leader {
-                    Some(leader) if leader != self.groups.me() => remote(leader).await,
-                    _ => Err(err),
-                },
-                other => other,
-            };
-            match attempt {
-                Err(err) if err.row().retryable && Instant::now() < deadline => {
-                    self.await_leader(group, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// One attempt through the local Raft; `NotLeader` when it does not lead.
-    pub async fn propose_local(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
-        if let Some(counter) = self.proposals.get(group as usize) {
-            counter.increment(1);
-        }
-        if self.groups.quiescer().touch(group) {
-            // A quiet leader's lease lapsed: one ReadIndex round renews it.
-            let _ = self.groups.raft(group).ensure_linearizable(ReadPolicy::ReadIndex).await;
-        }
-        let submitted = Instant::now();
-        let written = self.groups.raft(group).client_write(cmd.clone()).await;
-        crate::metrics::stage(crate::metrics::Stage::Commit, submitted.elapsed());
-        match written {
-            Ok(resp) => {
-                let outcome = resp.data.outcome.ok_or_else(|| internal("a lock command produced no outcome"))?;
-                Ok(Applied { index: resp.log_id.index, outcome })
-            }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
-            | Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
-                Err(ApiError::not_leader(f.leader_node.map(|n| n.client_addr)))
-            }
-            Err(RaftError::APIError(other)) => Err(internal(other)),
-            Err(RaftError::Fatal(fatal)) => {
-                Err(ApiError::new(ErrorCode::Unavailable, format!("raft group {group} stopped ({fatal}): retry")))
-            }
-        }
-    }
-
-    async fn await_leader(&self, group: GroupId, pause: Duration) {
-        match self.groups.view(group).leader {
-            None => {
-                self.groups.wait_leader(group, pause.max(Duration::from_millis(100))).await;
-            }
-            Some(_) => tokio::time::sleep(pause).await,
-        }
+        self.proposer.propose(group, cmd).await.0
     }
 
     pub async fn acquire(self: &Arc<Self>, p: AcquireParams) -> Result<(Meta, Grant), ApiError> {
@@ -345,8 +257,8 @@ impl LockService {
     ) -> Result<(Meta, T), ApiError> {
         let applied = self.propose(group, &cmd).await?;
         let reply = applied.outcome.reply.map_err(ApiError::from)?;
-        let shown = format!("{reply:?}");
-        let value = want(reply).ok_or_else(|| internal(format!("{cmd} answered {shown}")))?;
+        let shown = reply.clone();
+        let value = want(reply).ok_or_else(|| internal(format!("{cmd} answered {shown:?}")))?;
         Ok((self.meta(group, applied.index), value))
     }
 
@@ -361,14 +273,15 @@ impl LockService {
         let group = self.group_of(&name);
         self.sessions.remove_hold(&name, &key);
         let cmd = Command::Release { name, key };
-        let (applied, retried) = self.propose_counted(group, &cmd).await;
+        let (applied, retried) = self.proposer.propose(group, &cmd).await;
         let applied = applied?;
         match applied.outcome.reply.map_err(ApiError::from) {
             Ok(Reply::Released) => Ok(self.meta(group, applied.index)),
-            // A retry found the key gone: the first attempt released it (or
-            // it ended meanwhile); either way the caller no longer holds it,
-            // the rule the client applies to its own retries.
-            Err(err) if retried && err.code == ErrorCode::NotHolder => Ok(self.meta(group, applied.index)),
+            // A retry found the key (or the emptied lock) gone: the first
+            // attempt released it (or it ended meanwhile); either way the
+            // caller no longer holds it, the rule the client applies to its
+            // own retries.
+            Err(err) if retried && err.code.means_not_held() => Ok(self.meta(group, applied.index)),
             Err(err) => Err(err),
             Ok(other) => Err(internal(format!("{cmd} answered {other:?}"))),
         }
@@ -418,7 +331,7 @@ impl LockService {
     pub async fn change_membership(&self, group: GroupId, change: &MembershipChange) -> Result<(), ApiError> {
         let router = self.groups.router();
         let remote = |leader| forward::change_membership(router, leader, group, change);
-        self.on_leader(group, || self.change_membership_local(group, change), remote).await
+        self.proposer.on_leader(group, || self.change_membership_local(group, change), remote).await
     }
 
     /// One attempt on this node; `NotLeader` unless it leads the group.
@@ -455,29 +368,16 @@ impl LockService {
     pub async fn read(&self, group: GroupId, query: &ReadQuery) -> Result<(Meta, ReadAnswer), ApiError> {
         let router = self.groups.router();
         let remote = |leader| forward::read(router, leader, group, query);
-        let (index, answer) = self.on_leader(group, || self.read_local(group, query), remote).await?;
+        let (index, answer) = self.proposer.on_leader(group, || self.read_local(group, query), remote).await?;
         Ok((self.meta(group, index), answer))
     }
 
     /// One attempt on this node; `NotLeader` unless it leads the group.
     pub async fn read_local(&self, group: GroupId, query: &ReadQuery) -> Result<(u64, ReadAnswer), ApiError> {
-        match self.groups.raft(group).ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(read_log_id) => {
-                self.groups.quiescer().touch(group);
-                let state = self.groups.state(group);
-                let ans = state.read(|table| answer(group, table, &self.keeper, query));
-                Ok((read_log_id.index(), ans))
-            }
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                Err(ApiError::not_leader(f.leader_node.map(|n| n.client_addr)))
-            }
-            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
-                Err(ApiError::new(ErrorCode::Unavailable, format!("group {group} has no quorum ({q}): retry")))
-            }
-            Err(RaftError::Fatal(fatal)) => {
-                Err(ApiError::new(ErrorCode::Unavailable, format!("raft group {group} stopped ({fatal}): retry")))
-            }
-        }
+        let index = self.groups.read_index(group).await.map_err(|e| refused(group, e))?;
+        let state = self.groups.state(group);
+        let ans = state.read(|table| answer(group, table, &self.keeper, query));
+        Ok((index, ans))
     }
 
     pub async fn describe(&self, name: String) -> Result<(Meta, Option<LockView>), ApiError> {

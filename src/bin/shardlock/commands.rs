@@ -55,29 +55,42 @@ fn options(lock: &LockArgs) -> AcquireOptions {
     }
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    if args.log_format == "json" {
-        logs.json().flatten_event(true).with_current_span(true).init();
-    } else {
-        logs.init();
-    }
-    // Defaults < file < SHARDLOCK_* environment < flags.
+/// The config a node serves with: defaults < file < `SHARDLOCK_*`
+/// environment < flags, validated.
+pub fn serve_config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::load_layered(args.config.as_deref(), std::env::vars())?;
     if let Some(v) = args.node_id {
         config.node_id = v;
     }
-    if let Some(v) = args.data_dir {
-        config.data_dir = v;
+    if let Some(v) = &args.data_dir {
+        config.data_dir = v.clone();
     }
-    if let Some(v) = args.client_addr {
-        config.client_addr = v;
+    if let Some(v) = &args.client_addr {
+        config.client_addr = v.clone();
     }
-    if let Some(v) = args.peer_addr {
-        config.peer_addr = v;
+    if let Some(v) = &args.peer_addr {
+        config.peer_addr = v.clone();
     }
     config.validate()?;
+    Ok(config)
+}
+
+impl ServeArgs {
+    /// Whether the node logs JSON lines.
+    pub fn json_logs(&self) -> bool {
+        self.log_format == "json"
+    }
+}
+
+/// Runs a node with `config` until SIGTERM or ^C, then drains it.
+pub async fn serve(config: Config, json: bool) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        logs.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        logs.init();
+    }
     let node = Node::start(config).await?;
     println!("shardlock node listening: client={} peer={}", node.client_addr(), node.peer_addr());
     wait_for_signal().await;
