@@ -4,6 +4,10 @@
 # cluster and a 3-node shardlock cluster (64 groups) on loopback, both with
 # fsync on, runs `shardlock-loadtest compare` (workloads alternated A B A B,
 # --pairs times), prints a Markdown table, and stops every server by pid.
+# Every shardlock workload runs twice per pair: with the Rust client, which
+# sends each request to its group's leader, and with plain gRPC clients each
+# pinned to one node (as ldlm, REST and generated gRPC clients are), whose
+# node forwards; the summary gives both rows against etcd.
 #   loadtest/compare.sh [--duration 5] [--pairs 3] [--uncontended-clients 1,16,64,256]
 # NODE_THREADS=N gives every server N threads (GOMAXPROCS for etcd,
 # TOKIO_WORKER_THREADS for shardlock); default: each runtime's own (one per core).

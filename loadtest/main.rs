@@ -31,6 +31,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 use shardlock::client::{AcquireOptions, Client};
+use shardlock::proto::v1 as pb;
+use shardlock::proto::v1::lock_client::LockClient;
+use tonic::transport::Channel;
 
 #[derive(Parser)]
 #[command(name = "shardlock-loadtest", about = "Closed-loop load against shardlock (and etcd)")]
@@ -94,6 +97,20 @@ struct Common {
     /// histograms (`shardlock_write_stage_seconds`, summed over the nodes).
     #[arg(long, global = true)]
     stages: bool,
+    /// Which shardlock clients to run: leader (the Rust client, routing to
+    /// group leaders), any (plain gRPC pinned to one node each), or both.
+    #[arg(long, global = true, default_value = "both", value_parser = ["leader", "any", "both"])]
+    routing: String,
+}
+
+impl Common {
+    fn systems(&self) -> Vec<System> {
+        match self.routing.as_str() {
+            "leader" => vec![System::Shardlock],
+            "any" => vec![System::ShardlockAnyNode],
+            _ => vec![System::Shardlock, System::ShardlockAnyNode],
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -106,8 +123,22 @@ enum Workload {
 
 #[derive(Clone, Copy, PartialEq)]
 enum System {
+    /// The Rust client: each request goes straight to its group's leader.
     Shardlock,
+    /// A plain gRPC client pinned to one node (client `i` to node `i % n`),
+    /// as ldlm, REST and generated gRPC clients are: the node forwards.
+    ShardlockAnyNode,
     Etcd,
+}
+
+impl System {
+    fn label(self) -> &'static str {
+        match self {
+            System::Shardlock => "shardlock",
+            System::ShardlockAnyNode => "shardlock any-node",
+            System::Etcd => "etcd",
+        }
+    }
 }
 
 /// One run's figures.
@@ -208,10 +239,13 @@ async fn run(c: &Common) -> anyhow::Result<()> {
         ("reads", Workload::Reads, c.clients, "linearizable fence reads"),
     ];
     for (key, w, clients, label) in plan {
-        if want(key) {
+        if !want(key) {
+            continue;
+        }
+        for system in c.systems() {
             let before = stages::Scrape::take(&c.addrs).await;
-            let f = measure(c, System::Shardlock, &c.addrs, &c.pids, w, clients).await?;
-            println!("{}", row("shardlock", label, clients, &f));
+            let f = measure(c, system, &c.addrs, &c.pids, w, clients).await?;
+            println!("{}", row(system.label(), label, clients, &f));
             if c.stages {
                 let after = stages::Scrape::take(&c.addrs).await;
                 println!("\nstages of `{label}`, {clients} clients:\n\n{}", after.table_since(&before));
@@ -233,11 +267,15 @@ async fn compare(c: &Common, etcd: &[String], etcd_pids: &[u32], pairs: usize, u
     println!("{HEADER}");
     let mut summary = Vec::new();
     for (w, clients, label) in &plan {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let systems = c.systems();
+        let mut ours: Vec<Vec<Figures>> = vec![Vec::new(); systems.len()];
+        let mut theirs = Vec::new();
         for _ in 0..pairs {
-            let a = measure(c, System::Shardlock, &c.addrs, &c.pids, *w, *clients).await?;
-            println!("{}", row("shardlock", label, *clients, &a));
-            ours.push(a);
+            for (i, system) in systems.iter().enumerate() {
+                let a = measure(c, *system, &c.addrs, &c.pids, *w, *clients).await?;
+                println!("{}", row(system.label(), label, *clients, &a));
+                ours[i].push(a);
+            }
             if *w == Workload::Semaphore {
                 continue; // etcd has no semaphore
             }
@@ -245,11 +283,13 @@ async fn compare(c: &Common, etcd: &[String], etcd_pids: &[u32], pairs: usize, u
             println!("{}", row("etcd", label, *clients, &b));
             theirs.push(b);
         }
-        summary.push((label.clone(), *clients, ours, theirs));
+        for (system, ours) in systems.iter().zip(ours) {
+            summary.push((system.label(), label.clone(), *clients, ours, theirs.clone()));
+        }
     }
-    println!("\n| workload | clients | shardlock cycles/s (median) | etcd cycles/s (median) | throughput ratio | shardlock p50 ms | etcd p50 ms | p50 ratio (etcd/shardlock) |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for (label, clients, ours, theirs) in summary {
+    println!("\n| shardlock client | workload | clients | shardlock cycles/s (median) | etcd cycles/s (median) | throughput ratio | shardlock p50 ms | etcd p50 ms | p50 ratio (etcd/shardlock) | shardlock p99 ms | etcd p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (system, label, clients, ours, theirs) in summary {
         let med = |v: &[Figures], f: fn(&Figures) -> f64| {
             let mut xs: Vec<f64> = v.iter().map(f).collect();
             xs.sort_by(|a, b| a.total_cmp(b));
@@ -257,17 +297,21 @@ async fn compare(c: &Common, etcd: &[String], etcd_pids: &[u32], pairs: usize, u
         };
         let (a, b) = (med(&ours, |f| f.cycles_per_s), med(&theirs, |f| f.cycles_per_s));
         let (pa, pb) = (med(&ours, |f| f.p50_ms), med(&theirs, |f| f.p50_ms));
+        let (qa, qb) = (med(&ours, |f| f.p99_ms), med(&theirs, |f| f.p99_ms));
         let fmt = |v: Option<f64>, p: usize| v.map_or("n/a".to_owned(), |v| format!("{v:.p$}"));
         let ratio = a.zip(b).map(|(a, b)| a / b.max(1e-9));
         let pratio = pa.zip(pb).map(|(a, b)| b / a.max(1e-9));
+        let client = if system == "shardlock" { "leader-routing" } else { "any node" };
         println!(
-            "| {label} | {clients} | {} | {} | {}x | {} | {} | {}x |",
+            "| {client} | {label} | {clients} | {} | {} | {}x | {} | {} | {}x | {} | {} |",
             fmt(a, 0),
             fmt(b, 0),
             fmt(ratio, 2),
             fmt(pa, 2),
             fmt(pb, 2),
-            fmt(pratio, 2)
+            fmt(pratio, 2),
+            fmt(qa, 2),
+            fmt(qb, 2)
         );
     }
     Ok(())
@@ -305,7 +349,9 @@ async fn wal_syncs(system: System, addrs: &[String]) -> Option<u64> {
     let mut total = 0;
     for addr in addrs {
         total += match system {
-            System::Shardlock => Client::connect(addr).await.ok()?.status().await.ok()?.wal_syncs,
+            System::Shardlock | System::ShardlockAnyNode => {
+                Client::connect(addr).await.ok()?.status().await.ok()?.wal_syncs
+            }
             System::Etcd => etcd_fsyncs(addr).await?,
         };
     }
@@ -346,6 +392,7 @@ async fn measure(
             System::Shardlock => {
                 Driver::Shardlock(Client::connect(addr).await.with_context(|| format!("connect {addr}"))?)
             }
+            System::ShardlockAnyNode => Driver::AnyNode(any_node(addr).await?),
             System::Etcd => {
                 Driver::Etcd(etcd::Etcd::connect(addr, c.ttl_s as i64).await.with_context(|| format!("etcd {addr}"))?)
             }
@@ -401,7 +448,14 @@ async fn measure(
 
 enum Driver {
     Shardlock(Client),
+    AnyNode(LockClient<Channel>),
     Etcd(etcd::Etcd),
+}
+
+/// A plain gRPC client of the node at `addr` (no routing, no retries).
+async fn any_node(addr: &str) -> anyhow::Result<LockClient<Channel>> {
+    let channel = Channel::from_shared(format!("http://{addr}"))?.tcp_nodelay(true).connect().await?;
+    Ok(LockClient::new(channel))
 }
 
 struct Spec {
@@ -436,6 +490,20 @@ impl Driver {
                 hold(shared);
                 client.release(&name, &grant.key).await?;
             }
+            Driver::AnyNode(raw) => {
+                let size = (spec.workload == Workload::Semaphore).then_some(spec.size);
+                let wait_ms = if spec.workload == Workload::Uncontended { 0 } else { 60_000 };
+                let req = pb::AcquireRequest {
+                    name: name.clone().into_bytes(),
+                    size,
+                    ttl_ms: Some(spec.ttl_ms),
+                    wait_ms,
+                    ..Default::default()
+                };
+                let key = raw.acquire(req).await?.into_inner().key;
+                hold(shared);
+                raw.release(pb::ReleaseRequest { name: name.into_bytes(), key }).await?;
+            }
             Driver::Etcd(etcd) => {
                 let key = etcd.lock(&name).await?;
                 hold(shared);
@@ -458,6 +526,24 @@ impl Driver {
                     record(shared, t, ok.map_err(anyhow::Error::from).and_then(expect_true));
                 }
                 client.release(&name, &grant.key).await?;
+            }
+            Driver::AnyNode(raw) => {
+                let req = pb::AcquireRequest {
+                    name: name.clone().into_bytes(),
+                    ttl_ms: Some(spec.ttl_ms),
+                    ..Default::default()
+                };
+                let grant = raw.acquire(req).await?.into_inner();
+                while Instant::now() < spec.deadline {
+                    let t = Instant::now();
+                    let check = pb::ValidateFenceRequest {
+                        name: name.clone().into_bytes(),
+                        fencing_token: grant.fencing_token,
+                    };
+                    let ok = raw.validate_fence(check).await.map(|r| r.into_inner().valid);
+                    record(shared, t, ok.map_err(anyhow::Error::from).and_then(expect_true));
+                }
+                raw.release(pb::ReleaseRequest { name: name.into_bytes(), key: grant.key }).await?;
             }
             Driver::Etcd(etcd) => {
                 let key = etcd.lock(&name).await?;

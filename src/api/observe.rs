@@ -1,8 +1,10 @@
 //! Per-call metrics and request ids of every surface, around the whole router.
 //!
-//! Every API request runs in a `request` tracing span with an id: the
-//! client's `x-request-id` (if it is 1 to 64 printable ASCII characters) or
-//! 64 random bits; the id is echoed in the response's `x-request-id`.
+//! Every API request has an id: the client's `x-request-id` (if it is 1 to
+//! 64 printable ASCII characters) or 64 random bits; the id is echoed in the
+//! response's `x-request-id`, names a `request` tracing span at debug level
+//! (free unless debug logging is on), and goes with the warning of a failed
+//! request.
 //!
 //! Invariant: labels are bounded — the surface, a call name from the fixed
 //! lists below ("unknown" otherwise, so a client cannot mint labels), and a
@@ -78,16 +80,14 @@ pub async fn observe(req: Request, next: Next) -> Response {
     let Some((surface, call)) = classify(req.uri().path()) else { return next.run(req).await };
     let id = request_id(&req);
     let started = Instant::now();
-    let span = tracing::info_span!("request", id = %id, surface, call);
+    let span = tracing::debug_span!("request", id = %id, surface, call);
     let mut resp = next.run(req).instrument(span.clone()).await;
     let code = code_of(&resp);
-    span.in_scope(|| {
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        match code.as_str() {
-            "INTERNAL" => tracing::warn!(code = %code, ms, "request failed"),
-            _ => tracing::debug!(code = %code, ms, "request done"),
-        }
-    });
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match code.as_str() {
+        "INTERNAL" => tracing::warn!(id = %id, surface, call, code = %code, ms, "request failed"),
+        _ => span.in_scope(|| tracing::debug!(code = %code, ms, "request done")),
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, value);
     }

@@ -14,8 +14,9 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{Config as RaftConfig, ServerState, SnapshotPolicy};
 
+use super::group_network::GroupNetwork;
 use super::liveness::Liveness;
-use super::network::{GroupNetwork, PeerRouter};
+use super::network::PeerRouter;
 use super::quiesce::Quiescer;
 use super::state_machine::{ApplyObserver, GroupState, StateMachine};
 use super::types::{NodeId, NodeInfo, Raft};

@@ -7,12 +7,15 @@
 //! - [`submit`]: writes and reads of a group in shardlock's terms;
 //! - [`state_machine`]: the lock table as openraft's state machine;
 //! - [`network`]: every group's RPCs to a peer, over its one connection;
+//! - [`group_network`]: one group's network to one peer, whose append
+//!   stream folds commit-only messages into the append that follows;
 //! - [`service`]: the receiving end, which hands messages to their group;
 //! - [`groups`]: starting, bootstrapping and looking up a node's groups;
 //! - [`quiesce`]: idle groups stop their timers;
 //! - [`liveness`]: node pings that watch the leaders of quiesced groups.
 
 pub mod completion;
+pub mod group_network;
 pub mod groups;
 pub mod liveness;
 pub mod membership;

@@ -16,15 +16,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
-use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory};
+use openraft::network::{RPCOption, RPCTypes};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
     VoteRequest, VoteResponse,
 };
-use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
+use openraft_multi::GroupRouter;
 use serde::de::DeserializeOwned;
 
-use super::types::{NodeId, NodeInfo, Snapshot, SnapshotData, TypeConfig, Vote};
+use super::types::{NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::metrics::Stage;
 use crate::peer::{CallError, Kind, Links, Method};
 use crate::routing::GroupId;
@@ -202,17 +202,5 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         let kind = (Method::TransferLeader, RPCTypes::TransferLeader);
         self.rpc(target, kind, group, encode(&req), option.hard_ttl()).await
-    }
-}
-
-/// The network factory of one group: the shared router bound to the group.
-pub type GroupNetwork = GroupNetworkFactory<PeerRouter, GroupId>;
-
-impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
-    type Network = GroupNetworkAdapter<TypeConfig, GroupId, PeerRouter>;
-
-    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
-        self.factory.learn(target, &node.peer_addr);
-        GroupNetworkAdapter::new(self.factory.clone(), target, self.group_id)
     }
 }

@@ -238,6 +238,11 @@ impl Node {
             }
         }
         self.groups.shutdown().await;
+        // What the groups wrote last (the committed indexes) is still in
+        // RocksDB's WAL buffer: write and sync it.
+        if let Err(err) = self.syncer.sync().await {
+            tracing::warn!(error = %err, "cannot sync the wal on shutdown");
+        }
         tracing::info!("node stopped");
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Invariants: one database per node; every column family listed in
 //! [`COLUMN_FAMILIES`] exists after `open`; a synced write is on disk when
-//! `write` returns, unless the node runs with the unsafe no-fsync switch.
+//! `write` returns, unless the node runs with the unsafe no-fsync switch; a
+//! buffered write (`write_buffered`) is readable at once and reaches the WAL
+//! file, and the disk, at the next `flush_wal` (the WAL syncer's).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +43,12 @@ impl Db {
         // lines cost CPU on the write path and grow without bound).
         opts.set_log_level(rocksdb::LogLevel::Warn);
         opts.set_keep_log_file_num(4);
+        // Unsynced writes stay in RocksDB's WAL buffer until the WAL syncer's
+        // FlushWAL(sync) writes and syncs them together: no write system
+        // call per log append. Synced writes (`write`) still reach the disk
+        // before they return.
+        // (Not in no-fsync mode: no syncer flushes there.)
+        opts.set_manual_wal_flush(sync);
         let db = DB::open_cf(&opts, path, COLUMN_FAMILIES)?;
         Ok(Self { inner: Arc::new(db), sync })
     }
@@ -67,6 +75,12 @@ impl Db {
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
         self.inner.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Writes and syncs every buffered write (what the WAL syncer does).
+    pub fn flush_wal(&self) -> Result<(), StorageError> {
+        self.inner.flush_wal(true)?;
         Ok(())
     }
 
