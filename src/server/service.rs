@@ -197,11 +197,6 @@ impl LockService {
 
     // ---- writes -------------------------------------------------------
 
-    /// Proposes `cmd` in `group` wherever its leader is (see [`Proposer`]).
-    pub async fn propose(&self, group: GroupId, cmd: &Command) -> Result<Applied, ApiError> {
-        self.proposer.propose(group, cmd).await.0
-    }
-
     pub async fn acquire(self: &Arc<Self>, p: AcquireParams) -> Result<(Meta, Grant), ApiError> {
         self.admit()?;
         let limits = &self.config.limits;
@@ -225,7 +220,7 @@ impl LockService {
             wait_ms: p.wait_ms,
         });
         let mut wait = WaitGuard::register(self.clone(), group, &p.name, &key);
-        let applied = self.propose(group, &cmd).await?;
+        let applied = self.proposer.propose(group, &cmd).await.0?;
         match applied.outcome.reply {
             Ok(Reply::Granted(grant)) => {
                 wait.disarm();
@@ -255,7 +250,7 @@ impl LockService {
         cmd: Command,
         want: impl FnOnce(Reply) -> Option<T>,
     ) -> Result<(Meta, T), ApiError> {
-        let applied = self.propose(group, &cmd).await?;
+        let applied = self.proposer.propose(group, &cmd).await.0?;
         let reply = applied.outcome.reply.map_err(ApiError::from)?;
         let shown = reply.clone();
         let value = want(reply).ok_or_else(|| internal(format!("{cmd} answered {shown:?}")))?;

@@ -53,7 +53,7 @@ impl WaitGuard {
             }
             _ = tokio::time::sleep(wait) => {
                 let cancel = Command::CancelWait { name: self.name.clone(), key: self.key.clone() };
-                let cancelled = self.service.propose(self.group, &cancel).await;
+                let cancelled = self.service.proposer().propose(self.group, &cancel).await.0;
                 self.disarm();
                 match cancelled.map(|a| a.outcome.reply) {
                     Ok(Ok(_)) => Err(LockError::WaitTimedOut.into()),
@@ -93,7 +93,7 @@ impl Drop for WaitGuard {
         let cancel = Command::CancelWait { name: std::mem::take(&mut self.name), key: self.key.clone() };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(err) = service.propose(group, &cancel).await {
+                if let Err(err) = service.proposer().propose(group, &cancel).await.0 {
                     tracing::warn!(group, error = %err, "cancelling an abandoned wait failed");
                 }
             });

@@ -5,7 +5,9 @@
 //! then handed here with a completion callback. This thread waits for work,
 //! takes everything queued, syncs the WAL once (`FlushWAL(sync)`) and fires
 //! every callback. One fsync thus covers every group's appends that arrived
-//! while the previous fsync ran.
+//! while the previous fsync ran. Under load it also lingers, briefly and only
+//! while appends keep arriving ([`Linger`]); after a sync of a single write
+//! it never does, so one client never waits for company.
 //!
 //! Invariants: a callback fires only after a WAL sync that began after its
 //! write (RocksDB's WAL is sequential, so the sync covers the write); a sync
@@ -102,18 +104,69 @@ impl Syncer {
     }
 }
 
+/// When the syncer may wait for more appends before it syncs.
+///
+/// Group commit that lingers only while appends keep arriving: after the
+/// previous sync covered a single write (one client, or a quiet node) it
+/// never waits; otherwise it waits in steps of `STEP` while each step brings
+/// another append, for at most a quarter of the last sync's duration (a
+/// sync that takes longer is worth sharing more), and never past `MAX`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Linger {
+    /// Writes the previous sync covered.
+    pub last_batch: usize,
+    /// How long the previous sync took.
+    pub last_sync: Duration,
+}
+
+impl Linger {
+    const STEP: Duration = Duration::from_micros(25);
+    const MAX: Duration = Duration::from_micros(200);
+
+    /// The longest this sync may wait for more appends in all.
+    pub fn budget(&self) -> Duration {
+        if self.last_batch < 2 {
+            return Duration::ZERO;
+        }
+        (self.last_sync / 4).min(Self::MAX)
+    }
+}
+
+/// Takes what is queued after `first`, lingering as [`Linger`] allows.
+fn gather(first: Done, rx: &mpsc::Receiver<Done>, linger: Linger) -> Vec<Done> {
+    let mut batch = vec![first];
+    batch.extend(rx.try_iter());
+    let budget = linger.budget();
+    if budget.is_zero() {
+        return batch;
+    }
+    let until = Instant::now() + budget;
+    while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        match rx.recv_timeout(Linger::STEP.min(left)) {
+            Ok(done) => {
+                batch.push(done);
+                batch.extend(rx.try_iter());
+            }
+            // A step brought nothing (or every sender is gone): sync now.
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 fn run(db: Db, rx: mpsc::Receiver<Done>, stats: &Stats, delay: Duration) {
     use std::sync::atomic::Ordering::Relaxed;
+    let mut linger = Linger { last_batch: 0, last_sync: Duration::ZERO };
     while let Ok(first) = rx.recv() {
         let started = Instant::now();
         if !delay.is_zero() {
             std::thread::sleep(delay);
         }
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
+        let batch = gather(first, &rx, linger);
         let syncing = Instant::now();
         let result = db.raw().flush_wal(true).map_err(|e| e.to_string());
-        crate::metrics::stage(crate::metrics::Stage::Fsync, syncing.elapsed());
+        linger = Linger { last_batch: batch.len(), last_sync: syncing.elapsed() };
+        crate::metrics::stage(crate::metrics::Stage::Fsync, linger.last_sync);
         stats.syncs.fetch_add(1, Relaxed);
         stats.synced_writes.fetch_add(batch.len() as u64, Relaxed);
         stats.sync_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -129,6 +182,32 @@ fn run(db: Db, rx: mpsc::Receiver<Done>, stats: &Stats, delay: Duration) {
 mod tests {
     use super::*;
     use crate::storage::db::CF_LOG;
+
+    #[test]
+    fn lingering_only_under_load_and_bounded() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (Linger { last_batch: 0, last_sync: ms(1) }, Duration::ZERO, "first sync"),
+            (Linger { last_batch: 1, last_sync: ms(5) }, Duration::ZERO, "one client never waits"),
+            (Linger { last_batch: 2, last_sync: Duration::from_micros(200) }, Duration::from_micros(50), "a quarter"),
+            (Linger { last_batch: 9, last_sync: ms(10) }, Duration::from_micros(200), "never past the max"),
+        ];
+        for (linger, want, what) in cases {
+            assert_eq!(linger.budget(), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn gathering_stops_at_the_first_empty_step() {
+        let (tx, rx) = mpsc::channel::<Done>();
+        let noop = || -> Done { Box::new(|_| {}) };
+        tx.send(noop()).unwrap();
+        tx.send(noop()).unwrap();
+        let linger = Linger { last_batch: 5, last_sync: Duration::from_millis(10) };
+        assert_eq!(gather(noop(), &rx, linger).len(), 3, "the queued two join the first");
+        let idle = Linger { last_batch: 1, last_sync: Duration::from_millis(10) };
+        assert_eq!(gather(noop(), &rx, idle).len(), 1);
+    }
 
     #[tokio::test]
     async fn many_writers_share_syncs() {
