@@ -66,7 +66,11 @@ fn free_listener() -> std::net::TcpListener {
 }
 
 /// Starts node `id` of `peers` on a thread of its own; returns when it is up.
-fn start_node(config: Config, client: std::net::TcpListener, peer: std::net::TcpListener) -> std::sync::mpsc::Sender<()> {
+fn start_node(
+    config: Config,
+    client: std::net::TcpListener,
+    peer: std::net::TcpListener,
+) -> std::sync::mpsc::Sender<()> {
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let (up_tx, up_rx) = std::sync::mpsc::channel::<()>();
     let threads = config.runtime_threads;
@@ -177,7 +181,11 @@ async fn load(a: &Args, peers: &[Peer]) {
                 while Instant::now() < until {
                     n += 1;
                     let name = if hot { "bench/hot".to_owned() } else { format!("bench/{i}/{}", n % 1000) };
-                    let opts = AcquireOptions { ttl_ms: Some(30_000), wait_ms: if hot { 60_000 } else { 0 }, ..Default::default() };
+                    let opts = AcquireOptions {
+                        ttl_ms: Some(30_000),
+                        wait_ms: if hot { 60_000 } else { 0 },
+                        ..Default::default()
+                    };
                     let t = Instant::now();
                     let grant = client.acquire(&name, opts).await.expect("acquire");
                     client.release(&name, &grant.key).await.expect("release");
@@ -197,7 +205,8 @@ async fn load(a: &Args, peers: &[Peer]) {
     let syncs = wal_syncs(&probe).await - syncs_before;
     let sent = |m: &str| {
         let f = format!("method=\"{m}\"");
-        sum_of(&metrics_after, "shardlock_peer_messages_total", &f) - sum_of(&metrics_before, "shardlock_peer_messages_total", &f)
+        sum_of(&metrics_after, "shardlock_peer_messages_total", &f)
+            - sum_of(&metrics_before, "shardlock_peer_messages_total", &f)
     };
     let workload = if a.hot { "one hot lock" } else { "uncontended" };
     println!(
@@ -218,7 +227,10 @@ async fn load(a: &Args, peers: &[Peer]) {
         .filter(|l| l.starts_with("shardlock_api_requests_total") && !l.contains("code=\"OK\""))
         .map(str::to_owned)
         .collect();
-    println!("leader changes seen during the run: {:.0}; failed api calls (since start): {codes:?}", changes(&metrics_after) - changes(&metrics_before));
+    println!(
+        "leader changes seen during the run: {:.0}; failed api calls (since start): {codes:?}",
+        changes(&metrics_after) - changes(&metrics_before)
+    );
     println!("\n{}", stage_table(&metrics_before, &metrics_after));
 }
 

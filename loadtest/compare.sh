@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compares shardlock with etcd on this machine, in the same run: installs
 # etcd from Debian's etcd-server package if missing, starts a 3-member etcd
-# cluster and a 3-node shardlock cluster (64 groups) on loopback, both with
+# cluster and a 3-node shardlock cluster (default config) on loopback, both with
 # fsync on, runs `shardlock-loadtest compare` (workloads alternated A B A B,
 # --pairs times), prints a Markdown table, and stops every server by pid.
 # Every shardlock workload runs twice per pair: with the Rust client, which

@@ -22,6 +22,7 @@
 
 mod etcd;
 mod stages;
+mod state;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -62,6 +63,18 @@ enum Mode {
         /// Client counts of the uncontended workload.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
         uncontended_clients: Vec<usize>,
+    },
+    /// Memory per held lock and per waiter (see loadtest/state.sh).
+    State {
+        /// Locks to acquire and keep.
+        #[arg(long, default_value_t = 100_000)]
+        locks: usize,
+        /// Blocking acquires to queue on the held locks.
+        #[arg(long, default_value_t = 10_000)]
+        waiters: usize,
+        /// Acquires in flight while filling.
+        #[arg(long, default_value_t = 512)]
+        in_flight: usize,
     },
 }
 
@@ -180,6 +193,9 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Compare { etcd, etcd_pids, pairs, uncontended_clients }) => {
             compare(c, etcd, etcd_pids, *pairs, uncontended_clients).await
         }
+        Some(Mode::State { locks, waiters, in_flight }) => {
+            state::run(&c.addrs, &c.pids, *locks, *waiters, *in_flight).await
+        }
     }
 }
 
@@ -202,12 +218,12 @@ fn row(system: &str, label: &str, clients: usize, f: &Figures) -> String {
     )
 }
 
-/// Waits (up to 30 s) until every group has a leader and leadership is
+/// Waits (up to 120 s) until every group has a leader and leadership is
 /// spread evenly over the nodes, so a fresh cluster's balancing (leader
 /// transfers in its first seconds) is not measured as request latency.
 async fn settled(addr: &str) -> anyhow::Result<()> {
     let client = Client::connect(addr).await.with_context(|| format!("connect {addr}"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(status) = client.status().await {
             let mut leads = std::collections::BTreeMap::<u64, usize>::new();
@@ -222,7 +238,7 @@ async fn settled(addr: &str) -> anyhow::Result<()> {
             }
         }
         if Instant::now() >= deadline {
-            bail!("the cluster did not settle (a leader per group, spread evenly) within 30 s");
+            bail!("the cluster did not settle (a leader per group, spread evenly) within 120 s");
         }
         tokio::time::sleep(Duration::from_millis(200)).await; // polling interval
     }

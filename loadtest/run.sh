@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts a fresh 3-node cluster (64 groups) on loopback in a temporary data
+# Starts a fresh 3-node cluster (the default 8 groups) on loopback in a temporary data
 # directory, runs shardlock-loadtest against it, and stops every node by pid.
 # Extra arguments go to shardlock-loadtest (e.g. --duration 20 --clients 128).
 set -euo pipefail
@@ -8,8 +8,6 @@ export DATA_ROOT
 DATA_ROOT=$(mktemp -d /tmp/shardlock-loadtest.XXXXXX)
 trap 'config/local-cluster.sh stop; rm -rf "$DATA_ROOT"' EXIT
 [ -x target/release/shardlock ] && [ -x target/release/shardlock-loadtest ] || cargo build --release --bins
-# Idle locks are collected 1 s after their last use (default 60 s), so each
-# run pays for collecting its own names (see loadtest/compare.sh).
-SHARDLOCK_IDLE_LOCK_GRACE_MS=1000 config/local-cluster.sh start >/dev/null
-echo "cluster: 3 nodes, 64 groups, loopback, fsync on; $(nproc) cores"
+config/local-cluster.sh start >/dev/null
+echo "cluster: 3 nodes, 8 groups, loopback, fsync on; $(nproc) cores"
 ./target/release/shardlock-loadtest --pids "$(cat "$DATA_ROOT"/node*.pid | paste -sd, -)" "$@"

@@ -60,19 +60,29 @@ async fn metrics_cover_the_grafana_dashboard() {
 
     // Every metric the dashboard needs shows up in some node's scrape.
     let mut seen = String::new();
-    wait_for("every dashboard metric in a scrape", Duration::from_secs(20), || {
-        let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
-        let used = used.clone();
-        async move {
-            let mut all = String::new();
-            for addr in &addrs {
-                all.push_str(&http(addr, "GET", "/metrics", "").await.1);
+    let missing = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let waited = tokio::time::timeout(
+        Duration::from_secs(20),
+        wait_for("every dashboard metric in a scrape", Duration::from_secs(30), || {
+            let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+            let (used, missing) = (used.clone(), missing.clone());
+            async move {
+                let mut all = String::new();
+                for addr in &addrs {
+                    all.push_str(&http(addr, "GET", "/metrics", "").await.1);
+                }
+                let absent: Vec<String> = used.iter().filter(|n| !all.contains(n.as_str())).cloned().collect();
+                let done = absent.is_empty();
+                *missing.lock().unwrap() = absent;
+                done.then_some(all)
             }
-            used.iter().all(|name| all.contains(name.as_str())).then_some(all)
-        }
-    })
-    .await
-    .clone_into(&mut seen);
+        }),
+    )
+    .await;
+    match waited {
+        Ok(all) => all.clone_into(&mut seen),
+        Err(_) => panic!("no scrape in 20s had {:?}", missing.lock().unwrap()),
+    }
     assert!(seen.contains("call=\"Acquire\""), "per-call API metrics");
     assert!(!seen.contains("ops/hot"), "lock names must never be metric labels");
 

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::LockError;
 
+/// The name of a lock, shared by the table and by what tracks the lock
+/// (effects, the lease keeper, waits) instead of copied.
+pub type Name = std::sync::Arc<str>;
+
 /// The key under which a holder or a waiter is known.
 ///
 /// Clients may choose it (which makes a retried acquire idempotent); the

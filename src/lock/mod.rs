@@ -15,6 +15,7 @@
 //! - [`table`]: the locks of one group and `apply`;
 //! - [`semaphore`]: one sized lock, its holders and its queue;
 //! - [`waiters`]: the FIFO queue of one lock;
+//! - [`holders`]: the holders of one lock, a small sorted map;
 //! - [`fence`]: the per-group grant counter behind fencing tokens;
 //! - [`key`], [`limits`], [`error`]: holder keys, input bounds, refusals;
 //! - [`snapshot`]: the serialisable image of a table.
@@ -32,6 +33,7 @@
 pub mod command;
 pub mod error;
 pub mod fence;
+pub mod holders;
 pub mod key;
 pub mod limits;
 pub mod outcome;
@@ -44,7 +46,8 @@ pub mod waiters;
 pub use command::{AcquireCmd, Command};
 pub use error::LockError;
 pub use fence::FenceCounter;
-pub use key::LockKey;
+pub use holders::Holders;
+pub use key::{LockKey, Name};
 pub use limits::Limits;
 pub use outcome::{Effect, EndReason, Grant, Outcome, Reply};
 pub use rules::Rules;

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LockError, LockKey};
+use super::{LockError, LockKey, Name};
 
 /// A granted hold: the key, its fencing tokens and its lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,42 +56,46 @@ pub enum EndReason {
 pub enum Effect {
     /// `handoff` is true when the grant went to a queued waiter.
     Granted {
-        name: String,
+        name: Name,
         grant: Grant,
         handoff: bool,
     },
     Queued {
-        name: String,
+        name: Name,
         key: LockKey,
         permits: u32,
         wait_ms: u64,
         enqueue_index: u64,
     },
     Refreshed {
-        name: String,
+        name: Name,
         key: LockKey,
+        /// The hold's first fencing token: names it within the group.
+        token: u64,
         ttl_ms: u64,
         lease_index: u64,
     },
     HoldEnded {
-        name: String,
+        name: Name,
         key: LockKey,
+        /// The hold's first fencing token: names it within the group.
+        token: u64,
         permits: u32,
         reason: EndReason,
     },
     WaitEnded {
-        name: String,
+        name: Name,
         key: LockKey,
         reason: EndReason,
     },
     /// The lock has no holder and no waiter since log index `since`.
     Idle {
-        name: String,
+        name: Name,
         since: u64,
     },
     /// The lock was garbage-collected.
     Removed {
-        name: String,
+        name: Name,
     },
 }
 

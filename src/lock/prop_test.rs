@@ -195,9 +195,9 @@ impl Runner {
         for effect in &outcome.effects {
             match effect {
                 Effect::Granted { name, grant, handoff } => {
-                    let last = self.last_token.get(name).copied().unwrap_or(0);
+                    let last = self.last_token.get(name.as_ref()).copied().unwrap_or(0);
                     prop_assert!(grant.token > last, "token {} after {} on {}", grant.token, last, name);
-                    self.last_token.insert(name.clone(), grant.token + u64::from(grant.permits) - 1);
+                    self.last_token.insert(name.to_string(), grant.token + u64::from(grant.permits) - 1);
                     if *handoff {
                         prop_assert_eq!(queue.get(handoffs), Some(&grant.key), "hand-off out of FIFO order");
                         handoffs += 1;

@@ -9,11 +9,12 @@
 //! - `idle_since` is set exactly when there is no holder and no waiter;
 //! - every grant takes fresh tokens from the group's counter.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use super::{AcquireCmd, Effect, EndReason, FenceCounter, Grant, Limits, LockError, LockKey, Reply, WaitQueue, Waiter};
+use super::holders::Holders;
+use super::{
+    AcquireCmd, Effect, EndReason, FenceCounter, Grant, Limits, LockError, LockKey, Name, Reply, WaitQueue, Waiter,
+};
 
 /// A holder of some permits of a lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +34,7 @@ pub struct Lock {
     size: u32,
     /// Sum of the holders' permits, kept to avoid a scan per request.
     held: u32,
-    holders: BTreeMap<LockKey, Holder>,
+    holders: Holders,
     waiters: WaitQueue,
     /// Log index at which the lock last became idle, for GC after a grace.
     idle_since: Option<u64>,
@@ -41,7 +42,7 @@ pub struct Lock {
 
 /// What one apply step needs besides the lock itself.
 pub(super) struct Step<'a> {
-    pub name: &'a str,
+    pub name: &'a Name,
     pub index: u64,
     pub fence: &'a mut FenceCounter,
     pub effects: &'a mut Vec<Effect>,
@@ -49,7 +50,7 @@ pub(super) struct Step<'a> {
 
 impl Lock {
     pub fn new(size: u32) -> Self {
-        Self { size, held: 0, holders: BTreeMap::new(), waiters: WaitQueue::default(), idle_since: None }
+        Self { size, held: 0, holders: Holders::default(), waiters: WaitQueue::default(), idle_since: None }
     }
 
     pub fn size(&self) -> u32 {
@@ -60,7 +61,7 @@ impl Lock {
         self.held
     }
 
-    pub fn holders(&self) -> &BTreeMap<LockKey, Holder> {
+    pub fn holders(&self) -> &Holders {
         &self.holders
     }
 
@@ -145,7 +146,7 @@ impl Lock {
         });
         self.idle_since = None;
         step.effects.push(Effect::Queued {
-            name: step.name.to_owned(),
+            name: step.name.clone(),
             key: cmd.key.clone(),
             permits: cmd.permits,
             wait_ms: cmd.wait_ms,
@@ -161,7 +162,7 @@ impl Lock {
         self.held += permits;
         self.idle_since = None;
         let grant = Grant { key: key.clone(), token, permits, ttl_ms, lease_index: step.index };
-        step.effects.push(Effect::Granted { name: step.name.to_owned(), grant: grant.clone(), handoff });
+        step.effects.push(Effect::Granted { name: step.name.clone(), grant: grant.clone(), handoff });
         grant
     }
 
@@ -177,8 +178,9 @@ impl Lock {
         holder.ttl_ms = ttl_ms;
         holder.lease_index = step.index;
         step.effects.push(Effect::Refreshed {
-            name: step.name.to_owned(),
+            name: step.name.clone(),
             key: key.clone(),
+            token: holder.token,
             ttl_ms,
             lease_index: step.index,
         });
@@ -199,25 +201,26 @@ impl Lock {
         if lease_index.is_some_and(|at| at != holder.lease_index) {
             return Err(LockError::StaleExpiry);
         }
-        let permits = holder.permits;
+        let (permits, token) = (holder.permits, holder.token);
         self.holders.remove(key);
         self.held -= permits;
-        step.effects.push(Effect::HoldEnded { name: step.name.to_owned(), key: key.clone(), permits, reason });
+        let (name, key) = (step.name.clone(), key.clone());
+        step.effects.push(Effect::HoldEnded { name, key, token, permits, reason });
         self.hand_off(step);
         Ok(())
     }
 
     /// Removes every holder (admin force-release) and returns how many.
     pub(super) fn end_all_holds(&mut self, step: &mut Step<'_>) -> u32 {
-        let keys: Vec<LockKey> = self.holders.keys().cloned().collect();
-        for key in &keys {
-            let permits = self.holders.remove(key).map_or(0, |h| h.permits);
-            self.held -= permits;
-            let reason = EndReason::Forced;
-            step.effects.push(Effect::HoldEnded { name: step.name.to_owned(), key: key.clone(), permits, reason });
+        let ended = self.holders.drain();
+        for (key, holder) in &ended {
+            self.held -= holder.permits;
+            let (permits, token, reason) = (holder.permits, holder.token, EndReason::Forced);
+            let (name, key) = (step.name.clone(), key.clone());
+            step.effects.push(Effect::HoldEnded { name, key, token, permits, reason });
         }
         self.hand_off(step);
-        keys.len() as u32
+        ended.len() as u32
     }
 
     /// Takes `key` out of the queue, if `enqueue_index` (when given) still
@@ -234,7 +237,7 @@ impl Lock {
             return Err(LockError::NotWaiting);
         }
         self.waiters.remove(key);
-        step.effects.push(Effect::WaitEnded { name: step.name.to_owned(), key: key.clone(), reason });
+        step.effects.push(Effect::WaitEnded { name: step.name.clone(), key: key.clone(), reason });
         self.hand_off(step);
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{FenceCounter, Lock};
+use super::{FenceCounter, Lock, Name};
 
 /// Format version written into every snapshot.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -19,7 +19,7 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 pub struct TableSnapshot {
     version: u32,
     fence: FenceCounter,
-    locks: BTreeMap<String, Lock>,
+    locks: BTreeMap<Name, Lock>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -33,11 +33,11 @@ pub enum SnapshotError {
 }
 
 impl TableSnapshot {
-    pub(super) fn new(fence: FenceCounter, locks: BTreeMap<String, Lock>) -> Self {
+    pub(super) fn new(fence: FenceCounter, locks: BTreeMap<Name, Lock>) -> Self {
         Self { version: SNAPSHOT_VERSION, fence, locks }
     }
 
-    pub(super) fn into_parts(self) -> Result<(FenceCounter, BTreeMap<String, Lock>), SnapshotError> {
+    pub(super) fn into_parts(self) -> Result<(FenceCounter, BTreeMap<Name, Lock>), SnapshotError> {
         if self.version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version { found: self.version });
         }

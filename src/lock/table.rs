@@ -13,7 +13,7 @@ use std::ops::Bound;
 
 use super::semaphore::Step;
 use super::{AcquireCmd, Command, EndReason, FenceCounter, Limits, Lock, LockError, Outcome, Reply};
-use super::{Effect, Holder, LockKey, Rules, SnapshotError, TableSnapshot};
+use super::{Effect, Holder, LockKey, Name, Rules, SnapshotError, TableSnapshot};
 
 /// Where an apply step runs: the entry's rules and log index.
 #[derive(Clone, Copy)]
@@ -26,7 +26,7 @@ struct At {
 pub struct LockTable {
     limits: Limits,
     fence: FenceCounter,
-    locks: BTreeMap<String, Lock>,
+    locks: BTreeMap<Name, Lock>,
 }
 
 /// One row of a listing.
@@ -100,12 +100,14 @@ impl LockTable {
         self.limits.check_permits(cmd.permits, cmd.size)?;
         self.limits.check_ttl(cmd.ttl_ms)?;
         self.limits.check_wait(cmd.wait_ms)?;
-        let created = !self.locks.contains_key(&cmd.name);
-        let lock = self.locks.entry(cmd.name.clone()).or_insert_with(|| Lock::new(cmd.size));
-        let mut step = Step { name: &cmd.name, index, fence: &mut self.fence, effects };
+        let known = self.locks.get_key_value(cmd.name.as_str()).map(|(name, _)| name.clone());
+        let created = known.is_none();
+        let name = known.unwrap_or_else(|| Name::from(cmd.name.as_str()));
+        let lock = self.locks.entry(name.clone()).or_insert_with(|| Lock::new(cmd.size));
+        let mut step = Step { name: &name, index, fence: &mut self.fence, effects };
         let reply = lock.acquire(cmd, &self.limits, &mut step);
         if reply.is_err() && created {
-            self.locks.remove(&cmd.name);
+            self.locks.remove(cmd.name.as_str());
         }
         reply
     }
@@ -129,8 +131,8 @@ impl LockTable {
         if lock.idle_since() != Some(idle_since) {
             return Err(LockError::NotIdle);
         }
-        self.locks.remove(name);
-        effects.push(Effect::Removed { name: name.to_owned() });
+        let (name, _) = self.locks.remove_entry(name).ok_or(LockError::NotFound)?;
+        effects.push(Effect::Removed { name });
         Ok(Reply::Collected)
     }
 
@@ -145,16 +147,17 @@ impl LockTable {
         effects: &mut Vec<Effect>,
         f: impl FnOnce(&mut Lock, &mut Step<'_>) -> Result<T, LockError>,
     ) -> Result<T, LockError> {
+        let shared = self.locks.get_key_value(name).map(|(n, _)| n.clone()).ok_or(LockError::NotFound)?;
         let lock = self.locks.get_mut(name).ok_or(LockError::NotFound)?;
-        let mut step = Step { name, index: at.index, fence: &mut self.fence, effects };
+        let mut step = Step { name: &shared, index: at.index, fence: &mut self.fence, effects };
         let value = f(lock, &mut step)?;
         // Only a mutator's hand-off leaves a lock idle after a success.
         if lock.is_idle() {
             if at.rules.collects_in_apply() {
                 self.locks.remove(name);
-                effects.push(Effect::Removed { name: name.to_owned() });
+                effects.push(Effect::Removed { name: shared });
             } else {
-                effects.push(Effect::Idle { name: name.to_owned(), since: at.index });
+                effects.push(Effect::Idle { name: shared, since: at.index });
             }
         }
         Ok(value)
@@ -166,7 +169,7 @@ impl LockTable {
     }
 
     /// Every lock, in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Lock)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Name, &Lock)> {
         self.locks.iter()
     }
 
@@ -190,7 +193,7 @@ impl LockTable {
             .take_while(|(name, _)| name.starts_with(prefix))
             .take(limit)
             .map(|(name, lock)| LockSummary {
-                name: name.clone(),
+                name: name.to_string(),
                 size: lock.size(),
                 held: lock.held(),
                 holders: lock.holders().len(),
@@ -218,7 +221,7 @@ impl LockTable {
     pub fn restore(snapshot: TableSnapshot, limits: Limits) -> Result<Self, SnapshotError> {
         let (fence, locks) = snapshot.into_parts()?;
         for (name, lock) in &locks {
-            lock.check(fence.peek()).map_err(|why| SnapshotError::Corrupt { name: name.clone(), why })?;
+            lock.check(fence.peek()).map_err(|why| SnapshotError::Corrupt { name: name.to_string(), why })?;
         }
         Ok(Self { limits, fence, locks })
     }

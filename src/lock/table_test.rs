@@ -204,10 +204,10 @@ fn render_effect(effect: &Effect) -> String {
         Effect::Queued { name, key, permits, wait_ms, enqueue_index } => {
             format!("queued {name} {key} permits={permits} wait={wait_ms} enqueued={enqueue_index}")
         }
-        Effect::Refreshed { name, key, ttl_ms, lease_index } => {
+        Effect::Refreshed { name, key, ttl_ms, lease_index, .. } => {
             format!("refreshed {name} {key} ttl={ttl_ms} lease={lease_index}")
         }
-        Effect::HoldEnded { name, key, permits, reason } => {
+        Effect::HoldEnded { name, key, permits, reason, .. } => {
             format!("hold-ended {name} {key} permits={permits} reason={reason:?}")
         }
         Effect::WaitEnded { name, key, reason } => {

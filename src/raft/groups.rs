@@ -79,6 +79,15 @@ fn raft_config(config: &Config) -> Result<Arc<RaftConfig>, GroupsError> {
         max_in_snapshot_log_to_keep: r.snapshot_every_entries.min(1000),
         purge_batch_size: 256,
         enable_pre_vote: Some(true),
+        // A restarted leader stands for election like any node. Restoring
+        // its leadership at once is unsafe here: the committed log id is
+        // written lazily (`LogStore::save_committed`), and a leader's own
+        // unsynced appends may be lost in a crash after followers acked
+        // them, so a restored leader could serve a stale table and reuse a
+        // log index, handing out a fencing token twice (seen in t08's slow
+        // disk round and t02's full restart). An election makes the
+        // leader with the longest log commit a blank entry of its term.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     rc.validate().map(Arc::new).map_err(|e| GroupsError::Config(e.to_string()))

@@ -6,41 +6,98 @@
 //! the election timeout. Pings travel on the same channel as the peer's Raft
 //! traffic, so a cut link looks exactly like a dead peer.
 //!
+//! A live node is not always a leader: one that restarts comes back as a
+//! follower (a restarted leader stands for election, see `groups.rs`), and
+//! its quick answers to pings would keep its old followers asleep forever.
+//! So a ping's answer lists the groups the peer leads, and a group whose
+//! leader's node says it does not lead it counts as having a dead leader
+//! (`leaderless_for`), counted like a dead node from the first such answer.
+//!
 //! Invariants: only this node's own successful outgoing pings mark a peer
 //! live (an incoming ping proves nothing about the other direction); a peer
 //! never pinged successfully is not live; `revived` reports each transition
 //! from not live to live once, so leaders can wake the groups that peer
-//! follows.
+//! follows; a peer whose answer lists no groups (a node of an older version)
+//! is taken to lead every group it is said to.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::network::PeerRouter;
 use super::types::NodeId;
+use crate::routing::GroupId;
+
+/// A ping's answer: who answered and which groups it leads right now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub node: NodeId,
+    pub leads: Vec<GroupId>,
+}
+
+#[derive(Default)]
+struct PeerSeen {
+    last_ok: Option<Instant>,
+    /// Groups the peer's answers said it does not lead, since when; `None`
+    /// until an answer lists its groups.
+    not_leading: Option<HashMap<GroupId, Instant>>,
+}
 
 #[derive(Default)]
 pub struct Liveness {
-    last_ok: DashMap<NodeId, Instant>,
+    peers: DashMap<NodeId, PeerSeen>,
 }
 
 impl Liveness {
     /// Records a successful ping of `node`; true when it was not live before.
     pub fn record_ok(&self, node: NodeId, live_within: Duration) -> bool {
         let now = Instant::now();
-        let before = self.last_ok.insert(node, now);
+        let before = self.peers.entry(node).or_default().last_ok.replace(now);
         before.is_none_or(|t| now.duration_since(t) >= live_within)
+    }
+
+    /// Records which of `groups` a ping's answer says `node` leads; an
+    /// answer without the list (an older node) records nothing.
+    pub fn record_leads(&self, node: NodeId, leads: Option<&[GroupId]>, groups: u32) {
+        let Some(leads) = leads else { return };
+        let now = Instant::now();
+        let mut peer = self.peers.entry(node).or_default();
+        let not_leading = peer.not_leading.get_or_insert_with(HashMap::new);
+        for group in 0..groups {
+            if leads.contains(&group) {
+                not_leading.remove(&group);
+            } else {
+                not_leading.entry(group).or_insert(now);
+            }
+        }
     }
 
     /// How long `node` has been considered dead (`None` while it is live).
     /// A node never reached counts as dead since forever (`Duration::MAX`).
     pub fn dead_for(&self, node: NodeId, live_within: Duration) -> Option<Duration> {
-        match self.last_ok.get(&node).map(|t| t.elapsed()) {
+        let last_ok = self.peers.get(&node).and_then(|p| p.last_ok);
+        match last_ok.map(|t| t.elapsed()) {
             None => Some(Duration::MAX),
             Some(age) if age < live_within => None,
             Some(age) => Some(age - live_within),
         }
+    }
+
+    /// How long `group` has been without a leader, for a follower that
+    /// takes `leader` for its leader: as long as `leader`'s node is dead,
+    /// or has answered pings saying it does not lead `group` (after the
+    /// same grace `live_within`, so an answer racing an election does not
+    /// count); `None` while it leads as far as this node can tell.
+    pub fn leaderless_for(&self, leader: NodeId, group: GroupId, live_within: Duration) -> Option<Duration> {
+        if let Some(dead) = self.dead_for(leader, live_within) {
+            return Some(dead);
+        }
+        let peer = self.peers.get(&leader)?;
+        let since = *peer.not_leading.as_ref()?.get(&group)?;
+        since.elapsed().checked_sub(live_within)
     }
 
     pub fn is_live(&self, node: NodeId, live_within: Duration) -> bool {
@@ -49,9 +106,11 @@ impl Liveness {
 }
 
 /// Pings every known peer each `every`, until `shutdown` turns true; calls
-/// `revived` with each peer that comes back to life.
+/// `revived` with each peer that comes back to life. `groups` is how many
+/// groups this node hosts.
 pub async fn run(
     router: PeerRouter,
+    groups: u32,
     liveness: std::sync::Arc<Liveness>,
     every: Duration,
     live_within: Duration,
@@ -71,8 +130,10 @@ pub async fn run(
         let peers = router.peers();
         let router = &router;
         let pings = peers.iter().map(|&peer| async move { (peer, router.ping(peer, every).await) });
-        for (peer, ok) in futures::future::join_all(pings).await {
-            if ok && liveness.record_ok(peer, live_within) {
+        for (peer, answer) in futures::future::join_all(pings).await {
+            let Some(leads) = answer else { continue };
+            liveness.record_leads(peer, leads.as_deref(), groups);
+            if liveness.record_ok(peer, live_within) {
                 tracing::info!(peer, "peer answers pings again");
                 revived(peer);
             }
@@ -93,5 +154,25 @@ mod tests {
         assert!(live.is_live(7, within));
         assert!(!live.record_ok(7, within), "a live peer does not revive again");
         assert!(!live.is_live(7, Duration::ZERO), "stale once older than the window");
+    }
+
+    #[test]
+    fn a_live_node_that_stopped_leading_a_group_leaves_it_leaderless() {
+        let live = Liveness::default();
+        let within = Duration::from_millis(20);
+        live.record_ok(1, Duration::from_secs(60));
+        live.record_leads(1, None, 4);
+        assert_eq!(live.leaderless_for(1, 2, within), None, "an older node's answer: it leads what it is said to");
+        live.record_leads(1, Some(&[0, 2]), 4);
+        assert_eq!(live.leaderless_for(1, 2, within), None, "it leads group 2");
+        assert_eq!(live.leaderless_for(1, 3, within), None, "not yet past the grace");
+        std::thread::sleep(within * 2);
+        live.record_ok(1, within);
+        live.record_leads(1, Some(&[0]), 4);
+        assert!(live.leaderless_for(1, 3, within).is_some(), "group 3 has not been led past the grace");
+        assert_eq!(live.leaderless_for(1, 2, within), None, "group 2 just stopped: the grace counts from now");
+        live.record_leads(1, Some(&[0, 3]), 4);
+        assert_eq!(live.leaderless_for(1, 3, within), None, "leading again");
+        assert_eq!(live.leaderless_for(9, 0, within), Some(Duration::MAX), "a node never reached");
     }
 }

@@ -88,10 +88,12 @@ impl PeerRouter {
         self.inner.links.peers()
     }
 
-    /// Pings `target`; true when it answered within `ttl`.
-    pub async fn ping(&self, target: NodeId, ttl: Duration) -> bool {
-        let answer = self.inner.links.call(target, Method::Ping, 0, &[], ttl).await;
-        answer.is_ok_and(|frame| frame.kind == Kind::Reply)
+    /// Pings `target`: `None` unless it answered within `ttl`; then the
+    /// groups it leads, if its answer lists them (older nodes send only
+    /// their id).
+    pub async fn ping(&self, target: NodeId, ttl: Duration) -> Option<Option<Vec<GroupId>>> {
+        let frame = self.inner.links.call(target, Method::Ping, 0, &[], ttl).await.ok()?;
+        (frame.kind == Kind::Reply).then(|| decode::<super::liveness::Pong>(&frame.body).ok().map(|p| p.leads))
     }
 
     /// One message to `target` and its decoded reply.

@@ -74,7 +74,8 @@ pub struct Sight {
     pub leader: Option<NodeId>,
     /// Time since the last write, read or leader change here.
     pub idle: Duration,
-    /// How long the leader's node has failed pings (`None`: it answers).
+    /// How long the leader's node has failed pings or said it does not
+    /// lead the group (`None`: it answers, leading).
     pub leader_dead_for: Option<Duration>,
     /// This node is the preferred leader among the voters but the leader.
     pub first_successor: bool,
@@ -159,7 +160,7 @@ impl Quiescer {
         self.awake_until_ms[group as usize].load(Ordering::Relaxed) > self.now_ms()
     }
 
-    fn leads(&self, group: GroupId) -> bool {
+    pub fn leads(&self, group: GroupId) -> bool {
         use openraft::async_runtime::WatchReceiver;
         self.rafts[group as usize].metrics().borrow_watched().state == openraft::ServerState::Leader
     }
@@ -189,7 +190,7 @@ impl Quiescer {
 fn sight(groups: &Groups, group: GroupId, view: &GroupView, timing: &Timing) -> Sight {
     let me = groups.me();
     let leader = view.leader.filter(|l| *l != me);
-    let leader_dead_for = leader.and_then(|l| groups.liveness().dead_for(l, timing.live_within));
+    let leader_dead_for = leader.and_then(|l| groups.liveness().leaderless_for(l, group, timing.live_within));
     let first_successor = match (leader, leader_dead_for) {
         (Some(l), Some(_)) => {
             let others: Vec<NodeId> = groups.voter_ids(group).into_iter().filter(|v| *v != l).collect();

@@ -4,7 +4,7 @@
 //! message for a group this node does not host, or one that does not decode,
 //! is refused without touching any group; a leadership transfer wakes the
 //! group's timers here (see `quiesce`); pings (node liveness) answer at
-//! once.
+//! once, with the groups this node leads.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,8 @@ impl RaftPeerService {
     /// Hands one message to the group it names; the encoded reply, or why not.
     pub async fn handle(&self, method: Method, group: u32, body: Bytes) -> Result<Vec<u8>, String> {
         if method == Method::Ping {
-            return Ok(encode(&self.me));
+            let leads = (0..self.quiescer.rafts().len() as u32).filter(|&g| self.quiescer.leads(g)).collect();
+            return Ok(encode(&super::liveness::Pong { node: self.me, leads }));
         }
         let raft = self
             .quiescer

@@ -10,10 +10,12 @@
 //! Invariants: commands name the exact lease, wait or idle period they end
 //! (`lease_index`, `enqueue_index`, `idle_since`), so a stale one does
 //! nothing when applied; a due command is proposed at most once per
-//! `REPROPOSE_AFTER`; a follower proposes nothing.
+//! `REPROPOSE_AFTER`; a follower proposes nothing. Leases are named by their
+//! first fencing token (unique in a group) and, like waits, indexed by
+//! deadline, so a tick costs what is due, not what is held.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::lock::{Command, Effect, LockKey, LockTable};
@@ -22,95 +24,182 @@ use crate::routing::GroupId;
 /// A due command not yet applied is proposed again after this long.
 const REPROPOSE_AFTER: Duration = Duration::from_secs(2);
 
+/// When something falls due, in milliseconds since the keeper's epoch.
 #[derive(Clone, Copy, Debug)]
-struct Deadline {
-    applied_at: Instant,
-    after: Duration,
+struct Timing {
+    /// When this node applied what starts the deadline.
+    applied_ms: u64,
+    after_ms: u64,
     /// The log index that names what this deadline ends.
     tag: u64,
-    proposed_at: Option<Instant>,
+    /// When it was last proposed (0: never).
+    proposed_ms: u64,
 }
 
-impl Deadline {
-    fn new(applied_at: Instant, after_ms: u64, tag: u64) -> Self {
-        Self { applied_at, after: Duration::from_millis(after_ms), tag, proposed_at: None }
+impl Timing {
+    fn new(applied_ms: u64, after_ms: u64, tag: u64) -> Self {
+        Self { applied_ms, after_ms, tag, proposed_ms: 0 }
+    }
+
+    /// The deadline as if this node had always led: the index order.
+    fn base(&self) -> u64 {
+        self.applied_ms.saturating_add(self.after_ms)
     }
 
     /// When it falls due, counted from the later of apply and election.
-    fn at(&self, leader_since: Instant) -> Option<Instant> {
-        self.applied_at.max(leader_since).checked_add(self.after)
+    fn at(&self, leader_since_ms: u64) -> u64 {
+        self.applied_ms.max(leader_since_ms).saturating_add(self.after_ms)
     }
 
     /// True when due and not proposed recently; marks it proposed.
-    fn take_due(&mut self, now: Instant, leader_since: Instant) -> bool {
-        let due = self.at(leader_since).is_some_and(|at| at <= now);
-        let recent = self.proposed_at.is_some_and(|p| now.duration_since(p) < REPROPOSE_AFTER);
+    fn take_due(&mut self, now_ms: u64, leader_since_ms: u64) -> bool {
+        let due = self.at(leader_since_ms) <= now_ms;
+        let recent =
+            self.proposed_ms != 0 && now_ms.saturating_sub(self.proposed_ms) < REPROPOSE_AFTER.as_millis() as u64;
         if due && !recent {
-            self.proposed_at = Some(now);
+            self.proposed_ms = now_ms.max(1);
         }
         due && !recent
     }
 }
 
-type HoldId = (String, LockKey);
+/// A held lease, named by its first fencing token (unique in its group);
+/// its key is read from the table when it falls due.
+struct Lease {
+    name: Arc<str>,
+    /// When the hold was granted (refreshes do not move it), for metrics.
+    granted_ms: u64,
+    timing: Timing,
+}
 
+type WaitId = (Arc<str>, LockKey);
+
+/// One group's deadlines, each kind indexed by when it falls due so that a
+/// tick looks only at what is due, not at every lease.
 #[derive(Default)]
 struct GroupDeadlines {
-    leader_since: Option<Instant>,
-    /// When each current hold was granted (refreshes do not move it).
-    granted_at: HashMap<HoldId, Instant>,
-    leases: HashMap<HoldId, Deadline>,
-    waits: HashMap<HoldId, Deadline>,
-    idle: HashMap<String, Deadline>,
+    leader_since_ms: Option<u64>,
+    leases: HashMap<u64, Lease>,
+    /// (base deadline, token) of every lease.
+    lease_due: BTreeSet<(u64, u64)>,
+    waits: HashMap<WaitId, Timing>,
+    wait_due: BTreeSet<(u64, WaitId)>,
+    /// Idle locks of the V1 era (collected by `GcIdle`): few, scanned.
+    idle: HashMap<Arc<str>, Timing>,
+}
+
+impl GroupDeadlines {
+    fn add_lease(&mut self, token: u64, lease: Lease) {
+        self.lease_due.insert((lease.timing.base(), token));
+        if let Some(old) = self.leases.insert(token, lease) {
+            self.lease_due.remove(&(old.timing.base(), token));
+        }
+    }
+
+    fn remove_lease(&mut self, token: u64) -> Option<Lease> {
+        let lease = self.leases.remove(&token)?;
+        self.lease_due.remove(&(lease.timing.base(), token));
+        Some(lease)
+    }
+
+    fn add_wait(&mut self, id: WaitId, timing: Timing) {
+        self.wait_due.insert((timing.base(), id.clone()));
+        if let Some(old) = self.waits.insert(id.clone(), timing) {
+            self.wait_due.remove(&(old.base(), id));
+        }
+    }
+
+    fn remove_wait(&mut self, id: &WaitId) {
+        if let Some(old) = self.waits.remove(id) {
+            self.wait_due.remove(&(old.base(), id.clone()));
+        }
+    }
+
+    /// Expiries of the leases due at `now_ms` (leader since `since`); the
+    /// key of each is the one `table` lists for its token.
+    fn due_leases(&mut self, now_ms: u64, since: u64, table: &LockTable, out: &mut Vec<Command>) {
+        let candidates: Vec<u64> =
+            self.lease_due.iter().take_while(|(base, _)| *base <= now_ms).map(|(_, token)| *token).collect();
+        for token in candidates {
+            let Some(lease) = self.leases.get_mut(&token) else { continue };
+            let holder = table.get(&lease.name).and_then(|l| l.holders().iter().find(|(_, h)| h.token == token));
+            let Some((key, _)) = holder else { continue };
+            if lease.timing.take_due(now_ms, since) {
+                let (name, key) = (lease.name.to_string(), key.clone());
+                out.push(Command::Expire { name, key, lease_index: lease.timing.tag });
+            }
+        }
+    }
+
+    /// Timeouts of the waits due at `now_ms`.
+    fn due_waits(&mut self, now_ms: u64, since: u64, out: &mut Vec<Command>) {
+        let candidates: Vec<WaitId> =
+            self.wait_due.iter().take_while(|(base, _)| *base <= now_ms).map(|(_, id)| id.clone()).collect();
+        for id in candidates {
+            let Some(timing) = self.waits.get_mut(&id) else { continue };
+            if timing.take_due(now_ms, since) {
+                out.push(Command::WaitTimeout { name: id.0.to_string(), key: id.1.clone(), enqueue_index: timing.tag });
+            }
+        }
+    }
 }
 
 pub struct Keeper {
     groups: Vec<Mutex<GroupDeadlines>>,
     idle_grace_ms: u64,
+    epoch: Instant,
 }
 
 impl Keeper {
     pub fn new(groups: u32, idle_grace_ms: u64) -> Self {
-        Self { groups: (0..groups).map(|_| Mutex::default()).collect(), idle_grace_ms }
+        let groups = (0..groups).map(|_| Mutex::default()).collect();
+        Self { groups, idle_grace_ms, epoch: Instant::now() }
     }
 
     fn group(&self, group: GroupId) -> std::sync::MutexGuard<'_, GroupDeadlines> {
         self.groups[group as usize].lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
     /// Records the deadlines that the effects of one applied entry start or
     /// end; returns how long each hold that ended was held.
     pub fn on_effects(&self, group: GroupId, effects: &[Effect], now: Instant) -> Vec<Duration> {
+        let now_ms = self.ms(now);
         let mut held = Vec::new();
         let mut g = self.group(group);
         for effect in effects {
             match effect {
                 Effect::Granted { name, grant, .. } => {
-                    let id = (name.clone(), grant.key.clone());
-                    g.waits.remove(&id);
-                    g.idle.remove(name);
-                    g.granted_at.entry(id.clone()).or_insert(now);
-                    g.leases.insert(id, Deadline::new(now, grant.ttl_ms, grant.lease_index));
+                    let name: Arc<str> = name.clone();
+                    g.remove_wait(&(name.clone(), grant.key.clone()));
+                    g.idle.remove(&name);
+                    let granted_ms = g.leases.get(&grant.token).map_or(now_ms, |l| l.granted_ms);
+                    let timing = Timing::new(now_ms, grant.ttl_ms, grant.lease_index);
+                    g.add_lease(grant.token, Lease { name, granted_ms, timing });
                 }
-                Effect::Refreshed { name, key, ttl_ms, lease_index } => {
-                    g.leases.insert((name.clone(), key.clone()), Deadline::new(now, *ttl_ms, *lease_index));
+                Effect::Refreshed { token, ttl_ms, lease_index, .. } => {
+                    if let Some(mut lease) = g.remove_lease(*token) {
+                        lease.timing = Timing::new(now_ms, *ttl_ms, *lease_index);
+                        g.add_lease(*token, lease);
+                    }
                 }
-                Effect::HoldEnded { name, key, .. } => {
-                    let id = (name.clone(), key.clone());
-                    g.leases.remove(&id);
-                    if let Some(at) = g.granted_at.remove(&id) {
-                        held.push(now.saturating_duration_since(at));
+                Effect::HoldEnded { token, .. } => {
+                    if let Some(lease) = g.remove_lease(*token) {
+                        held.push(Duration::from_millis(now_ms.saturating_sub(lease.granted_ms)));
                     }
                 }
                 Effect::Queued { name, key, wait_ms, enqueue_index, .. } => {
                     g.idle.remove(name);
-                    g.waits.insert((name.clone(), key.clone()), Deadline::new(now, *wait_ms, *enqueue_index));
+                    g.add_wait((name.clone(), key.clone()), Timing::new(now_ms, *wait_ms, *enqueue_index));
                 }
                 Effect::WaitEnded { name, key, .. } => {
-                    g.waits.remove(&(name.clone(), key.clone()));
+                    g.remove_wait(&(name.clone(), key.clone()));
                 }
                 Effect::Idle { name, since } => {
-                    g.idle.insert(name.clone(), Deadline::new(now, self.idle_grace_ms, *since));
+                    g.idle.insert(name.clone(), Timing::new(now_ms, self.idle_grace_ms, *since));
                 }
                 Effect::Removed { name } => {
                     g.idle.remove(name);
@@ -122,70 +211,68 @@ impl Keeper {
 
     /// Whether this node led `group` at the keeper's last look.
     pub fn is_leader(&self, group: GroupId) -> bool {
-        self.group(group).leader_since.is_some()
+        self.group(group).leader_since_ms.is_some()
     }
 
     /// Rebuilds a group's deadlines from a table installed from a snapshot;
     /// every deadline restarts now (late, never early).
     pub fn restore(&self, group: GroupId, table: &LockTable, now: Instant) {
+        let now_ms = self.ms(now);
         let mut g = self.group(group);
-        let leader_since = g.leader_since;
-        *g = GroupDeadlines { leader_since, ..Default::default() };
+        let leader_since_ms = g.leader_since_ms;
+        *g = GroupDeadlines { leader_since_ms, ..Default::default() };
         for (name, lock) in table.iter() {
-            for (key, h) in lock.holders() {
-                g.leases.insert((name.clone(), key.clone()), Deadline::new(now, h.ttl_ms, h.lease_index));
-                g.granted_at.insert((name.clone(), key.clone()), now);
+            for (_, h) in lock.holders() {
+                let timing = Timing::new(now_ms, h.ttl_ms, h.lease_index);
+                g.add_lease(h.token, Lease { name: name.clone(), granted_ms: now_ms, timing });
             }
             for w in lock.waiters().iter() {
-                g.waits.insert((name.clone(), w.key.clone()), Deadline::new(now, w.wait_ms, w.enqueue_index));
+                g.add_wait((name.clone(), w.key.clone()), Timing::new(now_ms, w.wait_ms, w.enqueue_index));
             }
             if let Some(since) = lock.idle_since() {
-                g.idle.insert(name.clone(), Deadline::new(now, self.idle_grace_ms, since));
+                g.idle.insert(name.clone(), Timing::new(now_ms, self.idle_grace_ms, since));
             }
         }
     }
 
     /// Tells the keeper whether this node leads `group` now.
     pub fn set_leader(&self, group: GroupId, is_leader: bool, now: Instant) {
+        let now_ms = self.ms(now);
         let mut g = self.group(group);
-        match (is_leader, g.leader_since) {
-            (true, None) => g.leader_since = Some(now),
-            (false, Some(_)) => g.leader_since = None,
+        match (is_leader, g.leader_since_ms) {
+            (true, None) => g.leader_since_ms = Some(now_ms),
+            (false, Some(_)) => g.leader_since_ms = None,
             _ => {}
         }
     }
 
-    /// The commands that are due in `group`, if this node leads it.
-    pub fn due(&self, group: GroupId, now: Instant) -> Vec<Command> {
+    /// The commands that are due in `group`, if this node leads it; `table`
+    /// is the group's table. Looks at what is due only (the indexes are
+    /// ordered by deadline).
+    pub fn due(&self, group: GroupId, now: Instant, table: &LockTable) -> Vec<Command> {
+        let now_ms = self.ms(now);
         let mut g = self.group(group);
-        let Some(since) = g.leader_since else {
+        let Some(since) = g.leader_since_ms else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for ((name, key), d) in g.leases.iter_mut() {
-            if d.take_due(now, since) {
-                out.push(Command::Expire { name: name.clone(), key: key.clone(), lease_index: d.tag });
-            }
-        }
-        for ((name, key), d) in g.waits.iter_mut() {
-            if d.take_due(now, since) {
-                out.push(Command::WaitTimeout { name: name.clone(), key: key.clone(), enqueue_index: d.tag });
-            }
-        }
-        for (name, d) in g.idle.iter_mut() {
-            if d.take_due(now, since) {
-                out.push(Command::GcIdle { name: name.clone(), idle_since: d.tag });
+        g.due_leases(now_ms, since, table, &mut out);
+        g.due_waits(now_ms, since, &mut out);
+        for (name, t) in g.idle.iter_mut() {
+            if t.take_due(now_ms, since) {
+                out.push(Command::GcIdle { name: name.to_string(), idle_since: t.tag });
             }
         }
         out
     }
 
-    /// Time left on a lease, as this node would count it if it led.
-    pub fn remaining(&self, group: GroupId, name: &str, key: &LockKey, now: Instant) -> Option<Duration> {
+    /// Time left on the lease of the hold with first token `token`, as this
+    /// node would count it if it led.
+    pub fn remaining(&self, group: GroupId, token: u64, now: Instant) -> Option<Duration> {
         let g = self.group(group);
-        let d = g.leases.get(&(name.to_owned(), key.clone()))?;
-        let at = d.at(g.leader_since.unwrap_or(d.applied_at))?;
-        Some(at.saturating_duration_since(now))
+        let t = g.leases.get(&token)?.timing;
+        let at = t.at(g.leader_since_ms.unwrap_or(t.applied_ms));
+        Some(Duration::from_millis(at.saturating_sub(self.ms(now))))
     }
 
     /// Number of leases tracked in `group`.
@@ -197,7 +284,20 @@ impl Keeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::Grant;
+    use crate::lock::{AcquireCmd, Grant, Limits};
+
+    impl Keeper {
+        /// `due` against a table where "a" is held by "k" with token 1.
+        fn due_in(&self, group: GroupId, now: Instant) -> Vec<Command> {
+            let mut table = LockTable::new(Limits::default());
+            let key = LockKey::new("k").unwrap();
+            table.apply(
+                1,
+                &Command::Acquire(AcquireCmd { name: "a".into(), key, size: 1, permits: 1, ttl_ms: 1000, wait_ms: 0 }),
+            );
+            self.due(group, now, &table)
+        }
+    }
 
     fn granted(name: &str, key: &str, ttl_ms: u64, lease_index: u64) -> Effect {
         let grant = Grant { key: LockKey::new(key).unwrap(), token: 1, permits: 1, ttl_ms, lease_index };
@@ -209,15 +309,15 @@ mod tests {
         let keeper = Keeper::new(1, 60_000);
         let t0 = Instant::now();
         keeper.on_effects(0, &[granted("a", "k", 1000, 5)], t0);
-        assert!(keeper.due(0, t0 + Duration::from_secs(5)).is_empty(), "a follower proposes nothing");
+        assert!(keeper.due_in(0, t0 + Duration::from_secs(5)).is_empty(), "a follower proposes nothing");
         // Elected 800 ms after the grant: the lease now ends at 1800 ms, not 1000 ms.
         keeper.set_leader(0, true, t0 + Duration::from_millis(800));
-        assert!(keeper.due(0, t0 + Duration::from_millis(1500)).is_empty());
-        let due = keeper.due(0, t0 + Duration::from_millis(1800));
+        assert!(keeper.due_in(0, t0 + Duration::from_millis(1500)).is_empty());
+        let due = keeper.due_in(0, t0 + Duration::from_millis(1800));
         let expected = Command::Expire { name: "a".into(), key: LockKey::new("k").unwrap(), lease_index: 5 };
         assert_eq!(due, vec![expected]);
-        assert!(keeper.due(0, t0 + Duration::from_millis(1900)).is_empty(), "not proposed twice at once");
-        assert_eq!(keeper.due(0, t0 + Duration::from_millis(4000)).len(), 1, "proposed again if still there");
+        assert!(keeper.due_in(0, t0 + Duration::from_millis(1900)).is_empty(), "not proposed twice at once");
+        assert_eq!(keeper.due_in(0, t0 + Duration::from_millis(4000)).len(), 1, "proposed again if still there");
     }
 
     #[test]
@@ -227,12 +327,14 @@ mod tests {
         keeper.set_leader(0, true, t0);
         keeper.on_effects(0, &[granted("a", "k", 1000, 5)], t0);
         let key = LockKey::new("k").unwrap();
-        let refreshed = Effect::Refreshed { name: "a".into(), key: key.clone(), ttl_ms: 1000, lease_index: 9 };
+        let refreshed =
+            Effect::Refreshed { name: "a".into(), key: key.clone(), token: 1, ttl_ms: 1000, lease_index: 9 };
         keeper.on_effects(0, &[refreshed], t0 + Duration::from_millis(900));
-        assert!(keeper.due(0, t0 + Duration::from_millis(1500)).is_empty());
-        let due = keeper.due(0, t0 + Duration::from_millis(1900));
+        assert!(keeper.due_in(0, t0 + Duration::from_millis(1500)).is_empty());
+        let due = keeper.due_in(0, t0 + Duration::from_millis(1900));
         assert_eq!(due, vec![Command::Expire { name: "a".into(), key: key.clone(), lease_index: 9 }]);
-        let ended = Effect::HoldEnded { name: "a".into(), key, permits: 1, reason: crate::lock::EndReason::Released };
+        let reason = crate::lock::EndReason::Released;
+        let ended = Effect::HoldEnded { name: "a".into(), key, token: 1, permits: 1, reason };
         keeper.on_effects(0, &[ended], t0 + Duration::from_millis(2000));
         assert_eq!(keeper.leases(0), 0);
     }
@@ -245,7 +347,7 @@ mod tests {
         let key = LockKey::new("w").unwrap();
         let queued = Effect::Queued { name: "a".into(), key: key.clone(), permits: 1, wait_ms: 300, enqueue_index: 7 };
         keeper.on_effects(0, &[queued, Effect::Idle { name: "b".into(), since: 3 }], t0);
-        let mut due = keeper.due(0, t0 + Duration::from_millis(600));
+        let mut due = keeper.due_in(0, t0 + Duration::from_millis(600));
         due.sort_by_key(|c| c.to_string());
         assert_eq!(
             due,

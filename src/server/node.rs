@@ -260,6 +260,7 @@ fn spawn_quiescing(
     let revived = move |_peer| woken.wake_led_groups();
     let pings = liveness::run(
         groups.router().clone(),
+        groups.count(),
         groups.liveness().clone(),
         every,
         timing.live_within,
@@ -305,7 +306,7 @@ async fn run_keeper(service: Arc<LockService>, keeper: Arc<Keeper>, mut rx: watc
         let now = Instant::now();
         for group in 0..groups.count() {
             keeper.set_leader(group, groups.view(group).is_leader, now);
-            for cmd in keeper.due(group, now) {
+            for cmd in groups.state(group).read(|table| keeper.due(group, now, table)) {
                 let service = service.clone();
                 tokio::spawn(async move {
                     if let Err(err) = service.proposer().propose_local(group, cmd.clone()).await {

@@ -99,7 +99,7 @@ fn view(group: GroupId, name: &str, lock: &Lock, keeper: &Keeper) -> LockView {
             permits: h.permits,
             token: h.token,
             ttl_ms: h.ttl_ms,
-            remaining_ttl_ms: keeper.remaining(group, name, key, now).map_or(h.ttl_ms, |d| d.as_millis() as u64),
+            remaining_ttl_ms: keeper.remaining(group, h.token, now).map_or(h.ttl_ms, |d| d.as_millis() as u64),
         })
         .collect();
     let waiters = lock

@@ -11,13 +11,13 @@ use dashmap::DashMap;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
-use crate::lock::{Effect, EndReason, Grant, LockError, LockKey};
+use crate::lock::{Effect, EndReason, Grant, LockError, LockKey, Name};
 use crate::routing::GroupId;
 
 /// How a wait ended: a grant, or why not (from the log, or this node draining).
 pub type WaitResult = Result<Grant, ApiError>;
 
-type WaitId = (GroupId, String, LockKey);
+type WaitId = (GroupId, Name, LockKey);
 
 #[derive(Default)]
 pub struct Waits {
@@ -28,12 +28,12 @@ impl Waits {
     /// Registers interest in the fate of `key` on lock `name`.
     pub fn register(&self, group: GroupId, name: &str, key: &LockKey) -> oneshot::Receiver<WaitResult> {
         let (tx, rx) = oneshot::channel();
-        self.map.insert((group, name.to_owned(), key.clone()), tx);
+        self.map.insert((group, Name::from(name), key.clone()), tx);
         rx
     }
 
     pub fn unregister(&self, group: GroupId, name: &str, key: &LockKey) {
-        self.map.remove(&(group, name.to_owned(), key.clone()));
+        self.map.remove(&(group, Name::from(name), key.clone()));
     }
 
     pub fn len(&self) -> usize {

@@ -49,6 +49,11 @@ impl Db {
         // before they return.
         // (Not in no-fsync mode: no syncer flushes there.)
         opts.set_manual_wal_flush(sync);
+        // Memtables of 4 MiB (RocksDB's default is 64): the log is purged
+        // behind snapshots and read from a cache in front, and snapshots are
+        // read once per restart, so a large memtable only holds memory
+        // (measured: loadtest/state.sh, bench/RESULTS.md).
+        opts.set_write_buffer_size(4 << 20);
         let db = DB::open_cf(&opts, path, COLUMN_FAMILIES)?;
         Ok(Self { inner: Arc::new(db), sync })
     }

@@ -12,12 +12,11 @@
 //!   committed log id is written lazily, with the next append (see
 //!   `save_committed`);
 //! - the last purged log id is written in the same batch as the purge;
-//! - a per-group cache holds a contiguous suffix of the log (the newest
-//!   `CACHED_ENTRIES`), kept equal to what is on disk by `append`,
-//!   `truncate_after` and `purge`, so replication and apply, which read
-//!   what was just appended, rarely open a RocksDB iterator.
+//! - a per-group cache holds a contiguous suffix of the log (`TailCache`),
+//!   kept equal to what is on disk by `append`, `truncate_after` and
+//!   `purge`, so replication and apply, which read what was just
+//!   appended, rarely open a RocksDB iterator.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -31,13 +30,11 @@ use super::codec::{decode, encode};
 use super::db::{CF_LOG, CF_META};
 use super::keys::{log_key, meta_key, parse_log_key, MetaTag};
 use super::syncer::Syncer;
+use super::tail_cache::TailCache;
 use super::Db;
 use crate::raft::proposal::decode_entry;
 use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
 use crate::routing::GroupId;
-
-/// Newest entries kept in memory per group.
-const CACHED_ENTRIES: usize = 1024;
 
 /// The log of one group. Cheap to clone; clones share the database and
 /// the cache.
@@ -46,7 +43,7 @@ pub struct LogStore {
     db: Db,
     syncer: Syncer,
     group: GroupId,
-    cache: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    cache: Arc<Mutex<TailCache>>,
     /// The last committed log id openraft reported, not yet written. It is
     /// written with the next append (or by `flush_committed`), not on every
     /// commit: one RocksDB write less per entry on every node.
@@ -81,18 +78,13 @@ impl LogStore {
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, TailCache> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The entries `start..end` if the cache holds all that exist of them.
     fn cached(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
-        let cache = self.cache();
-        let (&first, &last) = (cache.keys().next()?, cache.keys().next_back()?);
-        if start < first || start > last.saturating_add(1) {
-            return None;
-        }
-        Some(cache.range(start..end).map(|(_, e)| e.clone()).collect())
+        self.cache().range(start, end)
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, tag: MetaTag) -> io::Result<Option<T>> {
@@ -219,26 +211,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.take_committed(&mut batch)?;
         self.db.write_buffered(batch).map_err(io_err)?;
         crate::metrics::stage(crate::metrics::Stage::Append, started.elapsed());
-        let mut cache = self.cache();
-        for entry in entries {
-            let index = entry.log_id.index;
-            // Keep the cache a contiguous suffix: a gap means start over.
-            if cache.keys().next_back().is_some_and(|&last| index != last + 1 && !cache.contains_key(&index)) {
-                cache.clear();
-            }
-            cache.insert(index, entry);
-        }
-        while cache.len() > CACHED_ENTRIES {
-            cache.pop_first();
-        }
-        drop(cache);
+        self.cache().append(entries);
         self.syncer.after_sync(Box::new(move |result| callback.io_completed(result)));
         Ok(())
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> io::Result<()> {
         let from = last.map_or(0, |id| id.index + 1);
-        self.cache().retain(|&index, _| index < from);
+        self.cache().retain(|index| index < from);
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf, log_key(self.group, from), log_key(self.group, u64::MAX));
@@ -247,7 +227,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        self.cache().retain(|&index, _| index > log_id.index);
+        self.cache().retain(|index| index > log_id.index);
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, MetaTag::LastPurged, &log_id)?;

@@ -11,5 +11,6 @@ pub mod identity;
 pub mod keys;
 pub mod log_store;
 pub mod syncer;
+pub mod tail_cache;
 
 pub use db::{Db, StorageError};
