@@ -10,7 +10,8 @@
 # node forwards; the summary gives both rows against etcd.
 #   loadtest/compare.sh [--duration 5] [--pairs 3] [--uncontended-clients 1,16,64,256]
 # NODE_THREADS=N gives every server N threads (GOMAXPROCS for etcd,
-# TOKIO_WORKER_THREADS for shardlock); default: each runtime's own (one per core).
+# runtime_threads for shardlock); default: each one's own (etcd one per
+# core, shardlock its default config, runtime_threads = 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
@@ -31,7 +32,7 @@ trap cleanup EXIT
 
 members="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
 THREADS=()
-[ -n "${NODE_THREADS:-}" ] && THREADS=("GOMAXPROCS=$NODE_THREADS" "TOKIO_WORKER_THREADS=$NODE_THREADS")
+[ -n "${NODE_THREADS:-}" ] && THREADS=("GOMAXPROCS=$NODE_THREADS" "SHARDLOCK_RUNTIME_THREADS=$NODE_THREADS")
 for i in 1 2 3; do
   env "${THREADS[@]}" etcd --name "e$i" --data-dir "$ROOT/etcd$i" \
     --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
@@ -53,7 +54,7 @@ for _ in $(seq 1 100); do
 done
 SL_PIDS=$(cat "$ROOT"/shardlock/node*.pid | paste -sd, -)
 ETCD_PID_LIST=$(IFS=,; echo "${ETCD_PIDS[*]}")
-echo "server threads: ${NODE_THREADS:-one per core}"
+echo "server threads: ${NODE_THREADS:-etcd one per core, shardlock runtime_threads from its config}"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; etcd $(etcd --version | head -1 | awk '{print $3}'); shardlock $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo
 ./target/release/shardlock-loadtest compare --pids "$SL_PIDS" --etcd-pids "$ETCD_PID_LIST" "$@"

@@ -173,7 +173,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             client_addr: "127.0.0.1:7001".into(),
             peer_addr: "127.0.0.1:7101".into(),
-            groups: 8,
+            groups: 4,
             initial_cluster: Vec::new(),
             bootstrap: true,
             default_ttl_ms: 30_000,

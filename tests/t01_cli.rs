@@ -15,7 +15,7 @@ fn default_config_round_trips_through_check() {
     std::fs::write(&file, &out.stdout).unwrap();
     let checked = shardlock(&["config", "check", file.to_str().unwrap()]);
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
-    assert!(String::from_utf8_lossy(&checked.stdout).contains("groups = 8"));
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("groups = 4"));
 }
 
 #[test]
@@ -56,5 +56,5 @@ async fn a_node_refuses_a_data_dir_made_with_another_group_count() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("groups = 32") && err.contains("says 8"), "{err}");
+    assert!(err.contains("groups = 32") && err.contains("says 4"), "{err}");
 }
