@@ -161,8 +161,10 @@ pub struct StorageConfig {
     pub unsafe_no_fsync: bool,
     /// Most log entries the batched writer puts in one synced write.
     pub max_batch_entries: usize,
-    /// FOR FAULT-INJECTION TESTS ONLY: the WAL syncer sleeps this long
-    /// before every sync, like a slow disk. 0 in production.
+    /// FOR FAULT-INJECTION TESTS ONLY: while a file named
+    /// `TEST_ONLY_SLOW_DISK` exists in the data directory, the WAL syncer
+    /// sleeps this long before every sync, like a slow disk. 0 in
+    /// production (then the file is never looked for).
     pub test_only_sync_delay_ms: u64,
 }
 

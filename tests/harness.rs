@@ -34,8 +34,6 @@ pub struct NodeProc {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
-    /// `SHARDLOCK_*` settings on top of the config file, from the next start.
-    env: Vec<(String, String)>,
 }
 
 pub struct Cluster {
@@ -94,8 +92,13 @@ impl Cluster {
 
     /// Like `start`, every node dialling every other through a fault proxy
     /// (see `links`).
-    pub async fn start_partitionable(n: usize, groups: u32) -> Self {
-        Self::start_inner(n, groups, "", ClientOptions::default(), true).await
+    pub async fn start_partitionable(n: usize, groups: u32, extra: &str) -> Self {
+        Self::start_inner(n, groups, extra, ClientOptions::default(), true).await
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> std::path::PathBuf {
+        self.dir.path().join(format!("node{id}"))
     }
 
     async fn start_inner(n: usize, groups: u32, extra: &str, options: ClientOptions, proxied: bool) -> Self {
@@ -123,7 +126,7 @@ impl Cluster {
         let id = self.nodes.len() as u64 + 1;
         let config = self.dir.path().join(format!("node{id}.toml"));
         let log = self.dir.path().join(format!("node{id}.log"));
-        self.nodes.push(NodeProc { id, client_addr, peer_addr, config, log, child: None, env: Vec::new() });
+        self.nodes.push(NodeProc { id, client_addr, peer_addr, config, log, child: None });
         let members: Vec<(u64, String, String)> =
             self.nodes.iter().map(|n| (n.id, n.client_addr.clone(), n.peer_addr.clone())).collect();
         let rewrite = if bootstrap { 1..=id } else { id..=id };
@@ -186,7 +189,6 @@ impl Cluster {
         for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("SHARDLOCK_")) {
             command.env_remove(name);
         }
-        command.envs(node.env.iter().cloned());
         let child = command
             .args(["serve", "--config"])
             .arg(&node.config)
@@ -198,12 +200,6 @@ impl Cluster {
             .spawn()
             .expect("spawn shardlock serve");
         node.child = Some(child);
-    }
-
-    /// Sets `SHARDLOCK_*` variables (none with an empty list) for node `id`'s
-    /// next start.
-    pub fn set_env(&mut self, id: u64, vars: &[(&str, &str)]) {
-        self.nodes[id as usize - 1].env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
 
     /// SIGKILLs node `id` (by pid) and reaps it.

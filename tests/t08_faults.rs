@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use shardlock::client::{AcquireOptions, Client};
+use shardlock::storage::syncer::SLOW_DISK_SWITCH;
 
 use crate::checker::{check, explain, Violation};
 use crate::fault_log::{report, FaultLog, FaultRun};
@@ -149,24 +150,17 @@ async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Cl
     cluster.restart(leader).await;
     healed(log, kind, at, work, client).await;
 
-    // A slow disk on the leader: it restarts with every WAL sync 200 ms late
-    // (the balancer then hands its groups back to it), and back to normal.
+    // A slow disk on the leader: every WAL sync of the node leading the
+    // mutex turns 200 ms late while it leads, then back to normal.
     let kind = "slow disk (fsync +200ms) on the leader";
     let leader = cluster.leader_of(MUTEX, 1).await;
     let at = Instant::now();
-    cluster.set_env(leader, &[("SHARDLOCK_STORAGE__TEST_ONLY_SYNC_DELAY_MS", "200")]);
-    cluster.kill(leader);
-    cluster.restart(leader).await;
-    wait_for("the slow node to lead again", Duration::from_secs(30), || async {
-        cluster.leaders(leader).await.filter(|l| l.contains(&leader))
-    })
-    .await;
+    let switch = cluster.data_dir(leader).join(SLOW_DISK_SWITCH);
+    std::fs::write(&switch, b"").expect("turn the slow disk on");
     let on_slow_disk = work.progress(work.done() + PROGRESS);
     wait_for("progress with a slow disk", Duration::from_secs(30), on_slow_disk).await;
     keep_fault_for(PARTITION).await;
-    cluster.set_env(leader, &[]);
-    cluster.kill(leader);
-    cluster.restart(leader).await;
+    std::fs::remove_file(&switch).expect("turn the slow disk off");
     healed(log, kind, at, work, client).await;
 
     let kind = "kill -9 every node";
@@ -187,7 +181,8 @@ async fn locks_stay_safe_through_crashes_pauses_and_partitions() {
     let nodes: usize = std::env::var("CHAOS_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     assert!(nodes == 3 || nodes == 5, "CHAOS_NODES must be 3 or 5");
     let t0 = Instant::now();
-    let mut cluster = Cluster::start_partitionable(nodes, 4).await;
+    // Every node may get a slow disk (switched on per node, see above).
+    let mut cluster = Cluster::start_partitionable(nodes, 4, "[storage]\ntest_only_sync_delay_ms = 200\n").await;
     let addrs: Vec<String> = (1..=nodes as u64).map(|id| cluster.addr(id)).collect();
     let seeds: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let client = Client::connect_any(&seeds).await.unwrap();

@@ -25,7 +25,7 @@ use crate::raft::groups::GroupsError;
 use crate::raft::service::RaftPeerService;
 use crate::raft::Groups;
 use crate::storage::identity::{self, IdentityError};
-use crate::storage::syncer::Syncer;
+use crate::storage::syncer::{Slowdown, Syncer};
 use crate::storage::{Db, StorageError};
 
 /// How often the lease keeper looks for due deadlines.
@@ -98,11 +98,15 @@ impl Node {
             tracing::warn!("unsafe_no_fsync is on: a crash may lose acknowledged grants; never use it in production");
         }
         let db = Db::open(&config.data_dir.join("db"), fsync)?;
-        let slow_disk = Duration::from_millis(config.storage.test_only_sync_delay_ms);
-        if !slow_disk.is_zero() {
+        let slow_disk = Slowdown {
+            delay: Duration::from_millis(config.storage.test_only_sync_delay_ms),
+            switch: Some(config.data_dir.join(crate::storage::syncer::SLOW_DISK_SWITCH)),
+        };
+        if !slow_disk.delay.is_zero() {
             tracing::warn!(
                 ms = config.storage.test_only_sync_delay_ms,
-                "test_only_sync_delay_ms is on: every wal sync is slowed"
+                switch = crate::storage::syncer::SLOW_DISK_SWITCH,
+                "test_only_sync_delay_ms is on: wal syncs are slowed while the switch file is in the data directory"
             );
         }
         let syncer = Syncer::start_slowed(db.clone(), fsync, slow_disk).map_err(io("cannot start the wal syncer"))?;
