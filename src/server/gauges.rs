@@ -21,6 +21,12 @@ pub async fn run(service: Arc<LockService>, mut stop: watch::Receiver<bool>) {
     let groups = service.groups().clone();
     let mut leaders: Vec<Option<u64>> = vec![None; groups.count() as usize];
     let mut walked_at: Vec<Option<u64>> = vec![None; groups.count() as usize];
+    // Every group's leader-change counter exists from the first scrape (at
+    // 0), not from the first change: a cluster that never changed leader
+    // still shows the series, so rate() and alerts see a zero.
+    for group in 0..groups.count() {
+        counter!(m::LEADER_CHANGES, "group" => group.to_string()).increment(0);
+    }
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
