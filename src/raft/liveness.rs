@@ -63,11 +63,17 @@ impl Liveness {
     /// answer without the list (an older node) records nothing.
     pub fn record_leads(&self, node: NodeId, leads: Option<&[GroupId]>, groups: u32) {
         let Some(leads) = leads else { return };
+        let mut led = vec![false; groups as usize];
+        for &g in leads {
+            if let Some(l) = led.get_mut(g as usize) {
+                *l = true;
+            }
+        }
         let now = Instant::now();
         let mut peer = self.peers.entry(node).or_default();
         let not_leading = peer.not_leading.get_or_insert_with(HashMap::new);
         for group in 0..groups {
-            if leads.contains(&group) {
+            if led[group as usize] {
                 not_leading.remove(&group);
             } else {
                 not_leading.entry(group).or_insert(now);
