@@ -1,7 +1,7 @@
 # The two commands of README.md: `make run` and `make test`.
 # Both install the Debian packages shardlock links against, if missing.
 
-APT_PACKAGES := librocksdb-dev libclang-dev
+APT_PACKAGES := librocksdb-dev libclang-dev curl
 PY_PACKAGES := "grpcio>=1.63" protobuf
 PY_LDLM := py-ldlm==1.1.3
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)

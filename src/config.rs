@@ -54,6 +54,8 @@ pub struct Config {
     pub body_read_timeout_ms: u64,
     /// Keepalive TTL of a session that names none.
     pub session_ttl_ms: u64,
+    /// How long an ldlm REST session (cookie) lives without a call.
+    pub ldlm_rest_session_idle_ms: u64,
     /// Most sessions open on one node.
     pub max_sessions: usize,
     /// Threads of the node's async runtime: 1 runs every task on one thread
@@ -187,6 +189,7 @@ impl Default for Config {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             session_ttl_ms: 10_000,
+            ldlm_rest_session_idle_ms: 600_000,
             max_sessions: 100_000,
             runtime_threads: 1,
             raft: RaftConfig::default(),
@@ -301,6 +304,9 @@ impl Config {
         }
         if self.max_concurrent_streams == 0 || self.max_sessions == 0 {
             return bad("max_concurrent_streams and max_sessions must be at least 1".into());
+        }
+        if self.ldlm_rest_session_idle_ms < 100 {
+            return bad("ldlm_rest_session_idle_ms must be at least 100".into());
         }
         if !(100..=self.limits.max_ttl_ms).contains(&self.session_ttl_ms) {
             return bad("session_ttl_ms must be 100 to limits.max_ttl_ms".into());

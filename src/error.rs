@@ -175,6 +175,47 @@ mod tests {
         assert_eq!(n, 23, "a new ErrorCode needs a row and a test");
     }
 
+    /// `InvalidArgument` as the README writes it: `INVALID_ARGUMENT`.
+    fn upper_snake(camel: &str) -> String {
+        let mut out = String::new();
+        for (i, c) in camel.chars().enumerate() {
+            if c.is_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+        }
+        out
+    }
+
+    /// The README's error table, one entry per code: (gRPC, HTTP, retryable).
+    fn readme_table() -> std::collections::BTreeMap<String, (String, u16, bool)> {
+        let readme = include_str!("../README.md");
+        let table = readme.split("### Errors").nth(1).expect("README has an Errors section");
+        let mut rows = std::collections::BTreeMap::new();
+        for line in table.lines().skip_while(|l| !l.starts_with("| code")).skip(2) {
+            let Some(cells) = line.strip_prefix('|') else { break };
+            let cells: Vec<&str> = cells.split('|').map(str::trim).collect();
+            let retryable = cells[0].contains("(retryable)");
+            let http: u16 = cells[2].parse().expect("an HTTP status");
+            for code in cells[0].replace("(retryable)", "").split(',') {
+                rows.insert(code.trim().to_owned(), (cells[1].to_owned(), http, retryable));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn the_readme_error_table_is_this_table() {
+        let documented = readme_table();
+        for code in all_codes().filter(|&c| c != ErrorCode::Unspecified) {
+            let name = code.as_str_name();
+            let r = row(code);
+            let expected = (upper_snake(&format!("{:?}", r.grpc)), r.http.as_u16(), r.retryable);
+            assert_eq!(documented.get(name), Some(&expected), "README's error table, row of {name}");
+        }
+        assert_eq!(documented.len(), all_codes().count() - 1, "the README lists a code src/error.rs has not");
+    }
+
     #[test]
     fn lock_errors_keep_their_message() {
         let err = ApiError::from(LockError::SizeMismatch { size: 1, asked: 2 });

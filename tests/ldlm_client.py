@@ -3,9 +3,12 @@
 Usage: python3 tests/ldlm_client.py HOST:PORT
 Exits 0 and prints OK when every check passes. Run by tests/t04_ldlm.rs.
 """
+import json
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 import uuid
 
 from ldlm import Client
@@ -24,6 +27,15 @@ c = Client(sys.argv[1], retries=0, auto_renew_locks=False)
 assert c.try_lock(sys.argv[2]).locked
 print("held")
 '''
+
+
+def waiters(lock):
+    """How many wait for `lock`, from shardlock's REST describe."""
+    body = json.dumps({"name": lock}).encode()
+    req = urllib.request.Request(f"http://{addr}/v1/lock/describe", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        described = json.load(resp)["lock"]
+    return len(described["waiters"]) if described else 0
 
 
 def raises(exc, fn, *args, **kw):
@@ -64,11 +76,22 @@ assert not a.try_lock(name + "-sem", size=2).locked
 s1.unlock()
 s2.unlock()
 
-# A blocking lock is handed over when the holder unlocks.
+# A blocking lock is handed over when the holder unlocks: b waits in the
+# queue (seen through shardlock's REST describe), then a unlocks.
 first = a.lock(name + "-wait")
 assert first.locked
+handed = {}
+waiter = threading.Thread(target=lambda: handed.update(got=b.lock(name + "-wait", wait_timeout_seconds=30)))
+waiter.start()
+deadline = time.monotonic() + 15
+while waiters(name + "-wait") != 1:
+    assert time.monotonic() < deadline, "b's lock call never queued"
+    time.sleep(0.05)
+assert waiter.is_alive(), "b's lock returned while a held the lock"
 a.unlock(name + "-wait", first.key)
-assert b.lock(name + "-wait", wait_timeout_seconds=5).locked
+waiter.join(30)
+assert not waiter.is_alive() and handed["got"].locked, handed
+b.unlock(name + "-wait", handed["got"].key)
 
 # Disconnect releases: another process (grpc shares one connection between
 # the clients of a process) locks without a timeout and exits; its

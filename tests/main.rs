@@ -18,4 +18,5 @@ mod t07_membership;
 mod t08_faults;
 mod t09_bad_input;
 mod t10_upgrade;
+mod t11_readme;
 mod workload;

@@ -24,6 +24,7 @@ use crate::error::{row, ApiError, ErrorCode};
 use crate::lock::LockKey;
 use crate::proto::ldlm as pb;
 use crate::proto::ldlm::ldlm_server::Ldlm;
+use crate::server::sessions::SessionId;
 use crate::server::{AcquireParams, LockService};
 
 pub struct LdlmApi {
@@ -33,6 +34,18 @@ pub struct LdlmApi {
 impl LdlmApi {
     pub fn new(service: Arc<LockService>) -> Self {
         Self { service }
+    }
+
+    pub fn service(&self) -> &Arc<LockService> {
+        &self.service
+    }
+
+    /// The ldlm session of a gRPC connection: opened on its first lock.
+    fn connection_session(&self, conn: Option<Conn>) -> Result<Option<SessionId>, Status> {
+        match conn {
+            Some(conn) => self.service.sessions().for_connection(conn.0).map(Some).map_err(|e| e.to_status()),
+            None => Ok(None),
+        }
     }
 }
 
@@ -65,19 +78,21 @@ fn seconds(value: Option<i32>, what: &str) -> Result<Option<u64>, Option<pb::Err
     }
 }
 
-fn refused(name: String, error: Option<pb::Error>) -> Response<pb::LockResponse> {
-    Response::new(pb::LockResponse { locked: false, name, key: String::new(), error })
+fn refused(name: String, error: Option<pb::Error>) -> pb::LockResponse {
+    pb::LockResponse { locked: false, name, key: String::new(), error }
 }
 
 impl LdlmApi {
-    async fn acquire(
+    /// A lock or try-lock; `session` holds the grant (the connection's, or
+    /// a REST session's).
+    pub async fn acquire(
         &self,
-        conn: Option<Conn>,
+        session: Option<SessionId>,
         name: String,
         wait_ms: u64,
         lock_timeout: Option<i32>,
         size: Option<i32>,
-    ) -> Result<Response<pb::LockResponse>, Status> {
+    ) -> Result<pb::LockResponse, Status> {
         let config = self.service.config();
         if name.is_empty() {
             return Ok(refused(name, error(pb::ErrorCode::Unknown, "lock name cannot be empty")));
@@ -93,10 +108,6 @@ impl LdlmApi {
             Ok(t) => t,
             Err(e) => return Ok(refused(name, e)),
         };
-        let session = match conn {
-            Some(conn) => Some(self.service.sessions().for_connection(conn.0).map_err(|e| e.to_status())?),
-            None => None,
-        };
         let params = AcquireParams {
             name: name.clone(),
             key: None,
@@ -107,43 +118,20 @@ impl LdlmApi {
             session: session.map(|id| (id, timeout.is_none())),
         };
         match self.service.acquire(params).await {
-            Ok((_, grant)) => {
-                Ok(Response::new(pb::LockResponse { locked: true, name, key: grant.key.to_string(), error: None }))
-            }
+            Ok((_, grant)) => Ok(pb::LockResponse { locked: true, name, key: grant.key.to_string(), error: None }),
             Err(err) if err.code == ErrorCode::LockBusy => {
                 let key = LockKey::from_u128(rand::random()).to_string();
-                Ok(Response::new(pb::LockResponse { locked: false, name, key, error: None }))
+                Ok(pb::LockResponse { locked: false, name, key, error: None })
             }
             Err(err) => Ok(refused(name, ldlm_error(err)?)),
         }
     }
-}
 
-#[tonic::async_trait]
-impl Ldlm for LdlmApi {
-    async fn lock(&self, request: Request<pb::LockRequest>) -> Result<Response<pb::LockResponse>, Status> {
-        let conn = request.extensions().get::<Conn>().copied();
-        let req = request.into_inner();
-        let max_wait_ms = self.service.config().limits.max_wait_ms;
-        let wait_ms = match seconds(req.wait_timeout_seconds, "wait timeout") {
-            Ok(wait) => wait.map_or(max_wait_ms, |w| w.min(max_wait_ms)),
-            Err(e) => return Ok(refused(req.name, e)),
-        };
-        self.acquire(conn, req.name, wait_ms, req.lock_timeout_seconds, req.size).await
-    }
-
-    async fn try_lock(&self, request: Request<pb::TryLockRequest>) -> Result<Response<pb::LockResponse>, Status> {
-        let conn = request.extensions().get::<Conn>().copied();
-        let req = request.into_inner();
-        self.acquire(conn, req.name, 0, req.lock_timeout_seconds, req.size).await
-    }
-
-    async fn unlock(&self, request: Request<pb::UnlockRequest>) -> Result<Response<pb::UnlockResponse>, Status> {
-        let req = request.into_inner();
+    /// Releases `req.key`'s hold of `req.name`.
+    pub async fn unlock(&self, req: pb::UnlockRequest) -> Result<pb::UnlockResponse, Status> {
         let name = req.name.clone();
-        let answer = |error: Option<pb::Error>| {
-            Response::new(pb::UnlockResponse { unlocked: error.is_none(), name: name.clone(), error })
-        };
+        let answer =
+            |error: Option<pb::Error>| pb::UnlockResponse { unlocked: error.is_none(), name: name.clone(), error };
         let Ok(key) = LockKey::new(req.key) else {
             return Ok(answer(error(pb::ErrorCode::InvalidLockKey, "invalid lock key")));
         };
@@ -159,8 +147,8 @@ impl Ldlm for LdlmApi {
         }
     }
 
-    async fn renew(&self, request: Request<pb::RenewRequest>) -> Result<Response<pb::LockResponse>, Status> {
-        let req = request.into_inner();
+    /// Renews a hold for `req.lock_timeout_seconds`.
+    pub async fn renew(&self, req: pb::RenewRequest) -> Result<pb::LockResponse, Status> {
         let gone = || error(pb::ErrorCode::LockDoesNotExistOrInvalidKey, "lock does not exist or invalid key");
         if req.lock_timeout_seconds <= 0 {
             return Ok(refused(req.name, error(pb::ErrorCode::Unknown, "lock timeout must be greater than 0")));
@@ -168,9 +156,39 @@ impl Ldlm for LdlmApi {
         let Ok(key) = LockKey::new(req.key.clone()) else { return Ok(refused(req.name, gone())) };
         let ttl_ms = req.lock_timeout_seconds as u64 * 1000;
         match self.service.refresh(req.name.clone(), key, Some(ttl_ms)).await {
-            Ok(_) => Ok(Response::new(pb::LockResponse { locked: true, name: req.name, key: req.key, error: None })),
+            Ok(_) => Ok(pb::LockResponse { locked: true, name: req.name, key: req.key, error: None }),
             Err(err) if matches!(err.code, ErrorCode::NotHolder | ErrorCode::NotFound) => Ok(refused(req.name, gone())),
             Err(err) => Ok(refused(req.name, ldlm_error(err)?)),
         }
+    }
+}
+
+#[tonic::async_trait]
+impl Ldlm for LdlmApi {
+    async fn lock(&self, request: Request<pb::LockRequest>) -> Result<Response<pb::LockResponse>, Status> {
+        let conn = request.extensions().get::<Conn>().copied();
+        let req = request.into_inner();
+        let max_wait_ms = self.service.config().limits.max_wait_ms;
+        let wait_ms = match seconds(req.wait_timeout_seconds, "wait timeout") {
+            Ok(wait) => wait.map_or(max_wait_ms, |w| w.min(max_wait_ms)),
+            Err(e) => return Ok(Response::new(refused(req.name, e))),
+        };
+        let session = self.connection_session(conn)?;
+        self.acquire(session, req.name, wait_ms, req.lock_timeout_seconds, req.size).await.map(Response::new)
+    }
+
+    async fn try_lock(&self, request: Request<pb::TryLockRequest>) -> Result<Response<pb::LockResponse>, Status> {
+        let conn = request.extensions().get::<Conn>().copied();
+        let req = request.into_inner();
+        let session = self.connection_session(conn)?;
+        self.acquire(session, req.name, 0, req.lock_timeout_seconds, req.size).await.map(Response::new)
+    }
+
+    async fn unlock(&self, request: Request<pb::UnlockRequest>) -> Result<Response<pb::UnlockResponse>, Status> {
+        LdlmApi::unlock(self, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn renew(&self, request: Request<pb::RenewRequest>) -> Result<Response<pb::LockResponse>, Status> {
+        LdlmApi::renew(self, request.into_inner()).await.map(Response::new)
     }
 }

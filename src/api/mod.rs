@@ -2,7 +2,8 @@
 //!
 //! - [`grpc`]: the `Lock` and `Admin` gRPC services of `proto/shardlock/v1`;
 //! - [`ldlm`]: the ldlm v1 service (`proto/ldlm`), for existing ldlm clients;
-//! - [`rest`]: JSON over HTTP, the same calls as gRPC.
+//! - [`rest`]: JSON over HTTP, the same calls as gRPC;
+//! - [`ldlm_rest`]: ldlm's REST API (cookie sessions), for ldlm's HTTP clients.
 //!
 //! gRPC and HTTP share the client port: tonic's routes become an axum
 //! router. Connections are accepted here, not by `axum::serve`, so that
@@ -18,6 +19,7 @@ pub mod body_deadline;
 pub mod first_bytes;
 pub mod grpc;
 pub mod ldlm;
+pub mod ldlm_rest;
 pub mod malformed;
 pub mod observe;
 pub mod rest;
@@ -43,7 +45,9 @@ pub struct Conn(pub u64);
 
 fn router(service: Arc<LockService>) -> axum::Router {
     let max = service.config().max_message_bytes;
-    let ldlm = crate::proto::ldlm::ldlm_server::LdlmServer::new(ldlm::LdlmApi::new(service.clone()))
+    let ldlm_api = Arc::new(ldlm::LdlmApi::new(service.clone()));
+    let ldlm_http = ldlm_rest::router(ldlm_api.clone()).layer(axum::extract::DefaultBodyLimit::max(max));
+    let ldlm = crate::proto::ldlm::ldlm_server::LdlmServer::from_arc(ldlm_api)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let token = service.config().auth.token.clone().map(Arc::new);
@@ -58,6 +62,7 @@ fn router(service: Arc<LockService>) -> axum::Router {
         .into_axum_router()
         .layer(axum::middleware::from_fn(malformed::typed_grpc))
         .merge(rest)
+        .merge(ldlm_http)
         .fallback(malformed::unknown_route)
         .layer(axum::middleware::from_fn_with_state(body_timeout, body_deadline::limit))
         .layer(axum::middleware::from_fn_with_state(token, auth::require))

@@ -84,15 +84,18 @@ impl ServeArgs {
 
 /// Runs a node with `config` until SIGTERM or ^C, then drains it.
 pub async fn serve(config: Config, json: bool) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=error".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         logs.json().flatten_event(true).with_current_span(true).init();
     } else {
         logs.init();
     }
+    let data_dir = config.data_dir.clone();
     let node = Node::start(config).await?;
     println!("shardlock node listening: client={} peer={}", node.client_addr(), node.peer_addr());
+    println!("  data in {}", data_dir.display());
+    println!("  try it: shardlock lock demo --addr {} -- echo hi", node.client_addr());
     wait_for_signal().await;
     let report = node.drain(Duration::from_secs(15)).await;
     eprintln!(
@@ -317,6 +320,38 @@ pub async fn force_release(target: &Target, name: &str, key: Option<&str>) -> an
     } else {
         println!("released {} holder(s)", resp.released);
     }
+    Ok(())
+}
+
+pub async fn add_node(target: &Target, id: u64, client_addr: &str, peer_addr: &str) -> anyhow::Result<()> {
+    let groups = connect(target).await?.add_node(id, client_addr, peer_addr).await?;
+    if target.json {
+        json(&json!({"node_id": id, "voter_in_groups": groups}));
+    } else {
+        println!("node {id} is a voter of {groups} group(s)");
+    }
+    Ok(())
+}
+
+pub async fn remove_node(target: &Target, id: u64) -> anyhow::Result<()> {
+    let groups = connect(target).await?.remove_node(id).await?;
+    if target.json {
+        json(&json!({"node_id": id, "removed_from_groups": groups}));
+    } else {
+        println!("node {id} is no longer a voter of {groups} group(s); it can be stopped");
+    }
+    Ok(())
+}
+
+pub async fn most_contended(target: &Target, limit: u32) -> anyhow::Result<()> {
+    let locks = connect(target).await?.most_contended(limit).await?;
+    if target.json {
+        let locks: Vec<_> = locks.iter().map(|(name, queued)| json!({"name": name, "queued": queued})).collect();
+        json(&json!({ "locks": locks }));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = locks.iter().map(|(name, queued)| vec![name.clone(), queued.to_string()]).collect();
+    table(&["NAME", "QUEUED"], &rows);
     Ok(())
 }
 

@@ -127,8 +127,8 @@ enum Command {
     /// Print the Raft group a lock name belongs to.
     GroupOf {
         name: String,
-        /// The cluster's group count.
-        #[arg(long, default_value_t = 64)]
+        /// The cluster's group count (`groups` in its config).
+        #[arg(long, default_value_t = shardlock::config::Config::default().groups)]
         groups: u32,
     },
 }
@@ -140,6 +140,36 @@ enum AdminAction {
         name: String,
         #[arg(long)]
         key: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make a started node a voter of every group (learner, catch up, voter).
+    AddNode {
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// The client address other nodes forward to.
+        #[arg(long)]
+        client_addr: String,
+        /// The address peers reach it on.
+        #[arg(long)]
+        peer_addr: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Take a node out of every group's voters (then stop it).
+    RemoveNode {
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The lock names that queued most often, most first.
+    MostContended {
+        /// Most names to print.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
         #[command(flatten)]
         target: Target,
     },
@@ -225,14 +255,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Describe { name, target } => commands::describe(&target, &name).await?,
         Command::List { prefix, limit, target } => commands::list(&target, &prefix, limit).await?,
         Command::Status { target } => commands::status(&target).await?,
-        Command::Admin { action: AdminAction::ForceRelease { name, key, target } } => {
-            commands::force_release(&target, &name, key.as_deref()).await?
-        }
+        Command::Admin { action } => admin(action).await?,
         Command::Config { action: ConfigAction::Default } => print!("{}", commands::TEMPLATE),
         Command::Config { action: ConfigAction::Check { file } } => commands::config_check(&file)?,
         Command::GroupOf { name, groups } => println!("{}", shardlock::routing::group_of(name.as_bytes(), groups)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn admin(action: AdminAction) -> anyhow::Result<()> {
+    match action {
+        AdminAction::ForceRelease { name, key, target } => {
+            commands::force_release(&target, &name, key.as_deref()).await
+        }
+        AdminAction::AddNode { id, client_addr, peer_addr, target } => {
+            commands::add_node(&target, id, &client_addr, &peer_addr).await
+        }
+        AdminAction::RemoveNode { id, target } => commands::remove_node(&target, id).await,
+        AdminAction::MostContended { limit, target } => commands::most_contended(&target, limit).await,
+    }
 }
 
 #[cfg(test)]
