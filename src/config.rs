@@ -45,6 +45,9 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Concurrent HTTP/2 streams (calls) per client connection.
     pub max_concurrent_streams: u32,
+    /// Client connections open at once on one node; more are answered
+    /// `UNAVAILABLE` and closed.
+    pub max_connections: usize,
     /// How long a new client connection may take to finish its TLS handshake
     /// and say which HTTP version it speaks, and an HTTP/1 client to send a
     /// request's headers, before it is disconnected.
@@ -186,6 +189,7 @@ impl Default for Config {
             max_list_page: 1000,
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 1024,
+            max_connections: 10_000,
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             session_ttl_ms: 10_000,
@@ -302,14 +306,14 @@ impl Config {
         if self.default_list_page == 0 || self.default_list_page > self.max_list_page {
             return bad("default_list_page must be 1 to max_list_page".into());
         }
-        if self.max_concurrent_streams == 0 || self.max_sessions == 0 {
-            return bad("max_concurrent_streams and max_sessions must be at least 1".into());
+        if self.max_concurrent_streams == 0 || self.max_sessions == 0 || self.max_connections == 0 {
+            return bad("max_concurrent_streams, max_connections and max_sessions must be at least 1".into());
         }
         if self.ldlm_rest_session_idle_ms < 100 {
             return bad("ldlm_rest_session_idle_ms must be at least 100".into());
         }
-        if !(100..=self.limits.max_ttl_ms).contains(&self.session_ttl_ms) {
-            return bad("session_ttl_ms must be 100 to limits.max_ttl_ms".into());
+        if let Err(why) = crate::server::ops::session::check(self.session_ttl_ms, &self.limits) {
+            return bad(format!("session_ttl_ms: {why}"));
         }
         if !(100..=3_600_000).contains(&self.header_read_timeout_ms) {
             return bad(format!("header_read_timeout_ms is {}: use 100 to 3600000", self.header_read_timeout_ms));

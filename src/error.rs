@@ -43,6 +43,7 @@ pub fn row(code: ErrorCode) -> Row {
         E::NotFound | E::NoSession => (G::NotFound, 404, false),
         E::NotLeader | E::Unavailable | E::Draining => (G::Unavailable, 503, true),
         E::Unauthenticated => (G::Unauthenticated, 401, false),
+        E::MessageTooLarge => (G::OutOfRange, 413, false),
         E::Stale => (G::Aborted, 409, false),
         E::Internal | E::Unspecified => (G::Internal, 500, false),
     };
@@ -172,7 +173,7 @@ mod tests {
             assert_eq!(status.code(), row(code).grpc, "{code:?}");
             assert_eq!(ApiError::from_status(&status), err, "{code:?}");
         }
-        assert_eq!(n, 23, "a new ErrorCode needs a row and a test");
+        assert_eq!(n, 24, "a new ErrorCode needs a row and a test");
     }
 
     /// `InvalidArgument` as the README writes it: `INVALID_ARGUMENT`.

@@ -14,7 +14,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 // ---- API ----------------------------------------------------------------
-/// Requests by surface (grpc, rest, ldlm), call and result code.
+/// Requests by surface (grpc, rest, ldlm, ldlm_rest), call and result code.
 pub const API_REQUESTS: &str = "shardlock_api_requests_total";
 /// Request latency by surface and call (blocking waits included).
 pub const API_DURATION: &str = "shardlock_api_request_duration_seconds";

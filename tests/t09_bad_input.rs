@@ -31,7 +31,7 @@ use tonic::Code;
 use crate::corpus::{
     self, bad_framing, grpc_seed, mutate, retyped, with_bad_utf8, GRPC_METHODS, JSON_TOKENS, REST_SEEDS,
 };
-use crate::harness::{wait_for, Cluster};
+use crate::harness::{http, wait_for, Cluster};
 use crate::raw::{self, frame, grpc_call, http1, post, GrpcReply, H2};
 
 const GROUPS: u32 = 4;
@@ -387,6 +387,7 @@ async fn limits_bound_messages_streams_and_slow_clients() {
     ] {
         let reply = grpc_call(&channel, method, body).await;
         assert_eq!(reply.code(), Some(Code::OutOfRange), "{method}: {reply:?}");
+        assert_eq!(reply.shardlock_code().as_deref(), Some("MESSAGE_TOO_LARGE"), "{method}: {reply:?}");
     }
     let fine = grpc_call(&channel, "/shardlock.v1.Admin/Status", frame(&[])).await;
     assert_eq!(fine.code(), Some(Code::Ok), "the connection still works: {fine:?}");
@@ -442,14 +443,24 @@ async fn limits_bound_messages_streams_and_slow_clients() {
     assert_eq!(reply.code(), Some(Code::InvalidArgument), "{reply:?}");
     assert_eq!(reply.shardlock_code().as_deref(), Some("INVALID_ARGUMENT"), "{reply:?}");
 
-    // Phase 5: oversized request heads are refused by HTTP itself (431).
+    // Phase 5: oversized request heads are refused with 431; one within
+    // hyper's buffer carries the JSON error body.
     let big_header =
         format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "b".repeat(500_000));
     let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
     let many_headers = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}Connection: close\r\n\r\n");
     // (The node may reset the connection before a client this eager reads the answer.)
     assert!(matches!(http1(&addr, big_header.as_bytes()).await.0, 431 | 0));
-    assert_eq!(http1(&addr, many_headers.as_bytes()).await.0, 431);
+    let (status, body) = http1(&addr, many_headers.as_bytes()).await;
+    assert_eq!(status, 431);
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("a 431 carries the JSON error body");
+    assert_eq!(body["code"], "INVALID_ARGUMENT", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("at most 100 headers"), "{body}");
+
+    // A REST route called with the wrong method: 405 with the error body.
+    let (status, body) = http(&addr, "GET", "/v1/lock/acquire", "").await;
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("\"code\":\"INVALID_ARGUMENT\"") && body.contains("not allowed"), "{body}");
 
     let again = grpc_call(&channel, "/shardlock.v1.Admin/Status", frame(&[])).await;
     assert_eq!(again.code(), Some(Code::Ok));
@@ -544,4 +555,36 @@ async fn floods_of_waiters_and_connections_lose_no_holder() {
     futures::future::join_all(closes).await;
 
     assert_nothing_lost(&cluster, &held).await;
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_refused_with_a_reason() {
+    use tokio::io::AsyncReadExt;
+    let cluster = Cluster::start_with(1, GROUPS, "max_connections = 4\n").await;
+    let addr = cluster.addr(1);
+    // Four keep-alive connections, each answered once (so each is served).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = vec![0; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "a connection under the limit works");
+        held.push(stream);
+    }
+    // A flood beyond the limit: every one is answered 503 with the reason.
+    for _ in 0..20 {
+        let (status, body) = http(&addr, "GET", "/healthz", "").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("max_connections (4)") && body.contains("UNAVAILABLE"), "{body}");
+    }
+    let reply = grpc_call(&raw::channel(&addr).await, "/shardlock.v1.Admin/Status", frame(&[])).await;
+    assert_eq!(reply.code(), Some(Code::Unavailable), "{reply:?}");
+    assert_eq!(reply.shardlock_code().as_deref(), Some("UNAVAILABLE"), "{reply:?}");
+    // One held connection closes: a new one is served again.
+    drop(held.pop());
+    wait_for("a freed connection slot", Duration::from_secs(15), || async {
+        (http(&addr, "GET", "/healthz", "").await.0 == 200).then_some(())
+    })
+    .await;
 }

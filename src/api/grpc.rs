@@ -7,7 +7,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,7 +19,8 @@ use crate::lock::LockKey;
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_server::Admin;
 use crate::proto::v1::lock_server::Lock;
-use crate::server::{AcquireParams, LockService, Meta};
+use crate::server::ops::{session_ttl, Acquire, NodeStatus};
+use crate::server::{LockService, Meta};
 
 #[derive(Clone)]
 pub struct GrpcApi {
@@ -67,15 +67,16 @@ impl Lock for GrpcApi {
     async fn acquire(&self, request: Request<pb::AcquireRequest>) -> Result<Response<pb::AcquireResponse>, Status> {
         let req = request.into_inner();
         let session = (req.session_id != 0).then_some((req.session_id, true));
-        let params = AcquireParams {
+        let asked = Acquire {
             name: name_of(req.name)?,
             key: key_of(req.key)?,
-            size: req.size.unwrap_or(1),
-            permits: req.permits.unwrap_or(1),
-            ttl_ms: req.ttl_ms.unwrap_or(self.service.config().default_ttl_ms),
-            wait_ms: req.wait_ms,
+            size: req.size,
+            permits: req.permits,
+            ttl_ms: req.ttl_ms,
+            wait_ms: Some(req.wait_ms),
             session,
         };
+        let params = asked.params(self.service.config());
         let size = params.size;
         let (meta, grant) = self.service.acquire(params).await.map_err(status)?;
         Ok(Response::new(pb::AcquireResponse {
@@ -172,13 +173,10 @@ impl Lock for GrpcApi {
             ))
         })?;
         let config = self.service.config();
-        let ttl_ms = if first.ttl_ms == 0 { config.session_ttl_ms } else { first.ttl_ms };
-        if !(100..=config.limits.max_ttl_ms).contains(&ttl_ms) {
-            let msg = format!("session ttl of {ttl_ms} ms is out of range: use 100 to {} ms", config.limits.max_ttl_ms);
-            return Err(status(ApiError::new(ErrorCode::InvalidTtl, msg)));
-        }
+        let ttl = session_ttl((first.ttl_ms != 0).then_some(first.ttl_ms), config).map_err(status)?;
+        let ttl_ms = ttl.as_millis() as u64;
         let sessions = self.service.sessions().clone();
-        let id = sessions.open(conn, Some(Duration::from_millis(ttl_ms))).map_err(status)?;
+        let id = sessions.open(conn, Some(ttl)).map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let opened = pb::SessionResponse { session_id: id, ttl_ms };
         let _ = tx.send(Ok(opened.clone())).await;
@@ -268,35 +266,33 @@ impl Admin for GrpcApi {
     }
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        let groups = self.service.groups();
-        let group_status = (0..groups.count())
-            .map(|g| {
-                let view = groups.view(g);
-                pb::GroupStatus {
-                    group: g,
-                    leader_id: view.leader.unwrap_or(0),
-                    term: view.term,
-                    last_log_index: view.last_log_index,
-                    applied_index: view.applied_index,
-                    is_leader: view.is_leader,
-                    locks: groups.state(g).read(|t| t.len() as u64),
-                    voters: groups.voter_ids(g),
-                }
+        let st = NodeStatus::of(self.service.groups(), self.service.syncer_stats());
+        let group_status: Vec<pb::GroupStatus> = st
+            .groups
+            .into_iter()
+            .map(|g| pb::GroupStatus {
+                group: g.group,
+                leader_id: g.leader.unwrap_or(0),
+                term: g.term,
+                last_log_index: g.last_log_index,
+                applied_index: g.applied_index,
+                is_leader: g.is_leader,
+                locks: g.locks,
+                voters: g.voters,
             })
             .collect();
-        let nodes = groups
-            .members(0)
+        let nodes = st
+            .members
             .into_iter()
-            .map(|(id, n)| pb::NodeStatus { node_id: id, client_addr: n.client_addr, peer_addr: n.peer_addr })
+            .map(|(node_id, client_addr, peer_addr)| pb::NodeStatus { node_id, client_addr, peer_addr })
             .collect();
-        let (wal_syncs, wal_synced_writes) = self.service.syncer_stats();
         Ok(Response::new(pb::StatusResponse {
-            node_id: groups.me(),
-            groups: groups.count(),
+            node_id: st.node_id,
+            groups: group_status.len() as u32,
             group_status,
             nodes,
-            wal_syncs,
-            wal_synced_writes,
+            wal_syncs: st.wal_syncs,
+            wal_synced_writes: st.wal_synced_writes,
         }))
     }
 }

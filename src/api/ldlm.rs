@@ -24,8 +24,9 @@ use crate::error::{row, ApiError, ErrorCode};
 use crate::lock::LockKey;
 use crate::proto::ldlm as pb;
 use crate::proto::ldlm::ldlm_server::Ldlm;
+use crate::server::ops::Acquire;
 use crate::server::sessions::SessionId;
-use crate::server::{AcquireParams, LockService};
+use crate::server::LockService;
 
 pub struct LdlmApi {
     service: Arc<LockService>,
@@ -93,7 +94,6 @@ impl LdlmApi {
         lock_timeout: Option<i32>,
         size: Option<i32>,
     ) -> Result<pb::LockResponse, Status> {
-        let config = self.service.config();
         if name.is_empty() {
             return Ok(refused(name, error(pb::ErrorCode::Unknown, "lock name cannot be empty")));
         }
@@ -108,15 +108,15 @@ impl LdlmApi {
             Ok(t) => t,
             Err(e) => return Ok(refused(name, e)),
         };
-        let params = AcquireParams {
+        let asked = Acquire {
             name: name.clone(),
-            key: None,
-            size,
-            permits: 1,
-            ttl_ms: timeout.unwrap_or(config.default_ttl_ms),
-            wait_ms,
+            size: Some(size),
+            ttl_ms: timeout,
+            wait_ms: Some(wait_ms),
             session: session.map(|id| (id, timeout.is_none())),
+            ..Acquire::default()
         };
+        let params = asked.params(self.service.config());
         match self.service.acquire(params).await {
             Ok((_, grant)) => Ok(pb::LockResponse { locked: true, name, key: grant.key.to_string(), error: None }),
             Err(err) if err.code == ErrorCode::LockBusy => {

@@ -5,7 +5,10 @@
 //! `string` field holding invalid UTF-8, an empty or truncated body, a bad
 //! compression flag — with a bare `INTERNAL` status. Those are the client's
 //! fault, so [`typed_grpc`] turns them into `INVALID_ARGUMENT` with the
-//! `shardlock-code` metadata of every other error. [`unknown_route`] answers
+//! `shardlock-code` metadata of every other error; tonic's bare
+//! `OUT_OF_RANGE` for a message over `max_message_bytes` gets
+//! `MESSAGE_TOO_LARGE`. [`method_not_allowed`] answers a known REST path
+//! called with the wrong method (`405`) with the JSON error body. [`unknown_route`] answers
 //! a path nothing serves: a gRPC client gets `UNIMPLEMENTED`, anyone else
 //! the JSON error body of the REST API with `404 NOT_FOUND` (tonic's own
 //! fallback would answer an HTTP client `200` with an empty body).
@@ -26,27 +29,71 @@ use axum::response::{IntoResponse, Response};
 use super::rest::RestError;
 use crate::error::{ApiError, ErrorCode, CODE_METADATA};
 
-fn is_grpc(headers: &HeaderMap) -> bool {
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// Whether a response is tonic's own `INTERNAL` answer to an undecodable request.
-fn is_bare_internal(headers: &HeaderMap) -> bool {
-    headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"13") && !headers.contains_key(CODE_METADATA)
+/// The gRPC status code of tonic's own trailers-only answer (no
+/// `shardlock-code`), if the response is one.
+fn bare_status(headers: &HeaderMap) -> Option<&[u8]> {
+    let status = headers.get("grpc-status")?;
+    (!headers.contains_key(CODE_METADATA)).then_some(status.as_bytes())
 }
 
 /// The middleware on the gRPC services (see the module doc).
 pub async fn typed_grpc(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
-    if !is_bare_internal(resp.headers()) {
-        return resp;
-    }
+    let code = match bare_status(resp.headers()) {
+        Some(b"13") => ErrorCode::InvalidArgument,
+        Some(b"11") => ErrorCode::MessageTooLarge,
+        _ => return resp,
+    };
     let why = tonic::Status::from_header_map(resp.headers()).map(|s| s.message().to_lowercase()).unwrap_or_default();
-    let message = format!(
-        "the request is not a well-formed grpc message of this method ({why}): \
-         send exactly one protobuf message of the method's request type, with strings in UTF-8"
+    let message = match code {
+        ErrorCode::MessageTooLarge => {
+            format!("the message is over max_message_bytes ({why}): send a smaller one")
+        }
+        _ => format!(
+            "the request is not a well-formed grpc message of this method ({why}): \
+             send exactly one protobuf message of the method's request type, with strings in UTF-8"
+        ),
+    };
+    ApiError::new(code, message).to_status().into_http::<Body>()
+}
+
+/// Most request headers, and most bytes of them, a request may carry.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Refuses a request whose head is over [`MAX_HEADERS`] or
+/// [`MAX_HEADER_BYTES`] with `431` and the JSON error body. (HTTP/1 is
+/// parsed with room for more, so that these answers carry a body; a head
+/// over hyper's own buffer is still refused by hyper, without one.)
+pub async fn header_limits(req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if headers.len() <= MAX_HEADERS && bytes <= MAX_HEADER_BYTES {
+        return next.run(req).await;
+    }
+    let msg = format!(
+        "the request has {} headers of {bytes} bytes: send at most {MAX_HEADERS} headers of at most {MAX_HEADER_BYTES} bytes",
+        headers.len()
     );
-    ApiError::new(ErrorCode::InvalidArgument, message).to_status().into_http::<Body>()
+    let mut resp = RestError(ApiError::new(ErrorCode::InvalidArgument, msg)).into_response();
+    *resp.status_mut() = axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    resp
+}
+
+/// A REST route called with a method it does not take.
+pub async fn method_not_allowed(req: Request) -> Response {
+    let msg = format!(
+        "{} is not allowed on {}: see /v1/openapi.json for each route's method",
+        req.method(),
+        req.uri().path()
+    );
+    let mut resp = RestError(ApiError::new(ErrorCode::InvalidArgument, msg)).into_response();
+    *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    resp
 }
 
 /// The fallback of the client port: a path that no service or route serves.
@@ -65,13 +112,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_bare_internal_statuses_are_rewritten() {
+    fn only_bare_statuses_are_rewritten() {
         let bare = tonic::Status::internal("failed to decode Protobuf message").into_http::<Body>();
-        assert!(is_bare_internal(bare.headers()));
+        assert_eq!(bare_status(bare.headers()), Some(&b"13"[..]));
+        let big = tonic::Status::out_of_range("message length too large").into_http::<Body>();
+        assert_eq!(bare_status(big.headers()), Some(&b"11"[..]));
         let ours = ApiError::new(ErrorCode::Internal, "internal error: x; see the server log").to_status();
-        assert!(!is_bare_internal(ours.into_http::<Body>().headers()));
+        assert_eq!(bare_status(ours.into_http::<Body>().headers()), None);
         let busy = ApiError::new(ErrorCode::LockBusy, "busy").to_status().into_http::<Body>();
-        assert!(!is_bare_internal(busy.headers()));
+        assert_eq!(bare_status(busy.headers()), None);
     }
 
     #[tokio::test]

@@ -64,9 +64,11 @@ fn router(service: Arc<LockService>) -> axum::Router {
         .merge(rest)
         .merge(ldlm_http)
         .fallback(malformed::unknown_route)
+        .method_not_allowed_fallback(malformed::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(body_timeout, body_deadline::limit))
         .layer(axum::middleware::from_fn_with_state(token, auth::require))
         .layer(axum::middleware::from_fn(observe::observe))
+        .layer(axum::middleware::from_fn(malformed::header_limits))
 }
 
 /// Serves the client API on `listener` until `shutdown` resolves.
@@ -80,7 +82,11 @@ pub async fn serve_client(
     let app = router(service.clone());
     let header_timeout = Duration::from_millis(service.config().header_read_timeout_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_headers(4 * malformed::MAX_HEADERS);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -88,7 +94,9 @@ pub async fn serve_client(
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(10));
     let next = AtomicU64::new(1);
+    let max_connections = service.config().max_connections;
     let mut connections = tokio::task::JoinSet::new();
+    let mut refusals = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -102,6 +110,15 @@ pub async fn serve_client(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        while connections.try_join_next().is_some() {}
+        while refusals.try_join_next().is_some() {}
+        if connections.len() >= max_connections {
+            // Answered, briefly and boundedly; beyond that many, just closed.
+            if acceptor.is_none() && refusals.len() < MAX_REFUSALS {
+                refusals.spawn(refuse(stream, builder.clone(), max_connections, header_timeout));
+            }
+            continue;
+        }
         let conn = Conn(next.fetch_add(1, Ordering::Relaxed));
         let first_bytes_by = tokio::time::Instant::now() + header_timeout;
         let (app, builder, service, acceptor) = (app.clone(), builder.clone(), service.clone(), acceptor.clone());
@@ -125,7 +142,28 @@ pub async fn serve_client(
             }
             service.release_holds(service.sessions().connection_closed(conn.0));
         });
-        while connections.try_join_next().is_some() {}
     }
+    refusals.shutdown().await;
     connections.shutdown().await;
+}
+
+/// Connections over `max_connections` answered at once, at most.
+const MAX_REFUSALS: usize = 64;
+
+/// Serves a connection over `max_connections`: every request on it gets
+/// `UNAVAILABLE` (gRPC) or `503` (HTTP) saying so, for at most `within`.
+/// Plain TCP only: a TLS connection is closed without an answer.
+async fn refuse(stream: tokio::net::TcpStream, builder: auto::Builder<TokioExecutor>, max: usize, within: Duration) {
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
+        let msg =
+            format!("this node has max_connections ({max}) client connections open: retry later or use another node");
+        let err = crate::error::ApiError::new(crate::error::ErrorCode::Unavailable, msg);
+        let resp = if malformed::is_grpc(req.headers()) {
+            err.to_status().into_http::<axum::body::Body>().map(axum::body::Body::new)
+        } else {
+            axum::response::IntoResponse::into_response(rest::RestError(err))
+        };
+        Ok::<_, std::convert::Infallible>(resp)
+    });
+    let _ = tokio::time::timeout(within, builder.serve_connection(TokioIo::new(stream), svc)).await;
 }

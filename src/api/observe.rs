@@ -51,6 +51,9 @@ fn classify(path: &str) -> Option<(&'static str, &'static str)> {
     if let Some(method) = path.strip_prefix("/ldlm.LDLM/") {
         return Some(("ldlm", known(LDLM_CALLS, method)));
     }
+    if let Some((_, call)) = super::ldlm_rest::ROUTES.iter().find(|(_, p)| *p == path) {
+        return Some(("ldlm_rest", call));
+    }
     if path.starts_with("/v1/") {
         let call = super::rest::ROUTES.iter().find(|(_, p)| *p == path).map_or("unknown", |(_, p)| *p);
         return Some(("rest", call));

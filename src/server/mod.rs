@@ -2,6 +2,7 @@
 //! gRPC, REST and ldlm share.
 //!
 //! - [`node`]: start-up, shutdown, background loops;
+//! - [`ops`]: one request model for every surface (defaults, validation);
 //! - [`service`]: the lock service (validation, sessions, waiting);
 //! - [`proposer`]: the write path: batching, forwarding, retrying;
 //! - [`forward`]: one-hop forwarding to group leaders;
@@ -20,6 +21,7 @@ pub mod forward;
 pub mod gauges;
 pub mod keeper;
 pub mod node;
+pub mod ops;
 pub mod peers;
 pub mod proposer;
 pub mod read;
