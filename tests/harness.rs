@@ -315,6 +315,21 @@ impl Cluster {
     }
 
     /// The last lines of node `id`'s log, for failure messages.
+    /// Node `id`'s whole log.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.node(id).log).unwrap_or_default()
+    }
+
+    /// Panics anywhere in node `id`'s log, each with the line after it.
+    pub fn panics(&self, id: u64) -> Vec<String> {
+        let log = self.log(id);
+        let lines: Vec<&str> = log.lines().collect();
+        (0..lines.len())
+            .filter(|&i| lines[i].contains("panicked"))
+            .map(|i| lines[i..(i + 2).min(lines.len())].join("\n"))
+            .collect()
+    }
+
     pub fn log_tail(&self, id: u64) -> String {
         let text = std::fs::read_to_string(&self.node(id).log).unwrap_or_default();
         text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")

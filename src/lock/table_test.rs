@@ -226,6 +226,9 @@ fn run_file(text: &str) -> (String, String, String) {
     for block in text.split("\n\n") {
         let lines: Vec<&str> = block.lines().filter(|l| !l.starts_with('#')).collect();
         let Some(sep) = lines.iter().position(|l| *l == "----") else {
+            // Only a block of comments may go without a `----` line.
+            let stray: Vec<&&str> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+            assert!(stray.is_empty(), "a trace block without a `----` line would check nothing:\n{block}");
             rewritten.push(block.to_owned());
             continue;
         };
