@@ -57,122 +57,156 @@ fn links(cluster: &Cluster) -> &Links {
     cluster.links.as_ref().expect("a partitionable cluster")
 }
 
-/// One round of every fault kind; `round` varies the direction of the
-/// one-way partition.
-async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Client, log: &mut FaultLog) {
-    let kind = "kill -9 leader";
-    let leader = cluster.leader_of(MUTEX, 2).await;
-    let at = Instant::now();
-    cluster.kill(leader);
-    wait_for("progress without the killed leader", Duration::from_secs(30), work.progress(work.done() + PROGRESS))
-        .await;
-    cluster.restart(leader).await;
-    healed(log, kind, at, work, client).await;
+/// The faults of one round, in order; each is injected, held and healed
+/// by [`Fault::inject`], then checked by [`healed`].
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    KillLeader,
+    PauseLeader,
+    KillFollower,
+    IsolateLeader,
+    IsolateFollower,
+    /// 2|3 with the leader in the minority (5 nodes only).
+    MinorityLeader,
+    /// The leader cannot send (even rounds) or receive (odd rounds).
+    OneWay,
+    SlowLinks,
+    Drain,
+    SlowDisk,
+    KillAll,
+}
 
-    let kind = "SIGSTOP leader past the ttl";
-    let leader = cluster.leader_of(SEM, 1).await;
-    let at = Instant::now();
-    cluster.pause(leader, true);
-    keep_fault_for(PARTITION).await;
-    cluster.pause(leader, false);
-    healed(log, kind, at, work, client).await;
+const FAULTS: &[Fault] = &[
+    Fault::KillLeader,
+    Fault::PauseLeader,
+    Fault::KillFollower,
+    Fault::IsolateLeader,
+    Fault::IsolateFollower,
+    Fault::MinorityLeader,
+    Fault::OneWay,
+    Fault::SlowLinks,
+    Fault::Drain,
+    Fault::SlowDisk,
+    Fault::KillAll,
+];
 
-    let kind = "kill -9 follower";
-    let leader = cluster.leader_of(MUTEX, 1).await;
-    let follower = other_than(cluster, &[leader]);
-    let at = Instant::now();
-    cluster.kill(follower);
-    wait_for("progress without the follower", Duration::from_secs(30), work.progress(work.done() + PROGRESS)).await;
-    cluster.restart(follower).await;
-    healed(log, kind, at, work, client).await;
-
-    let kind = "leader isolated past the ttl";
-    let leader = cluster.leader_of(MUTEX, 1).await;
-    let at = Instant::now();
-    links(cluster).split(&[leader]);
-    keep_fault_for(PARTITION).await;
-    links(cluster).heal();
-    healed(log, kind, at, work, client).await;
-
-    let kind = "a follower alone (1|2 or 1|4 split)";
-    let leader = cluster.leader_of(MUTEX, 1).await;
-    let alone = other_than(cluster, &[leader]);
-    let at = Instant::now();
-    links(cluster).split(&[alone]);
-    keep_fault_for(PARTITION).await;
-    links(cluster).heal();
-    healed(log, kind, at, work, client).await;
-
-    if cluster.nodes.len() == 5 {
-        let kind = "2|3 split, the leader in the minority";
-        let leader = cluster.leader_of(MUTEX, 1).await;
-        let minority = [leader, other_than(cluster, &[leader])];
-        let at = Instant::now();
-        links(cluster).split(&minority);
-        keep_fault_for(PARTITION).await;
-        links(cluster).heal();
-        healed(log, kind, at, work, client).await;
-    }
-
-    // One way only: the leader's requests (and their answers) are lost, or
-    // its peers' requests to it are; the other direction still works.
-    let leader = cluster.leader_of(MUTEX, 1).await;
-    let peers: Vec<u64> = cluster.alive().into_iter().filter(|n| *n != leader).collect();
-    let kind = if round % 2 == 0 { "one-way: leader cannot send" } else { "one-way: leader cannot receive" };
-    let at = Instant::now();
-    for peer in &peers {
-        match round % 2 {
-            0 => links(cluster).cut(leader, *peer),
-            _ => links(cluster).cut(*peer, leader),
+impl Fault {
+    fn name(self, round: usize) -> &'static str {
+        match self {
+            Fault::KillLeader => "kill -9 leader",
+            Fault::PauseLeader => "SIGSTOP leader past the ttl",
+            Fault::KillFollower => "kill -9 follower",
+            Fault::IsolateLeader => "leader isolated past the ttl",
+            Fault::IsolateFollower => "a follower alone (1|2 or 1|4 split)",
+            Fault::MinorityLeader => "2|3 split, the leader in the minority",
+            Fault::OneWay if round % 2 == 0 => "one-way: leader cannot send",
+            Fault::OneWay => "one-way: leader cannot receive",
+            Fault::SlowLinks => "delay 30ms + jitter 0-70ms + 5% loss on every link",
+            Fault::Drain => "leader transfers: drain (SIGTERM) and restart",
+            Fault::SlowDisk => "slow disk (fsync +200ms) on the leader",
+            Fault::KillAll => "kill -9 every node",
         }
     }
-    keep_fault_for(PARTITION).await;
-    links(cluster).heal();
-    healed(log, kind, at, work, client).await;
 
-    // Round trips (30-170 ms) longer than a heartbeat interval (100 ms), and
-    // 5% of the chunks lost (resent 200 ms late): the clients must still
-    // make progress, only slower.
-    let kind = "delay 30ms + jitter 0-70ms + 5% loss on every link";
-    let at = Instant::now();
-    links(cluster).delay_all(Duration::from_millis(30), Duration::from_millis(70), 50);
-    let under_delay = work.progress(work.done() + PROGRESS / 2);
-    wait_for("progress while every link is slow", Duration::from_secs(20), under_delay).await;
-    links(cluster).heal();
-    healed(log, kind, at, work, client).await;
-
-    // Leadership moves twice: the drain hands the leader's groups to its
-    // peers, and the balancer hands them back once it is up again.
-    let kind = "leader transfers: drain (SIGTERM) and restart";
-    let leader = cluster.leader_of(MUTEX, 1).await;
-    let at = Instant::now();
-    cluster.terminate(leader).await;
-    cluster.restart(leader).await;
-    healed(log, kind, at, work, client).await;
-
-    // A slow disk on the leader: every WAL sync of the node leading the
-    // mutex turns 200 ms late while it leads, then back to normal.
-    let kind = "slow disk (fsync +200ms) on the leader";
-    let leader = cluster.leader_of(MUTEX, 1).await;
-    let at = Instant::now();
-    let switch = cluster.data_dir(leader).join(SLOW_DISK_SWITCH);
-    std::fs::write(&switch, b"").expect("turn the slow disk on");
-    let on_slow_disk = work.progress(work.done() + PROGRESS);
-    wait_for("progress with a slow disk", Duration::from_secs(30), on_slow_disk).await;
-    keep_fault_for(PARTITION).await;
-    std::fs::remove_file(&switch).expect("turn the slow disk off");
-    healed(log, kind, at, work, client).await;
-
-    let kind = "kill -9 every node";
-    let at = Instant::now();
-    let all: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
-    for id in &all {
-        cluster.kill(*id);
+    /// Whether the fault applies to a cluster of `nodes`.
+    fn applies(self, nodes: usize) -> bool {
+        !matches!(self, Fault::MinorityLeader) || nodes == 5
     }
-    for id in &all {
-        cluster.restart(*id).await;
+
+    /// Injects the fault, keeps it as long as it must last (waiting for the
+    /// progress it must still allow), and heals it.
+    async fn inject(self, cluster: &mut Cluster, round: usize, work: &Workload) {
+        let progress = |n| work.progress(work.done() + n);
+        match self {
+            Fault::KillLeader => {
+                let leader = cluster.leader_of(MUTEX, 2).await;
+                cluster.kill(leader);
+                wait_for("progress without the killed leader", Duration::from_secs(30), progress(PROGRESS)).await;
+                cluster.restart(leader).await;
+            }
+            Fault::PauseLeader => {
+                let leader = cluster.leader_of(SEM, 1).await;
+                cluster.pause(leader, true);
+                keep_fault_for(PARTITION).await;
+                cluster.pause(leader, false);
+            }
+            Fault::KillFollower => {
+                let leader = cluster.leader_of(MUTEX, 1).await;
+                let follower = other_than(cluster, &[leader]);
+                cluster.kill(follower);
+                wait_for("progress without the follower", Duration::from_secs(30), progress(PROGRESS)).await;
+                cluster.restart(follower).await;
+            }
+            Fault::IsolateLeader | Fault::IsolateFollower | Fault::MinorityLeader => {
+                let leader = cluster.leader_of(MUTEX, 1).await;
+                let side = match self {
+                    Fault::IsolateLeader => vec![leader],
+                    Fault::IsolateFollower => vec![other_than(cluster, &[leader])],
+                    _ => vec![leader, other_than(cluster, &[leader])],
+                };
+                links(cluster).split(&side);
+                keep_fault_for(PARTITION).await;
+                links(cluster).heal();
+            }
+            Fault::OneWay => {
+                // The leader's requests (and their answers) are lost, or its
+                // peers' requests to it are; the other direction works.
+                let leader = cluster.leader_of(MUTEX, 1).await;
+                for peer in cluster.alive().into_iter().filter(|n| *n != leader) {
+                    match round % 2 {
+                        0 => links(cluster).cut(leader, peer),
+                        _ => links(cluster).cut(peer, leader),
+                    }
+                }
+                keep_fault_for(PARTITION).await;
+                links(cluster).heal();
+            }
+            Fault::SlowLinks => {
+                // Round trips (30-170 ms) longer than a heartbeat interval
+                // (100 ms), 5% of the chunks lost (resent 200 ms late): the
+                // clients must still make progress, only slower.
+                links(cluster).delay_all(Duration::from_millis(30), Duration::from_millis(70), 50);
+                wait_for("progress while every link is slow", Duration::from_secs(20), progress(PROGRESS / 2)).await;
+                links(cluster).heal();
+            }
+            Fault::Drain => {
+                // Leadership moves twice: the drain hands the leader's groups
+                // to its peers, the balancer hands them back after restart.
+                let leader = cluster.leader_of(MUTEX, 1).await;
+                cluster.terminate(leader).await;
+                cluster.restart(leader).await;
+            }
+            Fault::SlowDisk => {
+                // Every WAL sync of the node leading the mutex turns 200 ms
+                // late while the switch file exists.
+                let leader = cluster.leader_of(MUTEX, 1).await;
+                let switch = cluster.data_dir(leader).join(SLOW_DISK_SWITCH);
+                std::fs::write(&switch, b"").expect("turn the slow disk on");
+                wait_for("progress with a slow disk", Duration::from_secs(30), progress(PROGRESS)).await;
+                keep_fault_for(PARTITION).await;
+                std::fs::remove_file(&switch).expect("turn the slow disk off");
+            }
+            Fault::KillAll => {
+                let all: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+                for id in &all {
+                    cluster.kill(*id);
+                }
+                for id in &all {
+                    cluster.restart(*id).await;
+                }
+            }
+        }
     }
-    healed(log, kind, at, work, client).await;
+}
+
+/// One round of every fault of [`FAULTS`] that applies to the cluster.
+async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Client, log: &mut FaultLog) {
+    let nodes = cluster.nodes.len();
+    for fault in FAULTS.iter().copied().filter(|f| f.applies(nodes)) {
+        let at = Instant::now();
+        fault.inject(cluster, round, work).await;
+        healed(log, fault.name(round), at, work, client).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
