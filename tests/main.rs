@@ -1,13 +1,8 @@
 //! The one integration-test binary: each `tNN_*.rs` module is one topic,
-//! and `harness` starts real nodes on loopback.
+//! and `fixtures` holds what they share (nodes on loopback, raw wire
+//! access, fault proxies).
 
-mod checker;
-mod corpus;
-mod fault_log;
-mod harness;
-mod links;
-mod proxy;
-mod raw;
+mod fixtures;
 mod t01_cli;
 mod t02_cluster;
 mod t03_surfaces;
@@ -19,4 +14,3 @@ mod t08_faults;
 mod t09_bad_input;
 mod t10_upgrade;
 mod t11_readme;
-mod workload;

@@ -10,7 +10,7 @@ use shardlock::client::AcquireOptions;
 use shardlock::error::{ApiError, ErrorCode};
 use shardlock::proto::v1 as pb;
 
-use crate::harness::{wait_for, Cluster};
+use crate::fixtures::harness::{wait_for, Cluster};
 
 const GROUPS: u32 = 8;
 
@@ -44,6 +44,14 @@ async fn lock_wait_and_handoff_across_nodes() {
     assert_eq!(lock.holders.len(), 1);
     assert_eq!(lock.holders[0].key, second.key);
     assert!(lock.waiters.is_empty());
+
+    // Phase 4: every replica applies the hand-off (typed waits on each
+    // in-process node's Raft state) and holds the lock in its table.
+    let at = second.header.expect("a response header");
+    for id in 1..=3 {
+        cluster.wait(id).applied(at.group, at.index).await;
+        assert!(cluster.wait(id).locks(at.group) >= 1, "node {id} applied the grant");
+    }
 }
 
 #[tokio::test]
@@ -81,7 +89,7 @@ async fn semaphore_size_is_respected_with_many_clients() {
 
 #[tokio::test]
 async fn a_grant_survives_killing_the_group_leader() {
-    let mut cluster = Cluster::start(3, GROUPS).await;
+    let mut cluster = Cluster::processes(3, GROUPS, "").await;
     let leader = cluster.leader_of("survivor", 1).await;
     let via = if leader == 1 { 2 } else { 1 };
     let client = cluster.client(via).await;
@@ -129,7 +137,7 @@ async fn a_grant_survives_killing_the_group_leader() {
 
 #[tokio::test]
 async fn a_full_restart_keeps_holders_and_tokens() {
-    let mut cluster = Cluster::start(3, GROUPS).await;
+    let mut cluster = Cluster::processes(3, GROUPS, "").await;
     let client = cluster.client(1).await;
     let opts = AcquireOptions { ttl_ms: Some(120_000), ..Default::default() };
     let mut grants = Vec::new();
@@ -223,7 +231,7 @@ async fn a_waiter_whose_client_goes_away_leaves_the_queue() {
 
 #[tokio::test]
 async fn leaders_spread_evenly_and_come_back_after_a_restart() {
-    let mut cluster = Cluster::start(3, GROUPS).await;
+    let mut cluster = Cluster::processes(3, GROUPS, "").await;
     let preferred = cluster.wait_balanced().await;
 
     // Node 2 dies: its groups move away; when it returns they come back.
@@ -238,7 +246,7 @@ async fn leaders_spread_evenly_and_come_back_after_a_restart() {
 
 /// `shardlock_groups_quiesced` as node `id` exports it.
 async fn quiesced(cluster: &Cluster, id: u64) -> Option<u32> {
-    let (status, body) = crate::harness::http(&cluster.addr(id), "GET", "/metrics", "").await;
+    let (status, body) = crate::fixtures::harness::http(&cluster.addr(id), "GET", "/metrics", "").await;
     let line = body.lines().find(|l| l.starts_with("shardlock_groups_quiesced "))?;
     (status == 200).then(|| line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|v| v as u32))?
 }
@@ -254,7 +262,7 @@ async fn all_quiet(cluster: &Cluster) -> Option<()> {
 
 #[tokio::test]
 async fn idle_groups_quiesce_and_still_fail_over() {
-    let mut cluster = Cluster::start_with(3, GROUPS, "[raft]\nquiesce_after_ms = 300\n").await;
+    let mut cluster = Cluster::processes(3, GROUPS, "[raft]\nquiesce_after_ms = 300\n").await;
     let leader = cluster.leader_of("quiet", 1).await;
     let via = if leader == 1 { 2 } else { 1 };
     let client = cluster.client(via).await;

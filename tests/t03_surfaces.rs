@@ -8,7 +8,7 @@ use shardlock::client::{AcquireOptions, Client};
 use shardlock::error::{ApiError, ErrorCode};
 use shardlock::proto::v1 as pb;
 
-use crate::harness::{http, wait_for, Cluster};
+use crate::fixtures::harness::{http, wait_for, Cluster};
 
 const GROUPS: u32 = 8;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::Cluster;
+use crate::fixtures::harness::Cluster;
 
 #[tokio::test]
 async fn the_ldlm_python_client_works_unchanged() {
@@ -88,7 +88,7 @@ async fn ldlm_rest_clients_work_with_a_cookie_jar() {
     // and its lock is released, so A's try-lock succeeds again.
     let (_, taken) = curl(&b, true, "POST", &lock, Some(r#"{"name": "r/a"}"#)).await;
     assert_eq!(taken["locked"], true, "{taken}");
-    crate::harness::wait_for("B's idle session to release r/a", Duration::from_secs(20), || async {
+    crate::fixtures::harness::wait_for("B's idle session to release r/a", Duration::from_secs(20), || async {
         let (_, got) = curl(&a, true, "POST", &lock, Some(r#"{"name": "r/a"}"#)).await;
         got["locked"].as_bool().unwrap_or(false).then_some(())
     })

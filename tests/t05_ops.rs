@@ -9,7 +9,7 @@ use shardlock::client::{AcquireOptions, Client};
 use shardlock::error::{ApiError, ErrorCode};
 use shardlock::proto::v1 as pb;
 
-use crate::harness::{http, wait_for, Cluster};
+use crate::fixtures::harness::{http, wait_for, Cluster};
 
 const GROUPS: u32 = 4;
 
@@ -162,7 +162,7 @@ async fn sigterm_drains_a_node_without_failing_requests() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
 
-    let mut cluster = Cluster::start(3, 8).await;
+    let mut cluster = Cluster::processes(3, 8, "").await;
     let preferred = cluster.wait_balanced().await;
     let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
     let seeds: Vec<&str> = addrs.iter().map(String::as_str).collect();

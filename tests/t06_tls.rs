@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyPair};
 use shardlock::client::{AcquireOptions, Client, ClientOptions};
 
-use crate::harness::Cluster;
+use crate::fixtures::harness::Cluster;
 
 struct Ca {
     cert: Certificate,

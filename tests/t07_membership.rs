@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use shardlock::client::AcquireOptions;
 
-use crate::harness::{wait_for, Cluster};
+use crate::fixtures::harness::{wait_for, Cluster};
 
 const GROUPS: u32 = 4;
 
 #[tokio::test]
 async fn nodes_join_and_leave_every_group() {
-    let mut cluster = Cluster::start(3, GROUPS).await;
+    let mut cluster = Cluster::processes(3, GROUPS, "").await;
     let client = cluster.client(2).await;
     let held =
         client.acquire("member/a", AcquireOptions { ttl_ms: Some(120_000), ..Default::default() }).await.unwrap();

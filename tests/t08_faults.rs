@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use shardlock::client::{AcquireOptions, Client};
 use shardlock::storage::syncer::SLOW_DISK_SWITCH;
 
-use crate::checker::{check, explain, Violation};
-use crate::fault_log::{report, FaultLog, FaultRun};
-use crate::harness::{wait_for, Cluster};
-use crate::links::Links;
-use crate::workload::{keep_fault_for, Workload, LOCKS, TTL};
+use crate::fixtures::checker::{check, explain, Violation};
+use crate::fixtures::fault_log::{report, FaultLog, FaultRun};
+use crate::fixtures::harness::{wait_for, Cluster};
+use crate::fixtures::links::Links;
+use crate::fixtures::workload::{keep_fault_for, Workload, LOCKS, TTL};
 
 /// `raft.election_timeout_max_ms` of the harness's nodes.
 const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);

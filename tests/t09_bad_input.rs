@@ -28,11 +28,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tonic::Code;
 
-use crate::corpus::{
+use crate::fixtures::corpus::{
     self, bad_framing, grpc_seed, mutate, retyped, with_bad_utf8, GRPC_METHODS, JSON_TOKENS, REST_SEEDS,
 };
-use crate::harness::{http, wait_for, Cluster};
-use crate::raw::{self, frame, grpc_call, http1, post, GrpcReply, H2};
+use crate::fixtures::harness::{http, wait_for, Cluster};
+use crate::fixtures::raw::{self, frame, grpc_call, http1, post, GrpcReply, H2};
 
 const GROUPS: u32 = 4;
 const SEED: u64 = 0x5eed_0009;
@@ -100,7 +100,7 @@ fn assert_typed(what: &str, reply: &GrpcReply) {
 
 #[tokio::test]
 async fn malformed_grpc_gets_typed_errors_and_loses_no_holder() {
-    let cluster = Cluster::start_with(1, GROUPS, LIMITS).await;
+    let cluster = Cluster::processes(1, GROUPS, LIMITS).await;
     let client = cluster.client(1).await;
     let held = take_grants(&client).await;
     let channel = raw::channel(&cluster.addr(1)).await;
@@ -196,7 +196,7 @@ fn assert_rest_typed(what: &str, status: u16, body: &[u8]) -> Option<String> {
 
 #[tokio::test]
 async fn malformed_rest_gets_json_errors_and_loses_no_holder() {
-    let cluster = Cluster::start_with(1, GROUPS, LIMITS).await;
+    let cluster = Cluster::processes(1, GROUPS, LIMITS).await;
     let client = cluster.client(1).await;
     let held = take_grants(&client).await;
     let addr = cluster.addr(1);
@@ -285,7 +285,7 @@ fn ldlm_code(reply: &lpb::LockResponse) -> Option<i32> {
 
 #[tokio::test]
 async fn ldlm_bad_input_gets_ldlm_errors() {
-    let cluster = Cluster::start_with(1, GROUPS, LIMITS).await;
+    let cluster = Cluster::processes(1, GROUPS, LIMITS).await;
     let client = cluster.client(1).await;
     let held = take_grants(&client).await;
     // An ldlm holder on its own connection (a session: it must outlive the barrage).
@@ -368,7 +368,7 @@ async fn ldlm_bad_input_gets_ldlm_errors() {
 
 #[tokio::test]
 async fn limits_bound_messages_streams_and_slow_clients() {
-    let cluster = Cluster::start_with(1, GROUPS, LIMITS).await;
+    let cluster = Cluster::processes(1, GROUPS, LIMITS).await;
     let client = cluster.client(1).await;
     let held = take_grants(&client).await;
     let addr = cluster.addr(1);
@@ -473,7 +473,7 @@ async fn limits_bound_messages_streams_and_slow_clients() {
 #[tokio::test]
 async fn floods_of_waiters_and_connections_lose_no_holder() {
     let extra = "header_read_timeout_ms = 1000\n\n[limits]\nmax_waiters_per_lock = 50\n";
-    let cluster = Cluster::start_with(1, GROUPS, extra).await;
+    let cluster = Cluster::processes(1, GROUPS, extra).await;
     let client = cluster.client(1).await;
     let held = take_grants(&client).await;
     let addr = cluster.addr(1);
@@ -561,7 +561,7 @@ async fn floods_of_waiters_and_connections_lose_no_holder() {
 #[tokio::test]
 async fn connections_over_max_connections_are_refused_with_a_reason() {
     use tokio::io::AsyncReadExt;
-    let cluster = Cluster::start_with(1, GROUPS, "max_connections = 4\n").await;
+    let cluster = Cluster::processes(1, GROUPS, "max_connections = 4\n").await;
     let addr = cluster.addr(1);
     // Four keep-alive connections, each answered once (so each is served).
     let mut held = Vec::new();

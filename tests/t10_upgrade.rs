@@ -23,7 +23,7 @@ use shardlock::storage::db::{CF_LOG, CF_META, CF_SNAPSHOTS};
 use shardlock::storage::Db;
 use tonic::transport::Channel;
 
-use crate::harness::wait_for;
+use crate::fixtures::harness::wait_for;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/log-8cb2b10");
 

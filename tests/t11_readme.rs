@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::Cluster;
+use crate::fixtures::harness::Cluster;
 
 /// Commands that fail by design, and a word their failure must contain.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
