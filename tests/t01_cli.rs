@@ -58,3 +58,42 @@ async fn a_node_refuses_a_data_dir_made_with_another_group_count() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("groups = 32") && err.contains("says 4"), "{err}");
 }
+
+#[tokio::test]
+async fn a_first_start_is_quiet_and_says_how_to_try_it() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardlock"))
+        .args(["serve", "--client-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let until_try = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("try it: shardlock lock demo");
+            seen.push(line);
+            if done {
+                return;
+            }
+        }
+    };
+    let started = tokio::time::timeout(std::time::Duration::from_secs(30), until_try).await;
+    // SAFETY: signals our own child process by its pid.
+    unsafe { libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGTERM) };
+    let exited = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
+    let text = seen.join("\n");
+    assert!(started.is_ok(), "no start lines within 30 s:\n{text}");
+    let status = exited.expect("the node stops within 30 s of SIGTERM").unwrap();
+    assert!(status.success(), "SIGTERM ends a node cleanly: {status}");
+    assert!(text.contains("shardlock node listening: client=127.0.0.1:"), "{text}");
+    assert!(text.contains(&format!("data in {}", data.display())), "{text}");
+    for bad in ["WARN", "ERROR", "panicked"] {
+        assert!(!text.contains(bad), "a first start printed {bad}:\n{text}");
+    }
+}

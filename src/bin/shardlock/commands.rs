@@ -101,7 +101,8 @@ pub async fn serve(config: Config, json: bool) -> anyhow::Result<()> {
     eprintln!(
         "shardlock: drained in {} ms: moved {} of {} group leaders; stopping",
         report.took.as_millis(),
-        report.led - report.still_leading,
+        // A node that won elections while draining (no peer to hand to) may lead more at the end.
+        report.led.saturating_sub(report.still_leading),
         report.led
     );
     node.shutdown().await;
