@@ -4,18 +4,16 @@
 //! `Bearer <token>`, `Basic base64(<anything>:<token>)`, and the bare token
 //! (ldlm clients send the password as is). Probes (`/healthz`, `/readyz`)
 //! and `/metrics` stay open. A refusal is `UNAUTHENTICATED` for gRPC calls
-//! (ldlm included) and `401` with the error body for HTTP. Tokens are
+//! (ldlm included) and `401` with the error body for HTTP (`malformed::answer`). Tokens are
 //! compared in constant time and never logged.
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::rest::RestError;
 use crate::config::Secret;
 use crate::error::{ApiError, ErrorCode};
 
@@ -81,13 +79,7 @@ pub async fn require(State(token): State<Option<Arc<Secret>>>, req: Request, nex
     } else {
         "missing credentials: send authorization: Bearer <token>"
     };
-    let is_grpc = req.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    let err = ApiError::new(ErrorCode::Unauthenticated, message);
-    if is_grpc {
-        err.to_status().into_http::<Body>().map(Body::new)
-    } else {
-        RestError(err).into_response()
-    }
+    super::malformed::answer(req.headers(), ApiError::new(ErrorCode::Unauthenticated, message))
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ldlm::LdlmApi;
+use crate::error::ApiError;
 use crate::proto::ldlm as pb;
 use crate::server::sessions::SessionId;
 
@@ -106,6 +107,18 @@ struct UnlockJson {
     error: Option<ErrorJson>,
 }
 
+impl From<pb::LockResponse> for LockJson {
+    fn from(r: pb::LockResponse) -> Self {
+        Self { locked: r.locked, name: r.name, key: r.key, error: error_json(r.error) }
+    }
+}
+
+impl From<pb::UnlockResponse> for UnlockJson {
+    fn from(r: pb::UnlockResponse) -> Self {
+        Self { unlocked: r.unlocked, name: r.name, error: error_json(r.error) }
+    }
+}
+
 fn error_json(e: Option<pb::Error>) -> Option<ErrorJson> {
     e.map(|e| ErrorJson {
         code: pb::ErrorCode::try_from(e.code).unwrap_or(pb::ErrorCode::Unknown).as_str_name(),
@@ -173,20 +186,38 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
     })
 }
 
-fn grpc_failure(status: tonic::Status) -> Response {
-    let err = crate::error::ApiError::from_status(&status);
+/// A shardlock error in ldlm's plain form, with its code's HTTP status.
+fn api_error(err: ApiError) -> Response {
     plain_error(err.row().http, err.message)
 }
 
+/// One call of a session: the cookie's session is renewed, the body parsed
+/// as `B`, `call` answers with `R` (JSON), and the cookie is set again.
+async fn in_session<B, R, J, F, Fut>(api: &LdlmApi, headers: &HeaderMap, bytes: &Bytes, call: F) -> Response
+where
+    B: DeserializeOwned,
+    J: Serialize + From<R>,
+    F: FnOnce(SessionId, B) -> Fut,
+    Fut: std::future::Future<Output = Result<R, tonic::Status>>,
+{
+    let (id, b) = match session(api, headers).and_then(|id| Ok((id, body::<B>(bytes)?))) {
+        Ok(pair) => pair,
+        Err(response) => return response,
+    };
+    let answer = match call(id, b).await {
+        Ok(r) => Json(J::from(r)).into_response(),
+        Err(status) => api_error(ApiError::from_status(&status)),
+    };
+    with_cookie(api, id, answer)
+}
+
 async fn open(State(api): Api) -> Response {
-    if let Err(err) = api.service().admit() {
-        return plain_error(err.row().http, err.message);
-    }
-    match api.service().sessions().open(None, Some(idle(&api))) {
+    let opened = api.service().admit().and_then(|()| api.service().sessions().open(None, Some(idle(&api))));
+    match opened {
         Ok(id) => {
             with_cookie(&api, id, (StatusCode::CREATED, Json(json!({ "session_id": id.to_string() }))).into_response())
         }
-        Err(err) => plain_error(err.row().http, err.message),
+        Err(err) => api_error(err),
     }
 }
 
@@ -203,44 +234,24 @@ async fn close(State(api): Api, headers: HeaderMap) -> Response {
 }
 
 async fn lock(State(api): Api, headers: HeaderMap, bytes: Bytes) -> Response {
-    let (id, b) = match session(&api, &headers).and_then(|id| Ok((id, body::<LockBody>(&bytes)?))) {
-        Ok(pair) => pair,
-        Err(response) => return response,
-    };
-    let answer = match api.acquire(Some(id), b.name, 0, b.lock_timeout_seconds, b.size).await {
-        Ok(r) => {
-            Json(LockJson { locked: r.locked, name: r.name, key: r.key, error: error_json(r.error) }).into_response()
-        }
-        Err(status) => grpc_failure(status),
-    };
-    with_cookie(&api, id, answer)
+    in_session::<LockBody, _, LockJson, _, _>(&api, &headers, &bytes, |id, b| {
+        api.acquire(Some(id), b.name, 0, b.lock_timeout_seconds, b.size)
+    })
+    .await
 }
 
 async fn unlock(State(api): Api, headers: HeaderMap, bytes: Bytes) -> Response {
-    let (id, b) = match session(&api, &headers).and_then(|id| Ok((id, body::<UnlockBody>(&bytes)?))) {
-        Ok(pair) => pair,
-        Err(response) => return response,
-    };
-    let answer = match api.unlock(pb::UnlockRequest { name: b.name, key: b.key }).await {
-        Ok(r) => Json(UnlockJson { unlocked: r.unlocked, name: r.name, error: error_json(r.error) }).into_response(),
-        Err(status) => grpc_failure(status),
-    };
-    with_cookie(&api, id, answer)
+    in_session::<UnlockBody, _, UnlockJson, _, _>(&api, &headers, &bytes, |_, b| {
+        api.unlock(pb::UnlockRequest { name: b.name, key: b.key })
+    })
+    .await
 }
 
 async fn renew(State(api): Api, headers: HeaderMap, bytes: Bytes) -> Response {
-    let (id, b) = match session(&api, &headers).and_then(|id| Ok((id, body::<RenewBody>(&bytes)?))) {
-        Ok(pair) => pair,
-        Err(response) => return response,
-    };
-    let req = pb::RenewRequest { name: b.name, key: b.key, lock_timeout_seconds: b.lock_timeout_seconds };
-    let answer = match api.renew(req).await {
-        Ok(r) => {
-            Json(LockJson { locked: r.locked, name: r.name, key: r.key, error: error_json(r.error) }).into_response()
-        }
-        Err(status) => grpc_failure(status),
-    };
-    with_cookie(&api, id, answer)
+    in_session::<RenewBody, _, LockJson, _, _>(&api, &headers, &bytes, |_, b| {
+        api.renew(pb::RenewRequest { name: b.name, key: b.key, lock_timeout_seconds: b.lock_timeout_seconds })
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -29,8 +29,25 @@ use axum::response::{IntoResponse, Response};
 use super::rest::RestError;
 use crate::error::{ApiError, ErrorCode, CODE_METADATA};
 
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+fn is_grpc(headers: &HeaderMap) -> bool {
     headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// `err` as the client of a request with `headers` reads it: a gRPC status
+/// for gRPC, else the REST error body.
+pub fn answer(headers: &HeaderMap, err: ApiError) -> Response {
+    if is_grpc(headers) {
+        err.to_status().into_http::<Body>().map(Body::new)
+    } else {
+        RestError(err).into_response()
+    }
+}
+
+/// The REST error body of `err` with HTTP `status` (not its code's).
+fn rest_answer(status: axum::http::StatusCode, err: ApiError) -> Response {
+    let mut resp = RestError(err).into_response();
+    *resp.status_mut() = status;
+    resp
 }
 
 /// The gRPC status code of tonic's own trailers-only answer (no
@@ -79,9 +96,7 @@ pub async fn header_limits(req: Request, next: Next) -> Response {
         "the request has {} headers of {bytes} bytes: send at most {MAX_HEADERS} headers of at most {MAX_HEADER_BYTES} bytes",
         headers.len()
     );
-    let mut resp = RestError(ApiError::new(ErrorCode::InvalidArgument, msg)).into_response();
-    *resp.status_mut() = axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-    resp
+    rest_answer(axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ApiError::new(ErrorCode::InvalidArgument, msg))
 }
 
 /// A REST route called with a method it does not take.
@@ -91,9 +106,7 @@ pub async fn method_not_allowed(req: Request) -> Response {
         req.method(),
         req.uri().path()
     );
-    let mut resp = RestError(ApiError::new(ErrorCode::InvalidArgument, msg)).into_response();
-    *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
-    resp
+    rest_answer(axum::http::StatusCode::METHOD_NOT_ALLOWED, ApiError::new(ErrorCode::InvalidArgument, msg))
 }
 
 /// The fallback of the client port: a path that no service or route serves.

@@ -158,12 +158,7 @@ async fn refuse(stream: tokio::net::TcpStream, builder: auto::Builder<TokioExecu
         let msg =
             format!("this node has max_connections ({max}) client connections open: retry later or use another node");
         let err = crate::error::ApiError::new(crate::error::ErrorCode::Unavailable, msg);
-        let resp = if malformed::is_grpc(req.headers()) {
-            err.to_status().into_http::<axum::body::Body>().map(axum::body::Body::new)
-        } else {
-            axum::response::IntoResponse::into_response(rest::RestError(err))
-        };
-        Ok::<_, std::convert::Infallible>(resp)
+        Ok::<_, std::convert::Infallible>(malformed::answer(req.headers(), err))
     });
     let _ = tokio::time::timeout(within, builder.serve_connection(TokioIo::new(stream), svc)).await;
 }
