@@ -28,6 +28,10 @@ pub struct Config {
     pub peer_addr: String,
     /// Number of Raft groups; fixed when the cluster is created.
     pub groups: u32,
+    /// How many nodes hold each group. With this many nodes or fewer,
+    /// every node holds every group; with more, placement
+    /// (`routing::Placement`) spreads the groups over the nodes.
+    pub replication_factor: usize,
     /// The voters of a new cluster; empty means a single node of itself.
     pub initial_cluster: Vec<Peer>,
     /// Whether this node initializes the groups of a new cluster with
@@ -181,6 +185,7 @@ impl Default for Config {
             client_addr: "127.0.0.1:7001".into(),
             peer_addr: "127.0.0.1:7101".into(),
             groups: 4,
+            replication_factor: 3,
             initial_cluster: Vec::new(),
             bootstrap: true,
             default_ttl_ms: 30_000,
@@ -297,6 +302,9 @@ impl Config {
         }
         if !(1..=4096).contains(&self.groups) {
             return bad(format!("groups is {}: use 1 to 4096", self.groups));
+        }
+        if !(1..=7).contains(&self.replication_factor) {
+            return bad(format!("replication_factor is {}: use 1 to 7 (3 is usual)", self.replication_factor));
         }
         check_addr("client_addr", &self.client_addr)?;
         check_addr("peer_addr", &self.peer_addr)?;

@@ -14,3 +14,4 @@ mod t08_faults;
 mod t09_bad_input;
 mod t10_upgrade;
 mod t11_readme;
+mod t12_placement;

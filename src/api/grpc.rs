@@ -233,8 +233,7 @@ impl Admin for GrpcApi {
             return Err(status(ApiError::new(ErrorCode::InvalidArgument, "node_id must be at least 1")));
         }
         let info = crate::raft::NodeInfo { client_addr: req.client_addr, peer_addr: req.peer_addr };
-        let change = crate::raft::membership::MembershipChange::AddVoter { id: req.node_id, info };
-        let groups = self.service.change_membership_everywhere(change).await.map_err(status)?;
+        let groups = self.service.add_node(req.node_id, info).await.map_err(status)?;
         Ok(Response::new(pb::MembershipResponse { groups }))
     }
 
@@ -243,8 +242,7 @@ impl Admin for GrpcApi {
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let id = request.into_inner().node_id;
-        let change = crate::raft::membership::MembershipChange::RemoveVoter { id };
-        let groups = self.service.change_membership_everywhere(change).await.map_err(status)?;
+        let groups = self.service.remove_node(id).await.map_err(status)?;
         Ok(Response::new(pb::MembershipResponse { groups }))
     }
 
@@ -279,6 +277,8 @@ impl Admin for GrpcApi {
                 is_leader: g.is_leader,
                 locks: g.locks,
                 voters: g.voters,
+                target: g.target,
+                hosted: g.hosted,
             })
             .collect();
         let nodes = st

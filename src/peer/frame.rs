@@ -49,10 +49,12 @@ pub enum Method {
     Membership = 9,
     /// A node says whether it is draining (no group).
     Draining = 10,
+    /// A blocking acquire waited out on a node holding the group.
+    Acquire = 11,
 }
 
 impl Method {
-    pub const ALL: [Method; 10] = [
+    pub const ALL: [Method; 11] = [
         Method::AppendEntries,
         Method::Vote,
         Method::PreVote,
@@ -63,6 +65,7 @@ impl Method {
         Method::Read,
         Method::Membership,
         Method::Draining,
+        Method::Acquire,
     ];
 
     /// The metric label of the method.
@@ -78,6 +81,7 @@ impl Method {
             Method::Read => "read",
             Method::Membership => "membership",
             Method::Draining => "draining",
+            Method::Acquire => "acquire",
         }
     }
 

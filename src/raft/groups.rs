@@ -1,11 +1,16 @@
 //! The Raft groups of one node: start-up, bootstrap and lookup.
 //!
-//! Invariants: a node hosts groups `0..G`, all sharing one RocksDB, one WAL
-//! syncer and one peer router; bootstrap is static (the configured voters)
-//! and idempotent: every node initializes every uninitialized group with the
-//! same membership, which openraft allows, and a restarted node finds its
-//! groups initialized and skips it. The preferred leader of each group
-//! calls an election at once so leaders start out spread evenly.
+//! Invariants: a node runs a Raft instance for each lock group `0..G` and
+//! for the meta group `G` (`cluster.rs`), all sharing one RocksDB, one WAL
+//! syncer and one peer router; an instance of a group the node holds no
+//! replica of stays uninitialized and idle until a leader adds the node.
+//! Bootstrap happens once, on a new cluster: every configured node
+//! initializes the meta group with the configured voters and each lock
+//! group it holds by placement with that group's replicas (the same
+//! membership on every node, which openraft allows). A node whose meta
+//! group is initialized never initializes anything again. The preferred
+//! leader of each group calls an election at once so leaders start out
+//! spread evenly.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{Config as RaftConfig, ServerState, SnapshotPolicy};
 
+use super::cluster::ClusterCache;
 use super::group_network::GroupNetwork;
 use super::liveness::Liveness;
 use super::network::PeerRouter;
@@ -21,7 +27,7 @@ use super::quiesce::Quiescer;
 use super::state_machine::{ApplyObserver, GroupState, StateMachine};
 use super::types::{NodeId, NodeInfo, Raft};
 use crate::config::Config;
-use crate::routing::{preferred_leader, GroupId};
+use crate::routing::GroupId;
 use crate::storage::log_store::LogStore;
 use crate::storage::syncer::Syncer;
 use crate::storage::Db;
@@ -49,7 +55,18 @@ pub struct GroupView {
 }
 
 pub struct Groups {
-    me: NodeId,
+    pub(super) me: NodeId,
+    /// Lock groups (the meta group is one more).
+    groups: u32,
+    /// Replicas per group (`replication_factor`).
+    pub(super) factor: usize,
+    /// The configured voters, the node list until the meta group has one.
+    pub(super) configured: BTreeMap<NodeId, NodeInfo>,
+    pub(super) cluster_cache: std::sync::Mutex<ClusterCache>,
+    /// Groups a leader removed this node from, at which membership.
+    pub(super) departed: dashmap::DashMap<GroupId, Option<super::types::LogId>>,
+    /// A peer is live while a ping succeeded within this long.
+    pub(super) live_within: Duration,
     /// Peers that announced they are draining, and when.
     draining_peers: dashmap::DashMap<NodeId, std::time::Instant>,
     rafts: Arc<Vec<Raft>>,
@@ -58,7 +75,7 @@ pub struct Groups {
     logs: Vec<LogStore>,
     router: PeerRouter,
     quiescer: Arc<Quiescer>,
-    liveness: Arc<Liveness>,
+    pub(super) liveness: Arc<Liveness>,
 }
 
 fn raft_config(config: &Config) -> Result<Arc<RaftConfig>, GroupsError> {
@@ -115,7 +132,7 @@ impl Groups {
         let min_append_ttl = Duration::from_millis(config.raft.election_timeout_min_ms);
         let router = PeerRouter::new(config.node_id, peers, links, min_append_ttl);
         let (mut rafts, mut states, mut logs) = (Vec::new(), Vec::new(), Vec::new());
-        for group in 0..config.groups {
+        for group in 0..=config.groups {
             let log = LogStore::new(db.clone(), syncer.clone(), group);
             logs.push(log.clone());
             let sm = StateMachine::new(group, db.clone(), config.limits.clone(), observer.clone());
@@ -130,39 +147,69 @@ impl Groups {
         let rafts = Arc::new(rafts);
         let quiescer = Arc::new(Quiescer::new(rafts.clone()));
         let liveness = Arc::new(Liveness::default());
-        Ok(Self { me: config.node_id, draining_peers, rafts, states, logs, router, quiescer, liveness })
-    }
-
-    /// Initializes every group that is not yet, with the configured voters.
-    pub async fn bootstrap(&self, config: &Config) -> Result<(), GroupsError> {
-        let members: BTreeMap<NodeId, NodeInfo> = config
+        let configured = config
             .voters()
             .into_iter()
             .map(|p| (p.id, NodeInfo { client_addr: p.client_addr, peer_addr: p.peer_addr }))
             .collect();
-        let voters: Vec<NodeId> = members.keys().copied().collect();
-        for (group, raft) in self.rafts.iter().enumerate() {
-            let group = group as GroupId;
-            let initialized =
-                raft.is_initialized().await.map_err(|e| GroupsError::Start { group, why: e.to_string() })?;
-            if initialized {
+        Ok(Self {
+            me: config.node_id,
+            groups: config.groups,
+            factor: config.replication_factor,
+            configured,
+            cluster_cache: Default::default(),
+            departed: Default::default(),
+            live_within: super::quiesce::Timing::from_config(&config.raft).live_within,
+            draining_peers,
+            rafts,
+            states,
+            logs,
+            router,
+            quiescer,
+            liveness,
+        })
+    }
+
+    /// On a new cluster, initializes the meta group and the lock groups
+    /// this node holds; on a node that has been part of a cluster, nothing.
+    pub async fn bootstrap(&self) -> Result<(), GroupsError> {
+        let meta = self.meta_id();
+        if self.initialized(meta).await? {
+            return Ok(());
+        }
+        let seed = self.meta_seed();
+        // NotAllowed means another path initialized it first: fine.
+        let _ = self.raft(meta).initialize(seed.clone()).await;
+        if seed.keys().next() == Some(&self.me) {
+            let _ = self.raft(meta).trigger().elect(false).await;
+        }
+        let cluster = self.cluster();
+        for group in 0..self.count() {
+            let replicas = cluster.placement.replicas(group);
+            if !replicas.contains(&self.me) || self.initialized(group).await? {
                 continue;
             }
-            // NotAllowed means another path initialized it first: fine.
-            let _ = raft.initialize(members.clone()).await;
-            if preferred_leader(group, &voters) == Some(self.me) {
-                let _ = raft.trigger().elect(false).await;
+            let members: BTreeMap<NodeId, NodeInfo> =
+                replicas.iter().filter_map(|id| seed.get(id).map(|n| (*id, n.clone()))).collect();
+            let _ = self.raft(group).initialize(members).await;
+            if cluster.placement.preferred_leader(group) == Some(self.me) {
+                let _ = self.raft(group).trigger().elect(false).await;
             }
         }
         Ok(())
+    }
+
+    async fn initialized(&self, group: GroupId) -> Result<bool, GroupsError> {
+        self.raft(group).is_initialized().await.map_err(|e| GroupsError::Start { group, why: e.to_string() })
     }
 
     pub fn me(&self) -> NodeId {
         self.me
     }
 
+    /// The number of lock groups (the meta group not counted).
     pub fn count(&self) -> u32 {
-        self.rafts.len() as u32
+        self.groups
     }
 
     pub fn raft(&self, group: GroupId) -> &Raft {

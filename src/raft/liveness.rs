@@ -44,6 +44,8 @@ struct PeerSeen {
     /// Groups the peer's answers said it does not lead, since when; `None`
     /// until an answer lists its groups.
     not_leading: Option<HashMap<GroupId, Instant>>,
+    /// The groups its last answer said it leads.
+    leading: Vec<GroupId>,
 }
 
 #[derive(Default)]
@@ -71,6 +73,7 @@ impl Liveness {
         }
         let now = Instant::now();
         let mut peer = self.peers.entry(node).or_default();
+        peer.leading = leads.to_vec();
         let not_leading = peer.not_leading.get_or_insert_with(HashMap::new);
         for group in 0..groups {
             if led[group as usize] {
@@ -104,6 +107,18 @@ impl Liveness {
         let peer = self.peers.get(&leader)?;
         let since = *peer.not_leading.as_ref()?.get(&group)?;
         since.elapsed().checked_sub(live_within)
+    }
+
+    /// A live peer whose last answer said it leads `group`: the route to a
+    /// group this node holds no replica of. Two may claim it for a moment
+    /// around an election; the stale one answers `NotLeader`.
+    pub fn claimed_leader(&self, group: GroupId, live_within: Duration) -> Option<NodeId> {
+        let now = Instant::now();
+        self.peers
+            .iter()
+            .filter(|p| p.last_ok.is_some_and(|t| now.duration_since(t) < live_within))
+            .find(|p| p.leading.contains(&group))
+            .map(|p| *p.key())
     }
 
     pub fn is_live(&self, node: NodeId, live_within: Duration) -> bool {
@@ -180,5 +195,19 @@ mod tests {
         live.record_leads(1, Some(&[0, 3]), 4);
         assert_eq!(live.leaderless_for(1, 3, within), None, "leading again");
         assert_eq!(live.leaderless_for(9, 0, within), Some(Duration::MAX), "a node never reached");
+    }
+
+    #[test]
+    fn the_claimed_leader_is_a_live_peer_that_says_it_leads() {
+        let live = Liveness::default();
+        let within = Duration::from_secs(60);
+        assert_eq!(live.claimed_leader(2, within), None);
+        live.record_leads(4, Some(&[1, 2]), 8);
+        assert_eq!(live.claimed_leader(2, within), None, "never pinged successfully: not live");
+        live.record_ok(4, within);
+        assert_eq!(live.claimed_leader(2, within), Some(4));
+        live.record_leads(4, Some(&[1]), 8);
+        assert_eq!(live.claimed_leader(2, within), None, "it stopped leading group 2");
+        assert_eq!(live.claimed_leader(1, Duration::ZERO), None, "stale once older than the window");
     }
 }

@@ -18,8 +18,27 @@ use crate::routing::GroupId;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipChange {
-    AddVoter { id: NodeId, info: NodeInfo },
-    RemoveVoter { id: NodeId },
+    AddVoter {
+        id: NodeId,
+        info: NodeInfo,
+    },
+    RemoveVoter {
+        id: NodeId,
+    },
+    /// Of the meta group: `id` joins the cluster's node list.
+    AddNode {
+        id: NodeId,
+        info: NodeInfo,
+    },
+    /// Of the meta group: `id` leaves the cluster's node list.
+    RemoveNode {
+        id: NodeId,
+    },
+    /// Sent by a group's leader to a voter it removed: openraft stops
+    /// replicating to it before it sees the change, so it learns it here.
+    Left {
+        id: NodeId,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +49,7 @@ pub enum MembershipError {
     Failed(String),
 }
 
-fn failed(err: RaftError<super::TypeConfig, ClientWriteError<super::TypeConfig>>) -> MembershipError {
+pub(super) fn failed(err: RaftError<super::TypeConfig, ClientWriteError<super::TypeConfig>>) -> MembershipError {
     match err {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MembershipError::NotLeader(f.leader_node),
         other => MembershipError::Failed(other.to_string()),
@@ -38,6 +57,14 @@ fn failed(err: RaftError<super::TypeConfig, ClientWriteError<super::TypeConfig>>
 }
 
 impl Groups {
+    /// The learners of `group` as this node knows them.
+    pub fn learner_ids(&self, group: GroupId) -> Vec<NodeId> {
+        use openraft::async_runtime::WatchReceiver;
+        let metrics = self.raft(group).metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config.membership().learner_ids().collect()
+    }
+
     /// The voters of `group` as this node knows them.
     pub fn voter_ids(&self, group: GroupId) -> Vec<NodeId> {
         use openraft::async_runtime::WatchReceiver;
@@ -48,6 +75,12 @@ impl Groups {
 
     /// Applies `change` to `group`; this node must lead it.
     pub async fn change_membership(&self, group: GroupId, change: &MembershipChange) -> Result<(), MembershipError> {
+        if let MembershipChange::Left { id } = change {
+            if *id == self.me {
+                self.mark_departed(group);
+            }
+            return Ok(());
+        }
         if !self.view(group).is_leader {
             let leader = self.view(group).leader.and_then(|id| self.node_info(group, id));
             return Err(MembershipError::NotLeader(leader));
@@ -55,6 +88,9 @@ impl Groups {
         let raft = self.raft(group);
         let voters = self.voter_ids(group);
         match change {
+            MembershipChange::AddNode { id, info } => return self.add_cluster_node(*id, info.clone()).await,
+            MembershipChange::RemoveNode { id } => return self.remove_cluster_node(*id).await,
+            MembershipChange::Left { .. } => {}
             MembershipChange::AddVoter { id, info } => {
                 if voters.contains(id) {
                     return Ok(());
@@ -67,6 +103,12 @@ impl Groups {
             }
             MembershipChange::RemoveVoter { id } => {
                 if !voters.contains(id) {
+                    // A learner left over from an interrupted move goes too.
+                    if self.node_info(group, *id).is_some() {
+                        raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([*id])), false)
+                            .await
+                            .map_err(failed)?;
+                    }
                     return Ok(());
                 }
                 raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([*id])), false)

@@ -11,9 +11,12 @@
 //!   stream folds commit-only messages into the append that follows;
 //! - [`service`]: the receiving end, which hands messages to their group;
 //! - [`groups`]: starting, bootstrapping and looking up a node's groups;
+//! - [`cluster`]: the node list (the meta group's membership) and where
+//!   each group lives;
 //! - [`quiesce`]: idle groups stop their timers;
 //! - [`liveness`]: node pings that watch the leaders of quiesced groups.
 
+pub mod cluster;
 pub mod completion;
 pub mod group_network;
 pub mod groups;

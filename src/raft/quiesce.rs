@@ -16,7 +16,7 @@
 //!   leadership with its own round.
 //! - A follower never ticks because of activity: with a quiet leader its
 //!   election timer has long expired, and ticking would start an election.
-//! - When a leader's node is dead, its first successor (the preferred leader
+//! - When a leader's node is dead, its first successor (`fallback_leader`
 //!   among the other voters) wakes at once and the others one election
 //!   timeout later, so they do not split the vote.
 //! - Only a leader is woken by activity (`touch`); a leader or term change
@@ -42,7 +42,7 @@ use tokio::sync::watch;
 
 use super::groups::{GroupView, Groups};
 use super::types::{NodeId, Raft};
-use crate::routing::{preferred_leader, GroupId};
+use crate::routing::{fallback_leader, GroupId};
 
 /// The durations quiescing works with, all from the Raft config.
 #[derive(Clone, Copy, Debug)]
@@ -180,9 +180,10 @@ impl Quiescer {
         }
     }
 
-    /// How many groups have their timers off.
-    pub fn quiesced(&self) -> usize {
-        self.ticking.iter().filter(|t| !t.load(Ordering::Relaxed)).count()
+    /// How many of the first `groups` groups (the lock groups) have their
+    /// timers off.
+    pub fn quiesced(&self, groups: u32) -> usize {
+        self.ticking.iter().take(groups as usize).filter(|t| !t.load(Ordering::Relaxed)).count()
     }
 }
 
@@ -194,7 +195,7 @@ fn sight(groups: &Groups, group: GroupId, view: &GroupView, timing: &Timing) -> 
     let first_successor = match (leader, leader_dead_for) {
         (Some(l), Some(_)) => {
             let others: Vec<NodeId> = groups.voter_ids(group).into_iter().filter(|v| *v != l).collect();
-            preferred_leader(group, &others) == Some(me)
+            fallback_leader(group, &others) == Some(me)
         }
         _ => false,
     };
@@ -209,7 +210,7 @@ pub async fn run(groups: Arc<Groups>, timing: Timing, every: Duration, mut shutd
     if timing.quiet_after.is_zero() {
         return;
     }
-    let mut seen: Vec<(Option<NodeId>, u64)> = vec![(None, 0); groups.count() as usize];
+    let mut seen: Vec<(Option<NodeId>, u64)> = vec![(None, 0); groups.count() as usize + 1];
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -218,7 +219,8 @@ pub async fn run(groups: Arc<Groups>, timing: Timing, every: Duration, mut shutd
         if *shutdown.borrow() {
             return;
         }
-        for group in 0..groups.count() {
+        // The lock groups and the meta group.
+        for group in 0..=groups.count() {
             let view = groups.view(group);
             if let Some(why) = &view.failed {
                 tracing::error!(group, %why, "a raft group stopped; stopping the node so peers take over its groups");
@@ -229,10 +231,11 @@ pub async fn run(groups: Arc<Groups>, timing: Timing, every: Duration, mut shutd
                 groups.quiescer().settle(group);
                 groups.quiescer().touch(group);
             }
-            let on = should_tick(&sight(&groups, group, &view, &timing), &timing);
+            // A group this node holds no replica of has nothing to time.
+            let on = groups.hosts(group) && should_tick(&sight(&groups, group, &view, &timing), &timing);
             groups.quiescer().set_ticking(group, on);
         }
-        metrics::gauge!(crate::metrics::GROUPS_QUIESCED).set(groups.quiescer().quiesced() as f64);
+        metrics::gauge!(crate::metrics::GROUPS_QUIESCED).set(groups.quiescer().quiesced(groups.count()) as f64);
     }
 }
 

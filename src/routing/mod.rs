@@ -6,4 +6,4 @@ mod group;
 mod placement;
 
 pub use group::{group_of, GroupId};
-pub use placement::{preferred_leader, replicas};
+pub use placement::{fallback_leader, Placement};

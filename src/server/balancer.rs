@@ -1,5 +1,5 @@
 //! The leader balancer: moves each group's leadership to its preferred
-//! node (`routing::preferred_leader`) when that node is healthy.
+//! node (`Placement::preferred_leader`) when that node is healthy.
 //!
 //! Invariants: only the current leader acts; it hands leadership only to a
 //! preferred node that acknowledged a recent heartbeat and has the leader's
@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::raft::{Groups, NodeId};
-use crate::routing::preferred_leader;
 
 const MAX_TRANSFERS_PER_ROUND: usize = 8;
 
@@ -33,8 +32,8 @@ pub async fn run(groups: Arc<Groups>, heartbeat: Duration, mut shutdown: watch::
 }
 
 /// One round: returns the number of transfers started.
-/// The preferred leaders follow each group's current voters, so placement
-/// adapts when nodes are added or removed.
+/// The preferred leaders follow the cluster's placement; a group whose
+/// voters do not yet include its preferred node (it is being moved) stays.
 pub async fn balance_once(groups: &Groups, max_age: Duration) -> usize {
     let mut started = 0;
     for group in 0..groups.count() {
@@ -45,7 +44,7 @@ pub async fn balance_once(groups: &Groups, max_age: Duration) -> usize {
             continue;
         }
         let voters: Vec<NodeId> = groups.voter_ids(group);
-        let Some(preferred) = preferred_leader(group, &voters) else {
+        let Some(preferred) = groups.cluster().placement.preferred_leader(group).filter(|p| voters.contains(p)) else {
             continue;
         };
         let eligible = !groups.peer_draining(preferred) && groups.follower_healthy(group, preferred, max_age);

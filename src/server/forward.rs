@@ -73,6 +73,28 @@ pub async fn propose(router: &PeerRouter, leader: NodeId, group: GroupId, cmd: &
     Ok(Applied { index, outcome })
 }
 
+/// A blocking acquire to wait out on a node holding the lock's group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Wait {
+    pub name: String,
+    pub key: crate::lock::LockKey,
+    pub size: u32,
+    pub permits: u32,
+    pub ttl_ms: u64,
+    pub wait_ms: u64,
+}
+
+/// Waits out `wait` on node `node`: its grant's index and the grant.
+pub async fn acquire(
+    router: &PeerRouter,
+    node: NodeId,
+    group: GroupId,
+    wait: &Wait,
+) -> Result<(u64, crate::lock::Grant), ApiError> {
+    let ttl = Duration::from_millis(wait.wait_ms) + FORWARD_TIMEOUT;
+    call(router.links(), node, Method::Acquire, group, &encode(wait), ttl).await
+}
+
 /// Runs a linearizable read on node `leader`.
 pub async fn read(
     router: &PeerRouter,
@@ -137,13 +159,20 @@ impl ForwardService {
                 let applied = self.service.proposer().propose_local(group, cmd).await?;
                 Ok(encode(&(applied.index, applied.outcome)))
             }
+            Method::Acquire => {
+                self.check_group(group)?;
+                let wait: Wait = decode(&body).map_err(bad_body)?;
+                Ok(encode(&self.service.acquire_forwarded(group, wait).await?))
+            }
             Method::Read => {
                 self.check_group(group)?;
                 let query: ReadQuery = decode(&body).map_err(bad_body)?;
                 Ok(encode(&self.service.read_local(group, &query).await?))
             }
             Method::Membership => {
-                self.check_group(group)?;
+                if group != self.service.groups().meta_id() {
+                    self.check_group(group)?;
+                }
                 let change: MembershipChange = decode(&body).map_err(bad_body)?;
                 self.service.change_membership_local(group, &change).await?;
                 Ok(encode(&()))

@@ -13,6 +13,7 @@
 //! - [`sessions`]: grants that live as long as a client session;
 //! - [`keeper`]: leader-side deadlines (expiry, wait timeout, idle GC);
 //! - [`balancer`]: moves leaders back to their preferred nodes;
+//! - [`reconciler`]: moves each group's voters to its placement;
 //! - [`effects`]: performs the effects of each apply.
 
 pub mod balancer;
@@ -25,6 +26,7 @@ pub mod ops;
 pub mod peers;
 pub mod proposer;
 pub mod read;
+pub mod reconciler;
 pub mod service;
 pub mod sessions;
 pub mod wait_guard;

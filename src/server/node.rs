@@ -135,13 +135,14 @@ impl Node {
             tokio::spawn(crate::api::serve_client(client, service.clone(), client_tls, stopped(rx.clone()))),
         ];
         if config.bootstrap {
-            groups.bootstrap(&config).await?;
+            groups.bootstrap().await?;
         }
         tasks.push(tokio::spawn(run_keeper(service.clone(), keeper, rx.clone())));
         tasks.push(tokio::spawn(run_sessions(service.clone(), rx.clone())));
         tasks.push(tokio::spawn(super::gauges::run(service.clone(), rx.clone())));
         let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
         tasks.push(tokio::spawn(super::balancer::run(groups.clone(), heartbeat, rx.clone())));
+        tasks.push(tokio::spawn(super::reconciler::run(service.clone(), heartbeat * 5, rx.clone())));
         tasks.extend(spawn_quiescing(&groups, &config, rx));
         let peers: Vec<_> = config.voters().iter().map(|p| p.id).filter(|id| *id != config.node_id).collect();
         tokio::spawn(announce_all(groups.clone(), peers, false));
@@ -176,9 +177,7 @@ impl Node {
     pub async fn drain(&self, timeout: Duration) -> DrainReport {
         let started = Instant::now();
         self.service.start_draining();
-        let mut peers: Vec<_> = (0..self.groups.count()).flat_map(|g| self.groups.voter_ids(g)).collect();
-        peers.sort_unstable();
-        peers.dedup();
+        let mut peers: Vec<_> = self.groups.cluster().nodes.keys().copied().collect();
         peers.retain(|p| *p != self.groups.me());
         announce_all(self.groups.clone(), peers, true).await;
         let led_by_me = |groups: &Groups| (0..groups.count()).filter(|g| groups.view(*g).is_leader).collect::<Vec<_>>();
@@ -228,7 +227,7 @@ impl Node {
             *id != me && !self.groups.peer_draining(*id) && self.groups.follower_healthy(group, *id, max_age)
         };
         let voters = self.groups.voter_ids(group);
-        let preferred = crate::routing::preferred_leader(group, &voters).filter(ok);
+        let preferred = self.groups.cluster().placement.preferred_leader(group).filter(|p| voters.contains(p) && ok(p));
         preferred.or_else(|| voters.iter().copied().find(ok))
     }
 

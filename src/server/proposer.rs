@@ -130,12 +130,10 @@ impl Proposer {
     /// applied, so a retry can meet the effect of its own first try).
     pub async fn propose(self: &Arc<Self>, group: GroupId, cmd: &Command) -> (Result<Applied, ApiError>, bool) {
         let attempts = std::sync::atomic::AtomicU32::new(0);
-        let local = || {
-            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.propose_local(group, cmd.clone())
-        };
+        let local = || self.propose_local(group, cmd.clone());
         let router = self.groups.router();
-        let result = self.on_leader(group, local, |leader| forward::propose(router, leader, group, cmd)).await;
+        let remote = |leader| forward::propose(router, leader, group, cmd);
+        let result = self.on_leader_counted(group, local, remote, &attempts).await;
         (result, attempts.load(std::sync::atomic::Ordering::Relaxed) > 1)
     }
 
@@ -267,15 +265,41 @@ impl Proposer {
         R: Fn(NodeId) -> RF,
         RF: Future<Output = Result<T, ApiError>>,
     {
+        self.on_leader_counted(group, local, remote, &std::sync::atomic::AtomicU32::new(0)).await
+    }
+
+    /// `on_leader`, counting its attempts (a forwarded one counts once).
+    async fn on_leader_counted<T, L, LF, R, RF>(
+        &self,
+        group: GroupId,
+        local: L,
+        remote: R,
+        attempts: &std::sync::atomic::AtomicU32,
+    ) -> Result<T, ApiError>
+    where
+        L: Fn() -> LF,
+        LF: Future<Output = Result<T, ApiError>>,
+        R: Fn(NodeId) -> RF,
+        RF: Future<Output = Result<T, ApiError>>,
+    {
         let deadline = Instant::now() + self.retry_window;
         let mut backoff = Duration::from_millis(20);
         loop {
-            let attempt = match local().await {
-                Err(err) if err.code == ErrorCode::NotLeader => match self.groups.view(group).leader {
-                    Some(leader) if leader != self.groups.me() => remote(leader).await,
-                    _ => Err(err),
-                },
-                other => other,
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let attempt = if self.groups.hosts(group) {
+                match local().await {
+                    Err(err) if err.code == ErrorCode::NotLeader => match self.groups.view(group).leader {
+                        Some(leader) if leader != self.groups.me() => remote(leader).await,
+                        _ => Err(err),
+                    },
+                    other => other,
+                }
+            } else {
+                // No replica here: straight to where the group lives.
+                match self.groups.route(group) {
+                    Some(node) => remote(node).await,
+                    None => Err(unavailable(format!("no live node of group {group} is known; retry"))),
+                }
             };
             match attempt {
                 Err(err) if err.row().retryable && Instant::now() < deadline => {
@@ -289,10 +313,11 @@ impl Proposer {
 
     async fn await_leader(&self, group: GroupId, pause: Duration) {
         match self.groups.view(group).leader {
-            None => {
+            None if self.groups.hosts(group) => {
                 self.groups.wait_leader(group, pause.max(Duration::from_millis(100))).await;
             }
-            Some(_) => tokio::time::sleep(pause).await,
+            // A leader known, or a group seen only through peers' pings.
+            _ => tokio::time::sleep(pause).await,
         }
     }
 }

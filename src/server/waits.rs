@@ -1,7 +1,8 @@
 //! Blocking acquires waiting on this node.
 //!
-//! A client's blocking acquire waits on the node it is connected to (every
-//! node applies every entry, so it learns of its grant by applying it).
+//! A client's blocking acquire waits on the node it is connected to when
+//! that node holds a replica of the lock's group (it learns of its grant by
+//! applying it); otherwise on a node that does (`acquire_elsewhere`).
 //! Invariants: a wait is registered *before* its acquire is proposed, so a
 //! grant applied before the proposal's answer arrives is not missed; each
 //! registration is answered at most once; the map holds only waits whose

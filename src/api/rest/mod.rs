@@ -137,7 +137,7 @@ impl From<Meta> for Header {
 
 async fn readyz(State(svc): Svc) -> (StatusCode, String) {
     let groups = svc.groups();
-    let leaderless = (0..groups.count()).filter(|g| groups.view(*g).leader.is_none()).count();
+    let leaderless = (0..groups.count()).filter(|g| groups.route(*g).is_none()).count();
     if leaderless == 0 {
         (StatusCode::OK, "ready\n".into())
     } else {

@@ -293,15 +293,22 @@ pub async fn status(target: &Target) -> anyhow::Result<()> {
             .iter()
             .map(|g| {
                 json!({"group": g.group, "leader_id": g.leader_id,
-            "term": g.term, "applied_index": g.applied_index, "locks": g.locks})
+            "term": g.term, "applied_index": g.applied_index, "locks": g.locks,
+            "voters": g.voters, "target": g.target, "hosted": g.hosted,
+            "moving": g.hosted && g.voters != g.target})
             })
             .collect();
-        json(&json!({"node_id": status.node_id, "groups": status.groups, "healthy": leaderless == 0,
+        let moving = status.group_status.iter().filter(|g| g.hosted && g.voters != g.target).count();
+        json(&json!({"node_id": status.node_id, "groups": status.groups, "healthy": leaderless == 0, "moving": moving,
             "groups_without_leader": leaderless, "nodes": nodes, "group_status": groups}));
         return Ok(());
     }
     let health = if leaderless == 0 { "healthy".to_owned() } else { format!("{leaderless} groups without a leader") };
     println!("node {} sees {} groups: {health}", status.node_id, status.groups);
+    let moving = status.group_status.iter().filter(|g| g.hosted && g.voters != g.target).count();
+    if moving > 0 {
+        println!("{moving} of the groups here are moving to their placement");
+    }
     let rows: Vec<Vec<String>> = status
         .nodes
         .iter()

@@ -16,7 +16,11 @@ pub struct GroupRow {
     pub is_leader: bool,
     /// Locks in this node's copy of the group's table.
     pub locks: u64,
+    /// As this node's replica knows them; placement's for a group not here.
     pub voters: Vec<NodeId>,
+    /// Where placement puts the group (differs while it moves).
+    pub target: Vec<NodeId>,
+    pub hosted: bool,
 }
 
 /// The node's status.
@@ -24,8 +28,7 @@ pub struct GroupRow {
 pub struct NodeStatus {
     pub node_id: NodeId,
     pub groups: Vec<GroupRow>,
-    /// The voters of the cluster (group 0's membership): id, client and
-    /// peer address.
+    /// The cluster's node list (the meta group): id, client and peer address.
     pub members: Vec<(NodeId, String, String)>,
     pub wal_syncs: u64,
     pub wal_synced_writes: u64,
@@ -33,22 +36,26 @@ pub struct NodeStatus {
 
 impl NodeStatus {
     pub fn of(groups: &Groups, (wal_syncs, wal_synced_writes): (u64, u64)) -> Self {
-        let rows = (0..groups.count())
-            .map(|g| {
-                let view = groups.view(g);
-                GroupRow {
-                    group: g,
-                    leader: view.leader,
-                    term: view.term,
-                    last_log_index: view.last_log_index,
-                    applied_index: view.applied_index,
-                    is_leader: view.is_leader,
-                    locks: groups.state(g).read(|t| t.len() as u64),
-                    voters: groups.voter_ids(g),
-                }
-            })
-            .collect();
-        let members = groups.members(0).into_iter().map(|(id, n)| (id, n.client_addr, n.peer_addr)).collect();
+        let cluster = groups.cluster();
+        let rows = (0..groups.count()).map(|g| row(groups, g, cluster.placement.replicas(g))).collect();
+        let members = cluster.nodes.iter().map(|(id, n)| (*id, n.client_addr.clone(), n.peer_addr.clone())).collect();
         Self { node_id: groups.me(), groups: rows, members, wal_syncs, wal_synced_writes }
+    }
+}
+
+fn row(groups: &Groups, group: GroupId, target: &[NodeId]) -> GroupRow {
+    let view = groups.view(group);
+    let hosted = groups.hosts(group);
+    GroupRow {
+        group,
+        leader: if hosted { view.leader } else { groups.route(group).filter(|n| target.contains(n)) },
+        term: view.term,
+        last_log_index: view.last_log_index,
+        applied_index: view.applied_index,
+        is_leader: view.is_leader,
+        locks: groups.state(group).read(|t| t.len() as u64),
+        voters: if hosted { groups.voter_ids(group) } else { target.to_vec() },
+        target: target.to_vec(),
+        hosted,
     }
 }

@@ -1,13 +1,17 @@
-//! Voter changes: of one group through its leader, or of every group.
+//! Cluster changes: a node joins or leaves the node list (the meta group,
+//! once), and voter changes of one group through its leader.
 //!
 //! Invariant: each change goes to the group's leader (one hop at most) and
-//! is retried while the group elects one; changing every group reports how
-//! many changed before the first failure.
+//! is retried while the group elects one. Adding or removing a node changes
+//! only the node list; each group's leader then moves its voters to the new
+//! placement (`server::reconciler`), so a node's replicas move one safe
+//! step at a time and a crash at any step resumes where it stopped.
 
 use super::LockService;
 use crate::error::{ApiError, ErrorCode};
 use crate::raft::membership::{MembershipChange, MembershipError};
-use crate::routing::GroupId;
+use crate::raft::{NodeId, NodeInfo};
+use crate::routing::{GroupId, Placement};
 use crate::server::forward;
 
 impl LockService {
@@ -28,22 +32,23 @@ impl LockService {
         }
     }
 
-    /// Applies `change` to every group, a few at a time; returns how many.
-    pub async fn change_membership_everywhere(&self, change: MembershipChange) -> Result<u32, ApiError> {
-        use futures::StreamExt;
-        let groups = 0..self.config.groups;
-        let results: Vec<Result<(), ApiError>> = futures::stream::iter(groups)
-            .map(|g| self.change_membership(g, &change))
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        let done = results.iter().filter(|r| r.is_ok()).count() as u32;
-        match results.into_iter().find_map(Result::err) {
-            Some(err) => Err(ApiError::new(
-                err.code,
-                format!("{done} of {} groups changed; {}", self.config.groups, err.message),
-            )),
-            None => Ok(done),
-        }
+    /// Adds node `id` to the cluster; returns how many groups placement
+    /// gives it (their leaders move replicas onto it in the background;
+    /// `shardlock status` shows the groups still moving).
+    pub async fn add_node(&self, id: NodeId, info: NodeInfo) -> Result<u32, ApiError> {
+        let meta = self.groups.meta_id();
+        self.change_membership(meta, &MembershipChange::AddNode { id, info }).await?;
+        let mut nodes: Vec<NodeId> = self.groups.cluster().nodes.keys().copied().collect();
+        nodes.push(id);
+        Ok(Placement::new(self.config.groups, &nodes, self.config.replication_factor).load(id) as u32)
+    }
+
+    /// Removes node `id` from the cluster; returns how many groups it held
+    /// by placement (their leaders move those replicas to other nodes).
+    pub async fn remove_node(&self, id: NodeId) -> Result<u32, ApiError> {
+        let held = self.groups.cluster().placement.load(id) as u32;
+        let meta = self.groups.meta_id();
+        self.change_membership(meta, &MembershipChange::RemoveNode { id }).await?;
+        Ok(held)
     }
 }

@@ -3,7 +3,7 @@
 //! - this module: the service, draining and what it is built from;
 //! - [`writes`]: acquire, release, refresh, force-release;
 //! - [`reads`]: describe, validate-fence, list (linearizable);
-//! - [`membership`]: voter changes of one group or of all;
+//! - [`membership`]: nodes joining and leaving, voter changes of a group;
 //! - [`upkeep`]: what the node does for sessions (refreshes, releases).
 //!
 //! Invariants:
@@ -14,8 +14,9 @@
 //!   is proposed, and again in apply;
 //! - keys are chosen here (client's, or 128 random bits), never in apply, so
 //!   a retried proposal is idempotent for acquire;
-//! - a blocking acquire waits on this node; when its client goes away or its
-//!   wait runs out, this node proposes `CancelWait`.
+//! - a blocking acquire waits on this node, or on a node holding the lock's
+//!   group when this one holds none; when its client goes away or its wait
+//!   runs out, `CancelWait` is proposed.
 
 mod membership;
 mod reads;

@@ -3,7 +3,9 @@
 //!
 //! Invariants: keys are chosen here (the client's, or 128 random bits),
 //! never in apply, so a retried acquire is idempotent; a blocking acquire
-//! waits on this node and proposes `CancelWait` when abandoned.
+//! waits on this node, or, when this node holds no replica of the lock's
+//! group, on one that does (`acquire_elsewhere`), and proposes `CancelWait`
+//! when abandoned.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use super::{internal, AcquireParams, LockService, Meta};
 use crate::error::ApiError;
 use crate::lock::{AcquireCmd, Command, Grant, LockKey, Reply};
 use crate::routing::GroupId;
+use crate::server::forward;
 use crate::server::wait_guard::WaitGuard;
 
 impl LockService {
@@ -29,6 +32,13 @@ impl LockService {
         let group = self.group_of(&p.name);
         let started = Instant::now();
         let key = p.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random()));
+        if p.wait_ms > 0 && !self.groups.hosts(group) {
+            // No replica here to learn of the grant: the wait runs where one is.
+            let grant = self.acquire_elsewhere(group, &p, key).await?;
+            self.record_hold(&p, &grant.1);
+            metrics::histogram!(crate::metrics::WAIT_DURATION).record(started.elapsed().as_secs_f64());
+            return Ok(grant);
+        }
         let cmd = Command::Acquire(AcquireCmd {
             name: p.name.clone(),
             key: key.clone(),
@@ -59,6 +69,59 @@ impl LockService {
                 Err(err.into())
             }
         }
+    }
+
+    /// A blocking acquire of a group this node holds no replica of: the
+    /// whole wait runs on a node that does (its leader when known), which
+    /// answers when it grants. Dropping it (the client went away) proposes
+    /// `CancelWait`; the serving node cancels on its own if this node's
+    /// connection to it drops.
+    async fn acquire_elsewhere(
+        self: &Arc<Self>,
+        group: GroupId,
+        p: &AcquireParams,
+        key: LockKey,
+    ) -> Result<(Meta, Grant), ApiError> {
+        let sent = forward::Wait {
+            name: p.name.clone(),
+            key: key.clone(),
+            size: p.size,
+            permits: p.permits,
+            ttl_ms: p.ttl_ms,
+            wait_ms: p.wait_ms,
+        };
+        let mut cancel = WaitGuard::register(self.clone(), group, &p.name, &key);
+        cancel.arm();
+        let router = self.groups.router();
+        let not_here = || async { Err(ApiError::not_leader(None)) };
+        let result =
+            self.proposer.on_leader(group, not_here, |node| forward::acquire(router, node, group, &sent)).await;
+        cancel.disarm();
+        let (index, grant) = result?;
+        Ok((self.meta(group, index), grant))
+    }
+
+    /// Serves a blocking acquire forwarded by a node that holds no replica
+    /// of `group`; refuses (retryably) unless this node holds one.
+    pub async fn acquire_forwarded(
+        self: &Arc<Self>,
+        group: GroupId,
+        w: forward::Wait,
+    ) -> Result<(u64, Grant), ApiError> {
+        if !self.groups.hosts(group) {
+            return Err(ApiError::not_leader(None));
+        }
+        let p = AcquireParams {
+            name: w.name,
+            key: Some(w.key),
+            size: w.size,
+            permits: w.permits,
+            ttl_ms: w.ttl_ms,
+            wait_ms: w.wait_ms,
+            session: None,
+        };
+        let (meta, grant) = self.acquire(p).await?;
+        Ok((meta.index, grant))
     }
 
     /// Proposes `cmd` and expects `want` of its reply.
