@@ -303,8 +303,8 @@ impl Config {
         if !(1..=4096).contains(&self.groups) {
             return bad(format!("groups is {}: use 1 to 4096", self.groups));
         }
-        if !(1..=7).contains(&self.replication_factor) {
-            return bad(format!("replication_factor is {}: use 1 to 7 (3 is usual)", self.replication_factor));
+        if !(1..=15).contains(&self.replication_factor) {
+            return bad(format!("replication_factor is {}: use 1 to 15 (3 is usual)", self.replication_factor));
         }
         check_addr("client_addr", &self.client_addr)?;
         check_addr("peer_addr", &self.peer_addr)?;

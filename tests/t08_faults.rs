@@ -53,6 +53,15 @@ fn other_than(cluster: &Cluster, not: &[u64]) -> u64 {
     cluster.nodes.iter().map(|n| n.id).filter(|id| !not.contains(id)).max().expect("another node")
 }
 
+/// The highest id of a voter of lock `name`'s group other than `leader`
+/// (on 3 nodes, the highest other node).
+async fn follower_of(cluster: &Cluster, name: &str, leader: u64) -> u64 {
+    let group = shardlock::routing::group_of(name.as_bytes(), cluster.groups) as usize;
+    let status = cluster.client(leader).await.status().await.expect("the leader's status");
+    let voters = &status.group_status[group].voters;
+    voters.iter().copied().filter(|v| *v != leader).max().expect("another voter")
+}
+
 fn links(cluster: &Cluster) -> &Links {
     cluster.links.as_ref().expect("a partitionable cluster")
 }
@@ -132,7 +141,7 @@ impl Fault {
             }
             Fault::KillFollower => {
                 let leader = cluster.leader_of(MUTEX, 1).await;
-                let follower = other_than(cluster, &[leader]);
+                let follower = follower_of(cluster, MUTEX, leader).await;
                 cluster.kill(follower);
                 wait_for("progress without the follower", Duration::from_secs(30), progress(PROGRESS)).await;
                 cluster.restart(follower).await;
@@ -141,7 +150,7 @@ impl Fault {
                 let leader = cluster.leader_of(MUTEX, 1).await;
                 let side = match self {
                     Fault::IsolateLeader => vec![leader],
-                    Fault::IsolateFollower => vec![other_than(cluster, &[leader])],
+                    Fault::IsolateFollower => vec![follower_of(cluster, MUTEX, leader).await],
                     _ => vec![leader, other_than(cluster, &[leader])],
                 };
                 links(cluster).split(&side);
@@ -209,14 +218,27 @@ async fn round(cluster: &mut Cluster, round: usize, work: &Workload, client: &Cl
     }
 }
 
+/// Every node may get a slow disk (switched on per node, see above).
+const SLOW_DISK_READY: &str = "[storage]\ntest_only_sync_delay_ms = 200\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_stay_safe_through_crashes_pauses_and_partitions() {
     // 3 nodes in `make test`; `CHAOS_NODES=5 tests/chaos.sh N` runs 5 (and a 2|3 split).
     let nodes: usize = std::env::var("CHAOS_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     assert!(nodes == 3 || nodes == 5, "CHAOS_NODES must be 3 or 5");
+    chaos(nodes, 4, SLOW_DISK_READY).await;
+}
+
+/// The same round on 6 nodes, each group on 3 of them: the faults hit the
+/// lock's own replicas, and the clients' nodes may hold none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_stay_safe_on_six_nodes_at_replication_factor_three() {
+    chaos(6, 6, &format!("replication_factor = 3\n{SLOW_DISK_READY}")).await;
+}
+
+async fn chaos(nodes: usize, groups: u32, extra: &str) {
     let t0 = Instant::now();
-    // Every node may get a slow disk (switched on per node, see above).
-    let mut cluster = Cluster::start_partitionable(nodes, 4, "[storage]\ntest_only_sync_delay_ms = 200\n").await;
+    let mut cluster = Cluster::start_partitionable(nodes, groups, extra).await;
     let addrs: Vec<String> = (1..=nodes as u64).map(|id| cluster.addr(id)).collect();
     let seeds: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let client = Client::connect_any(&seeds).await.unwrap();

@@ -1,6 +1,7 @@
 //! Scale-out: on 6 nodes with replication factor 3 each group lives on 3
 //! nodes; nodes that hold no replica of a lock's group still serve it (one
-//! hop, blocking waits included); a kill -9 leaves every lock available;
+//! hop, blocking waits included, and a waiter whose node dies leaves the
+//! queue at once); a kill -9 leaves every lock available;
 //! a 7th node takes replicas and a removed node gives its own away.
 
 use std::collections::HashMap;
@@ -75,6 +76,26 @@ async fn six_nodes_hold_three_replicas_of_each_group_and_survive_a_kill() {
     assert_eq!(granted.header.unwrap().node_id, outsider, "answered by the node the client asked");
     holder.release(name, &granted.key).await.unwrap();
     every_group_serves(&cluster.client(outsider).await).await;
+
+    // A waiter whose node dies leaves the queue at once (the serving node
+    // sees that node's connection close), not at its wait deadline.
+    let held = holder.acquire(name, AcquireOptions::default()).await.unwrap();
+    let doomed = *nodes.iter().rev().find(|n| !placement.replicas(0).contains(n) && **n != outsider).unwrap();
+    let mut raw = cluster.raw(doomed).await;
+    let wait = pb::AcquireRequest { name: name.as_bytes().to_vec(), wait_ms: 120_000, ..Default::default() };
+    let _abandoned = tokio::spawn(async move { raw.acquire(wait).await });
+    let waiters = || async { holder.describe(name).await.ok()?.lock.map(|l| l.waiters.len()) };
+    wait_for("the doomed node's wait to queue", Duration::from_secs(10), || async {
+        (waiters().await? == 1).then_some(())
+    })
+    .await;
+    cluster.kill(doomed);
+    wait_for("the dead node's waiter to leave the queue", Duration::from_secs(3), || async {
+        (waiters().await? == 0).then_some(())
+    })
+    .await;
+    holder.release(name, &held.key).await.unwrap();
+    cluster.restart(doomed).await;
 
     // kill -9 of the node leading the most groups: one election, then all
     // locks are available again.

@@ -95,7 +95,7 @@ impl Groups {
 
     /// Whether this node holds a replica (voter or learner) of `group`: its
     /// membership lists it, and no leader said it removed this node from
-    /// that membership (`mark_departed`).
+    /// that membership (`mark_departed`, kept in the log store across restarts).
     pub fn hosts(&self, group: GroupId) -> bool {
         let metrics = self.raft(group).metrics();
         let m = metrics.borrow_watched();
@@ -110,6 +110,9 @@ impl Groups {
         let metrics = self.raft(group).metrics();
         let at = metrics.borrow_watched().membership_config.log_id().clone();
         tracing::info!(group, "this node's replica was removed from the group");
+        if let Err(err) = self.logs[group as usize].set_departed(&at) {
+            tracing::warn!(group, error = %err, "cannot record the removal; a restart will show the group as held");
+        }
         self.departed.insert(group, at);
     }
 

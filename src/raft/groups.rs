@@ -72,7 +72,7 @@ pub struct Groups {
     rafts: Arc<Vec<Raft>>,
     states: Vec<Arc<GroupState>>,
     /// Each group's log (clones of openraft's), to flush on shutdown.
-    logs: Vec<LogStore>,
+    pub(super) logs: Vec<LogStore>,
     router: PeerRouter,
     quiescer: Arc<Quiescer>,
     pub(super) liveness: Arc<Liveness>,
@@ -143,6 +143,13 @@ impl Groups {
                 .map_err(|e| GroupsError::Start { group, why: e.to_string() })?;
             rafts.push(raft);
         }
+        let departed = dashmap::DashMap::new();
+        for (group, log) in logs.iter().enumerate() {
+            let at = log.departed().map_err(|e| GroupsError::Start { group: group as GroupId, why: e.to_string() })?;
+            if let Some(at) = at {
+                departed.insert(group as GroupId, at);
+            }
+        }
         let draining_peers = dashmap::DashMap::new();
         let rafts = Arc::new(rafts);
         let quiescer = Arc::new(Quiescer::new(rafts.clone()));
@@ -158,7 +165,7 @@ impl Groups {
             factor: config.replication_factor,
             configured,
             cluster_cache: Default::default(),
-            departed: Default::default(),
+            departed,
             live_within: super::quiesce::Timing::from_config(&config.raft).live_within,
             draining_peers,
             rafts,

@@ -32,6 +32,8 @@ pub enum MetaTag {
     Vote = 1,
     Committed = 2,
     LastPurged = 3,
+    /// The membership at which a leader said it removed this node.
+    Departed = 4,
 }
 
 pub fn meta_key(group: GroupId, tag: MetaTag) -> [u8; 5] {

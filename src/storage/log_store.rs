@@ -87,6 +87,19 @@ impl LogStore {
         self.cache().range(start, end)
     }
 
+    /// The membership log id at which a leader removed this node from the
+    /// group (`raft::cluster`), if one did.
+    pub fn departed(&self) -> io::Result<Option<Option<LogId>>> {
+        self.get_meta(MetaTag::Departed)
+    }
+
+    /// Records (durably) that a leader removed this node at membership `at`.
+    pub fn set_departed(&self, at: &Option<LogId>) -> io::Result<()> {
+        let mut batch = WriteBatch::default();
+        self.put_meta(&mut batch, MetaTag::Departed, at)?;
+        self.db.write(batch).map_err(io_err)
+    }
+
     fn get_meta<T: serde::de::DeserializeOwned>(&self, tag: MetaTag) -> io::Result<Option<T>> {
         let cf = self.db.cf(CF_META).map_err(io_err)?;
         let raw = self.db.raw().get_cf(cf, meta_key(self.group, tag)).map_err(io_err)?;
