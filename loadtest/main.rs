@@ -100,6 +100,11 @@ struct Common {
     size: u32,
     #[arg(long, global = true, default_value_t = 64)]
     contenders: usize,
+    /// Cycles per second to offer in all (uncontended and semaphore
+    /// workloads), spread evenly over the clients; 0: each client cycles as
+    /// fast as it can (closed loop).
+    #[arg(long, global = true, default_value_t = 0)]
+    rate: u64,
     /// Hot-lock contenders.
     #[arg(long, global = true, default_value_t = 16)]
     hot_clients: usize,
@@ -423,7 +428,9 @@ async fn measure(
     let mut tasks = Vec::new();
     for (i, driver) in drivers.into_iter().enumerate() {
         let shared = shared.clone();
-        let spec = Spec { id: i, run: run_id, workload, ttl_ms: c.ttl_s * 1000, size: c.size, deadline };
+        let paced = c.rate > 0 && matches!(workload, Workload::Uncontended | Workload::Semaphore);
+        let pace = paced.then(|| Duration::from_secs_f64(clients as f64 / c.rate as f64));
+        let spec = Spec { id: i, run: run_id, workload, ttl_ms: c.ttl_s * 1000, size: c.size, deadline, pace };
         tasks.push(tokio::spawn(client_loop(driver, spec, shared)));
     }
     for t in tasks {
@@ -481,6 +488,8 @@ struct Spec {
     ttl_ms: u64,
     size: u32,
     deadline: Instant,
+    /// With `--rate`: one cycle per this long, this client's share.
+    pace: Option<Duration>,
 }
 
 impl Driver {
@@ -604,7 +613,17 @@ async fn client_loop(mut driver: Driver, spec: Spec, shared: Arc<Shared>) {
         return;
     }
     let mut n = 0u64;
+    let mut ticks = spec.pace.map(|every| {
+        // Clients start spread over one period, so the offered load is even.
+        let offset = every.mul_f64(spec.id as f64 % 97.0 / 97.0);
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     while Instant::now() < spec.deadline {
+        if let Some(t) = ticks.as_mut() {
+            t.tick().await;
+        }
         n += 1;
         let started = Instant::now();
         let result = driver.cycle(&spec, n, &shared).await;
