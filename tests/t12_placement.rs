@@ -1,7 +1,7 @@
 //! Scale-out: on 6 nodes with replication factor 3 each group lives on 3
 //! nodes; nodes that hold no replica of a lock's group still serve it (one
-//! hop, blocking waits included, and a waiter whose node dies leaves the
-//! queue at once); a kill -9 leaves every lock available;
+//! hop, blocking waits and sessions included, and a waiter whose node
+//! dies leaves the queue at once); a kill -9 leaves every lock available;
 //! a 7th node takes replicas and a removed node gives its own away.
 
 use std::collections::HashMap;
@@ -76,6 +76,23 @@ async fn six_nodes_hold_three_replicas_of_each_group_and_survive_a_kill() {
     assert_eq!(granted.header.unwrap().node_id, outsider, "answered by the node the client asked");
     holder.release(name, &granted.key).await.unwrap();
     every_group_serves(&cluster.client(outsider).await).await;
+
+    // A session on a node holding no replica of the lock's group keeps its
+    // grant alive past the TTL, and releases it when it ends.
+    let session = cluster.client(outsider).await.session(Some(1000)).await.unwrap();
+    let short = AcquireOptions { ttl_ms: Some(1000), ..Default::default() };
+    let kept = session.acquire(name, short).await.unwrap();
+    let wait = AcquireOptions { wait_ms: 2500, ..Default::default() };
+    let refused = holder.acquire(name, wait).await.unwrap_err();
+    assert_eq!(refused.code, shardlock::error::ErrorCode::WaitTimeout, "the session kept its grant past 1 s");
+    session.close();
+    wait_for("the ended session's grant to be released", Duration::from_secs(10), || async {
+        holder.describe(name).await.ok()?.lock.is_none_or(|l| l.holders.is_empty()).then_some(())
+    })
+    .await;
+    let next = holder.acquire(name, AcquireOptions::default()).await.unwrap();
+    assert!(next.fencing_token > kept.fencing_token);
+    holder.release(name, &next.key).await.unwrap();
 
     // A waiter whose node dies leaves the queue at once (the serving node
     // sees that node's connection close), not at its wait deadline.
