@@ -11,7 +11,8 @@ const GROUPS: u32 = 4;
 
 #[tokio::test]
 async fn nodes_join_and_leave_and_replicas_follow_placement() {
-    let mut cluster = Cluster::processes(3, GROUPS, "").await;
+    // Quiet after 300 ms: each change meets quiet leaders (lapsed leases).
+    let mut cluster = Cluster::processes(3, GROUPS, "[raft]\nquiesce_after_ms = 300\n").await;
     let client = cluster.client(2).await;
     let held =
         client.acquire("member/a", AcquireOptions { ttl_ms: Some(120_000), ..Default::default() }).await.unwrap();

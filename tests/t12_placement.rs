@@ -14,7 +14,9 @@ use shardlock::routing::{group_of, Placement};
 use crate::fixtures::harness::{wait_for, Cluster};
 
 const GROUPS: u32 = 12;
-const EXTRA: &str = "replication_factor = 3\n";
+/// Groups (the meta group too) go quiet after 300 ms, so membership changes
+/// meet quiet leaders, whose lapsed leases must be renewed first.
+const EXTRA: &str = "replication_factor = 3\n[raft]\nquiesce_after_ms = 300\n";
 
 /// One lock name per group.
 fn names() -> Vec<String> {

@@ -85,6 +85,7 @@ impl Groups {
             let leader = self.view(group).leader.and_then(|id| self.node_info(group, id));
             return Err(MembershipError::NotLeader(leader));
         }
+        self.wake_to_write(group).await;
         let raft = self.raft(group);
         let voters = self.voter_ids(group);
         match change {

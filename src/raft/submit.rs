@@ -68,11 +68,17 @@ impl Groups {
         // Made first: if this future is dropped at an await below, or openraft
         // fails fatally, the completion is dropped unanswered and `done` runs.
         let completion = Completion::new(move |result| done(written(result)));
+        self.wake_to_write(group).await;
+        let _ = self.raft(group).client_write_ff(Proposal::new(commands), Some(completion)).await;
+    }
+
+    /// Marks `group` active; if this node leads it and it was quiet, renews
+    /// the leader's lapsed lease with one ReadIndex round, without which
+    /// openraft refuses writes and membership changes.
+    pub(super) async fn wake_to_write(&self, group: GroupId) {
         if self.quiescer().touch(group) {
-            // A quiet leader's lease lapsed: one ReadIndex round renews it.
             let _ = self.raft(group).ensure_linearizable(ReadPolicy::ReadIndex).await;
         }
-        let _ = self.raft(group).client_write_ff(Proposal::new(commands), Some(completion)).await;
     }
 
     /// Confirms this node leads `group` (a ReadIndex round) and waits until
