@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod peer;
 pub mod proto;
 pub mod raft;
+pub mod rounds;
 pub mod routing;
 pub mod server;
 pub mod storage;

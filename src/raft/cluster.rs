@@ -130,11 +130,6 @@ impl Groups {
         })
     }
 
-    /// The voters `group` should have, by placement.
-    pub fn target_voters(&self, group: GroupId) -> Vec<NodeId> {
-        self.cluster().placement.replicas(group).to_vec()
-    }
-
     /// The members to initialize the meta group with on a new cluster: the
     /// configured voters, and the members of group 0 when this node's data
     /// predates the meta group (so nodes added since stay in the list).
@@ -144,12 +139,12 @@ impl Groups {
         nodes
     }
 
-    /// Adds `id` to the node list (this node must lead the meta group): a
+    /// Adds `id` to the node list (this node leads the meta group: see
+    /// `change_membership`): a
     /// learner that catches up, then a voter while there are fewer than
     /// [`META_VOTERS`]. Idempotent.
-    pub async fn add_cluster_node(&self, id: NodeId, info: NodeInfo) -> Result<(), MembershipError> {
+    pub(super) async fn add_cluster_node(&self, id: NodeId, info: NodeInfo) -> Result<(), MembershipError> {
         let meta = self.meta_id();
-        self.check_leads(meta)?;
         let raft = self.raft(meta);
         if self.node_info(meta, id).is_none() {
             raft.add_learner(id, info, true).await.map_err(super::membership::failed)?;
@@ -162,12 +157,11 @@ impl Groups {
         Ok(())
     }
 
-    /// Removes `id` from the node list (this node must lead the meta
-    /// group), voter or learner; promotes a learner if voters fall below
+    /// Removes `id` from the node list (this node leads the meta group),
+    /// voter or learner; promotes a learner if voters fall below
     /// [`META_VOTERS`]. Idempotent.
-    pub async fn remove_cluster_node(&self, id: NodeId) -> Result<(), MembershipError> {
+    pub(super) async fn remove_cluster_node(&self, id: NodeId) -> Result<(), MembershipError> {
         let meta = self.meta_id();
-        self.check_leads(meta)?;
         let raft = self.raft(meta);
         let voters: BTreeSet<NodeId> = self.voter_ids(meta).into_iter().collect();
         let change = if voters.contains(&id) {
@@ -182,13 +176,5 @@ impl Groups {
         };
         raft.change_membership(change, false).await.map_err(super::membership::failed)?;
         Ok(())
-    }
-
-    fn check_leads(&self, group: GroupId) -> Result<(), MembershipError> {
-        if self.view(group).is_leader {
-            return Ok(());
-        }
-        let leader = self.view(group).leader.and_then(|id| self.node_info(group, id));
-        Err(MembershipError::NotLeader(leader))
     }
 }

@@ -44,8 +44,6 @@ struct PeerSeen {
     /// Groups the peer's answers said it does not lead, since when; `None`
     /// until an answer lists its groups.
     not_leading: Option<HashMap<GroupId, Instant>>,
-    /// The groups its last answer said it leads.
-    leading: Vec<GroupId>,
 }
 
 #[derive(Default)]
@@ -73,7 +71,6 @@ impl Liveness {
         }
         let now = Instant::now();
         let mut peer = self.peers.entry(node).or_default();
-        peer.leading = leads.to_vec();
         let not_leading = peer.not_leading.get_or_insert_with(HashMap::new);
         for group in 0..groups {
             if led[group as usize] {
@@ -117,7 +114,8 @@ impl Liveness {
         self.peers
             .iter()
             .filter(|p| p.last_ok.is_some_and(|t| now.duration_since(t) < live_within))
-            .find(|p| p.leading.contains(&group))
+            // Its last answer listed its groups, and not as not led.
+            .find(|p| p.not_leading.as_ref().is_some_and(|n| !n.contains_key(&group)))
             .map(|p| *p.key())
     }
 

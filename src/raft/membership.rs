@@ -57,6 +57,15 @@ pub(super) fn failed(err: RaftError<super::TypeConfig, ClientWriteError<super::T
 }
 
 impl Groups {
+    /// `NotLeader` (naming the leader) unless this node leads `group`.
+    pub(super) fn check_leads(&self, group: GroupId) -> Result<(), MembershipError> {
+        if self.view(group).is_leader {
+            return Ok(());
+        }
+        let leader = self.view(group).leader.and_then(|id| self.node_info(group, id));
+        Err(MembershipError::NotLeader(leader))
+    }
+
     /// The learners of `group` as this node knows them.
     pub fn learner_ids(&self, group: GroupId) -> Vec<NodeId> {
         use openraft::async_runtime::WatchReceiver;
@@ -81,10 +90,7 @@ impl Groups {
             }
             return Ok(());
         }
-        if !self.view(group).is_leader {
-            let leader = self.view(group).leader.and_then(|id| self.node_info(group, id));
-            return Err(MembershipError::NotLeader(leader));
-        }
+        self.check_leads(group)?;
         self.wake_to_write(group).await;
         let raft = self.raft(group);
         let voters = self.voter_ids(group);

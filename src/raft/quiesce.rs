@@ -211,14 +211,7 @@ pub async fn run(groups: Arc<Groups>, timing: Timing, every: Duration, mut shutd
         return;
     }
     let mut seen: Vec<(Option<NodeId>, u64)> = vec![(None, 0); groups.count() as usize + 1];
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    while crate::rounds::next(every, &mut shutdown).await {
         // The lock groups and the meta group.
         for group in 0..=groups.count() {
             let view = groups.view(group);

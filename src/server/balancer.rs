@@ -19,14 +19,7 @@ const MAX_TRANSFERS_PER_ROUND: usize = 8;
 /// Runs until `shutdown` turns true.
 pub async fn run(groups: Arc<Groups>, heartbeat: Duration, mut shutdown: watch::Receiver<bool>) {
     let round = heartbeat * 10;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(round) => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    while crate::rounds::next(round, &mut shutdown).await {
         balance_once(&groups, heartbeat * 3).await;
     }
 }

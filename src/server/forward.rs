@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::read::{ReadAnswer, ReadQuery};
 use super::service::{Applied, LockService};
 use crate::error::{ApiError, ErrorCode};
-use crate::lock::{Command, Outcome};
+use crate::lock::{AcquireCmd, Command, Outcome};
 use crate::peer::{Answer, CallError, Kind, Links, Method};
 use crate::raft::membership::MembershipChange;
 use crate::raft::network::PeerRouter;
@@ -73,26 +73,16 @@ pub async fn propose(router: &PeerRouter, leader: NodeId, group: GroupId, cmd: &
     Ok(Applied { index, outcome })
 }
 
-/// A blocking acquire to wait out on a node holding the lock's group.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Wait {
-    pub name: String,
-    pub key: crate::lock::LockKey,
-    pub size: u32,
-    pub permits: u32,
-    pub ttl_ms: u64,
-    pub wait_ms: u64,
-}
-
-/// Waits out `wait` on node `node`: its grant's index and the grant.
+/// Waits out the blocking acquire `cmd` on node `node`: its grant's index
+/// and the grant.
 pub async fn acquire(
     router: &PeerRouter,
     node: NodeId,
     group: GroupId,
-    wait: &Wait,
+    cmd: &AcquireCmd,
 ) -> Result<(u64, crate::lock::Grant), ApiError> {
-    let ttl = Duration::from_millis(wait.wait_ms) + FORWARD_TIMEOUT;
-    call(router.links(), node, Method::Acquire, group, &encode(wait), ttl).await
+    let ttl = Duration::from_millis(cmd.wait_ms) + FORWARD_TIMEOUT;
+    call(router.links(), node, Method::Acquire, group, &encode(cmd), ttl).await
 }
 
 /// Runs a linearizable read on node `leader`.
@@ -161,8 +151,8 @@ impl ForwardService {
             }
             Method::Acquire => {
                 self.check_group(group)?;
-                let wait: Wait = decode(&body).map_err(bad_body)?;
-                Ok(encode(&self.service.acquire_forwarded(group, wait).await?))
+                let cmd: AcquireCmd = decode(&body).map_err(bad_body)?;
+                Ok(encode(&self.service.acquire_forwarded(group, cmd).await?))
             }
             Method::Read => {
                 self.check_group(group)?;

@@ -76,14 +76,7 @@ pub fn next_step(
 
 /// Runs a round each `every` until `shutdown` turns true.
 pub async fn run(service: Arc<LockService>, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    while crate::rounds::next(every, &mut shutdown).await {
         reconcile_once(&service).await;
     }
 }

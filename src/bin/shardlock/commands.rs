@@ -336,7 +336,7 @@ pub async fn add_node(target: &Target, id: u64, client_addr: &str, peer_addr: &s
     if target.json {
         json(&json!({"node_id": id, "voter_in_groups": groups}));
     } else {
-        println!("node {id} is a voter of {groups} group(s)");
+        println!("node {id} is in the cluster; placement gives it {groups} group(s), moved by their leaders (`shardlock status` shows what still moves)");
     }
     Ok(())
 }
@@ -346,7 +346,7 @@ pub async fn remove_node(target: &Target, id: u64) -> anyhow::Result<()> {
     if target.json {
         json(&json!({"node_id": id, "removed_from_groups": groups}));
     } else {
-        println!("node {id} is no longer a voter of {groups} group(s); it can be stopped");
+        println!("node {id} left the cluster; its {groups} group(s) move to other nodes: stop it once `shardlock status` shows none moving");
     }
     Ok(())
 }

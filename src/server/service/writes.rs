@@ -32,35 +32,38 @@ impl LockService {
         let group = self.group_of(&p.name);
         let started = Instant::now();
         let key = p.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random()));
-        if p.wait_ms > 0 && !self.groups.hosts(group) {
-            // No replica here to learn of the grant: the wait runs where one is.
-            let grant = self.acquire_elsewhere(group, &p, key).await?;
-            self.record_hold(&p, &grant.1);
-            metrics::histogram!(crate::metrics::WAIT_DURATION).record(started.elapsed().as_secs_f64());
-            return Ok(grant);
-        }
-        let cmd = Command::Acquire(AcquireCmd {
+        let cmd = AcquireCmd {
             name: p.name.clone(),
-            key: key.clone(),
+            key,
             size: p.size,
             permits: p.permits,
             ttl_ms: p.ttl_ms,
             wait_ms: p.wait_ms,
-        });
-        let mut wait = WaitGuard::register(self.clone(), group, &p.name, &key);
-        let applied = self.proposer.propose(group, &cmd).await.0?;
+        };
+        let (meta, grant) = if p.wait_ms > 0 && !self.groups.hosts(group) {
+            // No replica here to learn of the grant: the wait runs where one is.
+            self.acquire_elsewhere(group, &cmd).await?
+        } else {
+            self.acquire_here(group, cmd).await?
+        };
+        self.record_hold(&p, &grant);
+        metrics::histogram!(crate::metrics::WAIT_DURATION).record(started.elapsed().as_secs_f64());
+        Ok((meta, grant))
+    }
+
+    /// Proposes `cmd` and, if it queues, waits on this node for its grant.
+    async fn acquire_here(self: &Arc<Self>, group: GroupId, cmd: AcquireCmd) -> Result<(Meta, Grant), ApiError> {
+        let mut wait = WaitGuard::register(self.clone(), group, &cmd.name, &cmd.key);
+        let wait_ms = cmd.wait_ms;
+        let applied = self.proposer.propose(group, &Command::Acquire(cmd)).await.0?;
         match applied.outcome.reply {
             Ok(Reply::Granted(grant)) => {
                 wait.disarm();
-                self.record_hold(&p, &grant);
-                metrics::histogram!(crate::metrics::WAIT_DURATION).record(started.elapsed().as_secs_f64());
                 Ok((self.meta(group, applied.index), grant))
             }
             Ok(Reply::Queued { .. }) => {
                 wait.arm();
-                let grant = wait.wait(Duration::from_millis(p.wait_ms)).await?;
-                self.record_hold(&p, &grant);
-                metrics::histogram!(crate::metrics::WAIT_DURATION).record(started.elapsed().as_secs_f64());
+                let grant = wait.wait(Duration::from_millis(wait_ms)).await?;
                 Ok((self.meta(group, grant.lease_index), grant))
             }
             Ok(other) => Err(internal(format!("acquire answered {other:?}"))),
@@ -76,51 +79,30 @@ impl LockService {
     /// answers when it grants. Dropping it (the client went away) proposes
     /// `CancelWait`; the serving node cancels on its own if this node's
     /// connection to it drops.
-    async fn acquire_elsewhere(
-        self: &Arc<Self>,
-        group: GroupId,
-        p: &AcquireParams,
-        key: LockKey,
-    ) -> Result<(Meta, Grant), ApiError> {
-        let sent = forward::Wait {
-            name: p.name.clone(),
-            key: key.clone(),
-            size: p.size,
-            permits: p.permits,
-            ttl_ms: p.ttl_ms,
-            wait_ms: p.wait_ms,
-        };
-        let mut cancel = WaitGuard::register(self.clone(), group, &p.name, &key);
+    async fn acquire_elsewhere(self: &Arc<Self>, group: GroupId, cmd: &AcquireCmd) -> Result<(Meta, Grant), ApiError> {
+        let mut cancel = WaitGuard::register(self.clone(), group, &cmd.name, &cmd.key);
         cancel.arm();
         let router = self.groups.router();
         let not_here = || async { Err(ApiError::not_leader(None)) };
-        let result =
-            self.proposer.on_leader(group, not_here, |node| forward::acquire(router, node, group, &sent)).await;
+        let result = self.proposer.on_leader(group, not_here, |node| forward::acquire(router, node, group, cmd)).await;
         cancel.disarm();
         let (index, grant) = result?;
         Ok((self.meta(group, index), grant))
     }
 
     /// Serves a blocking acquire forwarded by a node that holds no replica
-    /// of `group`; refuses (retryably) unless this node holds one.
+    /// of `group` (which checked it against the limits); refuses
+    /// (retryably) unless this node holds one.
     pub async fn acquire_forwarded(
         self: &Arc<Self>,
         group: GroupId,
-        w: forward::Wait,
+        cmd: AcquireCmd,
     ) -> Result<(u64, Grant), ApiError> {
+        self.admit()?;
         if !self.groups.hosts(group) {
             return Err(ApiError::not_leader(None));
         }
-        let p = AcquireParams {
-            name: w.name,
-            key: Some(w.key),
-            size: w.size,
-            permits: w.permits,
-            ttl_ms: w.ttl_ms,
-            wait_ms: w.wait_ms,
-            session: None,
-        };
-        let (meta, grant) = self.acquire(p).await?;
+        let (meta, grant) = self.acquire_here(group, cmd).await?;
         Ok((meta.index, grant))
     }
 
