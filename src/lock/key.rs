@@ -17,10 +17,11 @@ pub type Name = std::sync::Arc<str>;
 ///
 /// Clients may choose it (which makes a retried acquire idempotent); the
 /// server otherwise generates 128 random bits, as 32 hex digits, before it
-/// proposes the command.
+/// proposes the command. Held as a boxed `str`, not a `String`: a table
+/// keeps one per holder and waiter, and the 8 bytes of capacity are waste.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct LockKey(String);
+pub struct LockKey(Box<str>);
 
 impl LockKey {
     /// The longest key accepted, in bytes (a UUID or 32 hex digits fit).
@@ -35,12 +36,12 @@ impl LockKey {
         if !key.bytes().all(is_key_byte) {
             return Err(LockError::InvalidKey { len: key.len() });
         }
-        Ok(Self(key))
+        Ok(Self(key.into_boxed_str()))
     }
 
     /// The key made of 128 bits, as 32 lowercase hex digits.
     pub fn from_u128(bits: u128) -> Self {
-        Self(format!("{bits:032x}"))
+        Self(format!("{bits:032x}").into_boxed_str())
     }
 
     pub fn as_str(&self) -> &str {
@@ -61,7 +62,7 @@ impl TryFrom<String> for LockKey {
 
 impl From<LockKey> for String {
     fn from(key: LockKey) -> Self {
-        key.0
+        key.0.into_string()
     }
 }
 

@@ -110,10 +110,7 @@ impl StateMachine {
     }
 
     fn save(&self, stored: &StoredSnapshot) -> io::Result<()> {
-        let cf = self.db.cf(CF_SNAPSHOTS).map_err(io_err)?;
-        let mut batch = rocksdb::WriteBatch::default();
-        batch.put_cf(cf, snapshot_key(self.group), encode(stored));
-        self.db.write(batch).map_err(io_err)
+        store(&self.db, self.group, stored)
     }
 }
 
@@ -169,6 +166,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// Writes `group`'s snapshot, synced.
+fn store(db: &Db, group: GroupId, stored: &StoredSnapshot) -> io::Result<()> {
+    let cf = db.cf(CF_SNAPSHOTS).map_err(io_err)?;
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(cf, snapshot_key(group), encode(stored));
+    db.write(batch).map_err(io_err)
+}
+
 /// Encodes and stores a table image taken at one applied index.
 pub struct SnapshotBuilder {
     group: GroupId,
@@ -185,10 +190,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let (group, db, table, meta) = (self.group, self.db.clone(), self.table.clone(), self.meta.clone());
         let write = move || -> io::Result<Snapshot> {
             let stored = StoredSnapshot { meta, data: encode(&*table) };
-            let cf = db.cf(CF_SNAPSHOTS).map_err(io_err)?;
-            let mut batch = rocksdb::WriteBatch::default();
-            batch.put_cf(cf, snapshot_key(group), encode(&stored));
-            db.write(batch).map_err(io_err)?;
+            store(&db, group, &stored)?;
             Ok(Snapshot { meta: stored.meta, snapshot: stored.data })
         };
         tokio::task::spawn_blocking(write).await.map_err(io_err)?

@@ -18,6 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::leases::{LeaseTiming, Leases};
 use crate::lock::{Command, Effect, LockKey, LockTable};
 use crate::routing::GroupId;
 
@@ -63,15 +64,6 @@ impl Timing {
     }
 }
 
-/// A held lease, named by its first fencing token (unique in its group);
-/// its key is read from the table when it falls due.
-struct Lease {
-    name: Arc<str>,
-    /// When the hold was granted (refreshes do not move it), for metrics.
-    granted_ms: u64,
-    timing: Timing,
-}
-
 type WaitId = (Arc<str>, LockKey);
 
 /// One group's deadlines, each kind indexed by when it falls due so that a
@@ -79,9 +71,7 @@ type WaitId = (Arc<str>, LockKey);
 #[derive(Default)]
 struct GroupDeadlines {
     leader_since_ms: Option<u64>,
-    leases: HashMap<u64, Lease>,
-    /// (base deadline, token) of every lease.
-    lease_due: BTreeSet<(u64, u64)>,
+    leases: Leases,
     waits: HashMap<WaitId, Timing>,
     wait_due: BTreeSet<(u64, WaitId)>,
     /// Idle locks of the V1 era (collected by `GcIdle`): few, scanned.
@@ -89,19 +79,6 @@ struct GroupDeadlines {
 }
 
 impl GroupDeadlines {
-    fn add_lease(&mut self, token: u64, lease: Lease) {
-        self.lease_due.insert((lease.timing.base(), token));
-        if let Some(old) = self.leases.insert(token, lease) {
-            self.lease_due.remove(&(old.timing.base(), token));
-        }
-    }
-
-    fn remove_lease(&mut self, token: u64) -> Option<Lease> {
-        let lease = self.leases.remove(&token)?;
-        self.lease_due.remove(&(lease.timing.base(), token));
-        Some(lease)
-    }
-
     fn add_wait(&mut self, id: WaitId, timing: Timing) {
         self.wait_due.insert((timing.base(), id.clone()));
         if let Some(old) = self.waits.insert(id.clone(), timing) {
@@ -118,15 +95,14 @@ impl GroupDeadlines {
     /// Expiries of the leases due at `now_ms` (leader since `since`); the
     /// key of each is the one `table` lists for its token.
     fn due_leases(&mut self, now_ms: u64, since: u64, table: &LockTable, out: &mut Vec<Command>) {
-        let candidates: Vec<u64> =
-            self.lease_due.iter().take_while(|(base, _)| *base <= now_ms).map(|(_, token)| *token).collect();
-        for token in candidates {
-            let Some(lease) = self.leases.get_mut(&token) else { continue };
-            let holder = table.get(&lease.name).and_then(|l| l.holders().iter().find(|(_, h)| h.token == token));
+        for token in self.leases.past_base(now_ms) {
+            let (Some(name), Some(timing)) = (self.leases.name(token).cloned(), self.leases.timing(token)) else {
+                continue;
+            };
+            let holder = table.get(&name).and_then(|l| l.holders().iter().find(|(_, h)| h.token == token));
             let Some((key, _)) = holder else { continue };
-            if lease.timing.take_due(now_ms, since) {
-                let (name, key) = (lease.name.to_string(), key.clone());
-                out.push(Command::Expire { name, key, lease_index: lease.timing.tag });
+            if self.leases.take_due(token, now_ms, since, REPROPOSE_AFTER) {
+                out.push(Command::Expire { name: name.to_string(), key: key.clone(), lease_index: timing.tag });
             }
         }
     }
@@ -176,20 +152,15 @@ impl Keeper {
                     let name: Arc<str> = name.clone();
                     g.remove_wait(&(name.clone(), grant.key.clone()));
                     g.idle.remove(&name);
-                    let granted_ms = g.leases.get(&grant.token).map_or(now_ms, |l| l.granted_ms);
-                    let timing = Timing::new(now_ms, grant.ttl_ms, grant.lease_index);
-                    g.add_lease(grant.token, Lease { name, granted_ms, timing });
+                    let timing = LeaseTiming { applied_ms: now_ms, after_ms: grant.ttl_ms, tag: grant.lease_index };
+                    g.leases.grant(grant.token, name, now_ms, timing);
                 }
                 Effect::Refreshed { token, ttl_ms, lease_index, .. } => {
-                    if let Some(mut lease) = g.remove_lease(*token) {
-                        lease.timing = Timing::new(now_ms, *ttl_ms, *lease_index);
-                        g.add_lease(*token, lease);
-                    }
+                    let timing = LeaseTiming { applied_ms: now_ms, after_ms: *ttl_ms, tag: *lease_index };
+                    g.leases.refresh(*token, now_ms, timing);
                 }
                 Effect::HoldEnded { token, .. } => {
-                    if let Some(lease) = g.remove_lease(*token) {
-                        held.push(Duration::from_millis(now_ms.saturating_sub(lease.granted_ms)));
-                    }
+                    held.extend(g.leases.end(*token, now_ms));
                 }
                 Effect::Queued { name, key, wait_ms, enqueue_index, .. } => {
                     g.idle.remove(name);
@@ -220,12 +191,13 @@ impl Keeper {
         let now_ms = self.ms(now);
         let mut g = self.group(group);
         let leader_since_ms = g.leader_since_ms;
-        *g = GroupDeadlines { leader_since_ms, ..Default::default() };
+        let held = table.iter().flat_map(|(name, lock)| {
+            lock.holders().iter().map(move |(_, h)| {
+                (h.token, name.clone(), LeaseTiming { applied_ms: now_ms, after_ms: h.ttl_ms, tag: h.lease_index })
+            })
+        });
+        *g = GroupDeadlines { leader_since_ms, leases: Leases::rebuild(held), ..Default::default() };
         for (name, lock) in table.iter() {
-            for (_, h) in lock.holders() {
-                let timing = Timing::new(now_ms, h.ttl_ms, h.lease_index);
-                g.add_lease(h.token, Lease { name: name.clone(), granted_ms: now_ms, timing });
-            }
             for w in lock.waiters().iter() {
                 g.add_wait((name.clone(), w.key.clone()), Timing::new(now_ms, w.wait_ms, w.enqueue_index));
             }
@@ -270,7 +242,7 @@ impl Keeper {
     /// node would count it if it led.
     pub fn remaining(&self, group: GroupId, token: u64, now: Instant) -> Option<Duration> {
         let g = self.group(group);
-        let t = g.leases.get(&token)?.timing;
+        let t = g.leases.timing(token)?;
         let at = t.at(g.leader_since_ms.unwrap_or(t.applied_ms));
         Some(Duration::from_millis(at.saturating_sub(self.ms(now))))
     }

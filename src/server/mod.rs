@@ -12,6 +12,7 @@
 //! - [`wait_guard`]: one blocking acquire's wait, cancelled when abandoned;
 //! - [`sessions`]: grants that live as long as a client session;
 //! - [`keeper`]: leader-side deadlines (expiry, wait timeout, idle GC);
+//! - [`leases`]: the keeper's compact record of held leases;
 //! - [`balancer`]: moves leaders back to their preferred nodes;
 //! - [`reconciler`]: moves each group's voters to its placement;
 //! - [`effects`]: performs the effects of each apply.
@@ -21,6 +22,7 @@ pub mod effects;
 pub mod forward;
 pub mod gauges;
 pub mod keeper;
+pub mod leases;
 pub mod node;
 pub mod ops;
 pub mod peers;
