@@ -121,6 +121,17 @@ pub fn install() -> bool {
         .is_some()
 }
 
+/// Folds the histogram samples recorded since the last upkeep into their
+/// buckets. The exporter keeps every sample (24 bytes each) until then, so
+/// a node nobody scrapes must run this itself: at a million writes that was
+/// tens of MB per node (loadtest/state.sh, bench/RESULTS.md "State that
+/// grows"), growing without bound.
+pub fn upkeep() {
+    if let Some(handle) = HANDLE.get().and_then(Option::as_ref) {
+        handle.run_upkeep();
+    }
+}
+
 /// The Prometheus text exposition of every metric.
 pub fn render() -> String {
     match HANDLE.get().and_then(Option::as_ref) {

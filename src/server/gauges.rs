@@ -1,5 +1,7 @@
 //! The gauges loop: once a second, publishes each group's Raft state and
-//! table sizes, and the node's sessions, as metrics.
+//! table sizes, and the node's sessions, as metrics, and folds the
+//! histogram samples recorded meanwhile into their buckets (whether or not
+//! anyone scrapes `/metrics`, so they never pile up).
 //!
 //! Invariants: reads only (metrics watch borrows and short table read
 //! locks); a group's table is walked only when it applied something since
@@ -32,6 +34,7 @@ pub async fn run(service: Arc<LockService>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(EVERY) => {}
             _ = stop.changed() => return,
         }
+        m::upkeep();
         for group in 0..groups.count() {
             let view = groups.view(group);
             let label = group.to_string();
