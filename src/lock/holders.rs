@@ -4,7 +4,9 @@
 //! whole node (hundreds of bytes) on one entry. This keeps the entries in a
 //! vector sorted by key instead: the same iteration order as the map it
 //! replaces (so every replica and every reply lists holders alike), and the
-//! same serialised form, a map, so snapshots of either read back.
+//! same serialised form, a map, so snapshots of either read back. The
+//! vector is a boxed slice of exactly its length (16 bytes in the lock, not
+//! 24): holders change by one grant or end at a time, and a lock has few.
 //!
 //! Invariant: keys are unique and in ascending order.
 
@@ -16,7 +18,7 @@ use super::{Holder, LockKey};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Holders {
-    entries: Vec<(LockKey, Holder)>,
+    entries: Box<[(LockKey, Holder)]>,
 }
 
 impl Holders {
@@ -49,24 +51,25 @@ impl Holders {
         match self.find(&key) {
             Ok(i) => self.entries[i].1 = holder,
             Err(i) => {
-                self.entries.reserve_exact(1);
-                self.entries.insert(i, (key, holder));
+                let mut entries = Vec::with_capacity(self.entries.len() + 1);
+                entries.extend(self.drain());
+                entries.insert(i, (key, holder));
+                self.entries = entries.into_boxed_slice();
             }
         }
     }
 
     pub fn remove(&mut self, key: &LockKey) -> Option<Holder> {
         let i = self.find(key).ok()?;
-        let (_, holder) = self.entries.remove(i);
-        if self.entries.is_empty() {
-            self.entries = Vec::new();
-        }
+        let mut entries = self.drain();
+        let (_, holder) = entries.remove(i);
+        self.entries = entries.into_boxed_slice();
         Some(holder)
     }
 
     /// Takes every holder out, in key order.
     pub fn drain(&mut self) -> Vec<(LockKey, Holder)> {
-        std::mem::take(&mut self.entries)
+        std::mem::take(&mut self.entries).into_vec()
     }
 
     /// Every holder, in key order.
@@ -112,12 +115,14 @@ impl<'de> Deserialize<'de> for Holders {
                 f.write_str("a map of holder keys to holders")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Holders, A::Error> {
-                let mut holders = Holders { entries: Vec::with_capacity(access.size_hint().unwrap_or(1).min(64)) };
+                let mut entries: Vec<(LockKey, Holder)> = Vec::with_capacity(access.size_hint().unwrap_or(1).min(64));
                 while let Some((key, holder)) = access.next_entry::<LockKey, Holder>()? {
-                    holders.insert(key, holder);
+                    match entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+                        Ok(i) => entries[i].1 = holder,
+                        Err(i) => entries.insert(i, (key, holder)),
+                    }
                 }
-                holders.entries.shrink_to_fit();
-                Ok(holders)
+                Ok(Holders { entries: entries.into_boxed_slice() })
             }
         }
         d.deserialize_map(Entries)

@@ -37,7 +37,34 @@ pub struct Lock {
     holders: Holders,
     waiters: WaitQueue,
     /// Log index at which the lock last became idle, for GC after a grace.
-    idle_since: Option<u64>,
+    idle_since: IdleSince,
+}
+
+/// An `Option<u64>` log index in 8 bytes, not 16 (a table holds one per
+/// lock): `u64::MAX`, which no log index reaches, stands for none. It
+/// serialises as the `Option` it replaces, so snapshots read back alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Option<u64>", into = "Option<u64>")]
+struct IdleSince(u64);
+
+impl IdleSince {
+    const NONE: Self = Self(u64::MAX);
+
+    fn get(self) -> Option<u64> {
+        (self != Self::NONE).then_some(self.0)
+    }
+}
+
+impl From<Option<u64>> for IdleSince {
+    fn from(index: Option<u64>) -> Self {
+        index.map_or(Self::NONE, Self)
+    }
+}
+
+impl From<IdleSince> for Option<u64> {
+    fn from(idle: IdleSince) -> Self {
+        idle.get()
+    }
 }
 
 /// What one apply step needs besides the lock itself.
@@ -50,7 +77,7 @@ pub(super) struct Step<'a> {
 
 impl Lock {
     pub fn new(size: u32) -> Self {
-        Self { size, held: 0, holders: Holders::default(), waiters: WaitQueue::default(), idle_since: None }
+        Self { size, held: 0, holders: Holders::default(), waiters: WaitQueue::default(), idle_since: IdleSince::NONE }
     }
 
     pub fn size(&self) -> u32 {
@@ -70,7 +97,7 @@ impl Lock {
     }
 
     pub fn idle_since(&self) -> Option<u64> {
-        self.idle_since
+        self.idle_since.get()
     }
 
     pub fn is_idle(&self) -> bool {
@@ -144,7 +171,7 @@ impl Lock {
             wait_ms: cmd.wait_ms,
             enqueue_index: step.index,
         });
-        self.idle_since = None;
+        self.idle_since = IdleSince::NONE;
         step.effects.push(Effect::Queued {
             name: step.name.clone(),
             key: cmd.key.clone(),
@@ -160,7 +187,7 @@ impl Lock {
         let holder = Holder { permits, token, ttl_ms, lease_index: step.index };
         self.holders.insert(key.clone(), holder);
         self.held += permits;
-        self.idle_since = None;
+        self.idle_since = IdleSince::NONE;
         let grant = Grant { key: key.clone(), token, permits, ttl_ms, lease_index: step.index };
         step.effects.push(Effect::Granted { name: step.name.clone(), grant: grant.clone(), handoff });
         grant
@@ -255,7 +282,7 @@ impl Lock {
         }
         if self.is_idle() {
             // The table turns this into an `Idle` or a `Removed` effect.
-            self.idle_since = Some(step.index);
+            self.idle_since = IdleSince(step.index);
         }
     }
 
@@ -271,7 +298,7 @@ impl Lock {
         if self.waiters.iter().any(|w| self.holders.contains_key(&w.key)) {
             return Err("a key is both holder and waiter".into());
         }
-        if self.is_idle() != self.idle_since.is_some() {
+        if self.is_idle() != self.idle_since.get().is_some() {
             return Err("idle_since disagrees with holders and waiters".into());
         }
         Ok(())

@@ -269,3 +269,11 @@ fn traces() {
         }
     }
 }
+
+#[test]
+fn a_lock_stays_small() {
+    // A table holds one per lock, in B-tree nodes of eleven: every byte
+    // here costs about one and a half per held lock.
+    assert_eq!(std::mem::size_of::<super::Lock>(), 40);
+    assert_eq!(std::mem::size_of::<super::Holder>() + std::mem::size_of::<super::LockKey>(), 48);
+}
