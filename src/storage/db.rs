@@ -17,6 +17,9 @@ pub const CF_META: &str = "raft_meta";
 pub const CF_SNAPSHOTS: &str = "snapshots";
 pub const COLUMN_FAMILIES: [&str; 3] = [CF_LOG, CF_META, CF_SNAPSHOTS];
 
+/// The memtable size of every column family.
+const MEMTABLE_BYTES: usize = 4 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("rocksdb: {0}")]
@@ -52,9 +55,17 @@ impl Db {
         // Memtables of 4 MiB (RocksDB's default is 64): the log is purged
         // behind snapshots and read from a cache in front, and snapshots are
         // read once per restart, so a large memtable only holds memory
-        // (measured: loadtest/state.sh, bench/RESULTS.md).
-        opts.set_write_buffer_size(4 << 20);
-        let db = DB::open_cf(&opts, path, COLUMN_FAMILIES)?;
+        // (measured: loadtest/state.sh, bench/RESULTS.md). Set on every
+        // column family: `DB::open_cf` gives each one default options, so
+        // the database-wide setting alone left them at 64 MiB.
+        opts.set_write_buffer_size(MEMTABLE_BYTES);
+        let names = std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).chain(COLUMN_FAMILIES);
+        let cfs = names.map(|name| {
+            let mut cf_opts = Options::default();
+            cf_opts.set_write_buffer_size(MEMTABLE_BYTES);
+            rocksdb::ColumnFamilyDescriptor::new(name, cf_opts)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         Ok(Self { inner: Arc::new(db), sync })
     }
 
@@ -128,5 +139,21 @@ mod tests {
             .collect();
         assert_eq!(group1, vec![4, 5]);
         assert_eq!(db.raw().get_cf(log, log_key(2, 5)).unwrap().as_deref(), Some(&b"2/5"[..]));
+    }
+
+    #[test]
+    fn every_column_family_gets_the_small_memtable() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Db::open(dir.path(), false).unwrap());
+        let options = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .max_by_key(|text| text.len())
+            .unwrap();
+        let sizes: Vec<&str> = options.lines().filter(|l| l.trim().starts_with("write_buffer_size=")).collect();
+        assert_eq!(sizes.len(), 1 + COLUMN_FAMILIES.len(), "default plus ours: {sizes:?}");
+        assert!(sizes.iter().all(|l| l.trim() == format!("write_buffer_size={MEMTABLE_BYTES}")), "{sizes:?}");
     }
 }
