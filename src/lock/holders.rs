@@ -115,14 +115,11 @@ impl<'de> Deserialize<'de> for Holders {
                 f.write_str("a map of holder keys to holders")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Holders, A::Error> {
-                let mut entries: Vec<(LockKey, Holder)> = Vec::with_capacity(access.size_hint().unwrap_or(1).min(64));
+                let mut holders = Holders::default();
                 while let Some((key, holder)) = access.next_entry::<LockKey, Holder>()? {
-                    match entries.binary_search_by(|(k, _)| k.cmp(&key)) {
-                        Ok(i) => entries[i].1 = holder,
-                        Err(i) => entries.insert(i, (key, holder)),
-                    }
+                    holders.insert(key, holder);
                 }
-                Ok(Holders { entries: entries.into_boxed_slice() })
+                Ok(holders)
             }
         }
         d.deserialize_map(Entries)

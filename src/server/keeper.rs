@@ -18,49 +18,33 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::leases::{LeaseTiming, Leases};
+use super::leases::{Deadline, Leases};
 use crate::lock::{Command, Effect, LockKey, LockTable};
 use crate::routing::GroupId;
 
 /// A due command not yet applied is proposed again after this long.
 const REPROPOSE_AFTER: Duration = Duration::from_secs(2);
 
-/// When something falls due, in milliseconds since the keeper's epoch.
+/// A wait's or an idle lock's deadline, and when it was last proposed (0:
+/// never).
 #[derive(Clone, Copy, Debug)]
 struct Timing {
-    /// When this node applied what starts the deadline.
-    applied_ms: u64,
-    after_ms: u64,
-    /// The log index that names what this deadline ends.
-    tag: u64,
-    /// When it was last proposed (0: never).
+    deadline: Deadline,
     proposed_ms: u64,
 }
 
 impl Timing {
     fn new(applied_ms: u64, after_ms: u64, tag: u64) -> Self {
-        Self { applied_ms, after_ms, tag, proposed_ms: 0 }
+        Self { deadline: Deadline::new(applied_ms, after_ms, tag), proposed_ms: 0 }
     }
 
-    /// The deadline as if this node had always led: the index order.
     fn base(&self) -> u64 {
-        self.applied_ms.saturating_add(self.after_ms)
-    }
-
-    /// When it falls due, counted from the later of apply and election.
-    fn at(&self, leader_since_ms: u64) -> u64 {
-        self.applied_ms.max(leader_since_ms).saturating_add(self.after_ms)
+        self.deadline.base()
     }
 
     /// True when due and not proposed recently; marks it proposed.
     fn take_due(&mut self, now_ms: u64, leader_since_ms: u64) -> bool {
-        let due = self.at(leader_since_ms) <= now_ms;
-        let recent =
-            self.proposed_ms != 0 && now_ms.saturating_sub(self.proposed_ms) < REPROPOSE_AFTER.as_millis() as u64;
-        if due && !recent {
-            self.proposed_ms = now_ms.max(1);
-        }
-        due && !recent
+        self.deadline.take_due(&mut self.proposed_ms, now_ms, leader_since_ms, REPROPOSE_AFTER)
     }
 }
 
@@ -96,7 +80,7 @@ impl GroupDeadlines {
     /// key of each is the one `table` lists for its token.
     fn due_leases(&mut self, now_ms: u64, since: u64, table: &LockTable, out: &mut Vec<Command>) {
         for token in self.leases.past_base(now_ms) {
-            let (Some(name), Some(timing)) = (self.leases.name(token).cloned(), self.leases.timing(token)) else {
+            let Some((name, timing)) = self.leases.get(token).map(|(name, timing)| (name.clone(), timing)) else {
                 continue;
             };
             let holder = table.get(&name).and_then(|l| l.holders().iter().find(|(_, h)| h.token == token));
@@ -114,7 +98,11 @@ impl GroupDeadlines {
         for id in candidates {
             let Some(timing) = self.waits.get_mut(&id) else { continue };
             if timing.take_due(now_ms, since) {
-                out.push(Command::WaitTimeout { name: id.0.to_string(), key: id.1.clone(), enqueue_index: timing.tag });
+                out.push(Command::WaitTimeout {
+                    name: id.0.to_string(),
+                    key: id.1.clone(),
+                    enqueue_index: timing.deadline.tag,
+                });
             }
         }
     }
@@ -152,11 +140,11 @@ impl Keeper {
                     let name: Arc<str> = name.clone();
                     g.remove_wait(&(name.clone(), grant.key.clone()));
                     g.idle.remove(&name);
-                    let timing = LeaseTiming { applied_ms: now_ms, after_ms: grant.ttl_ms, tag: grant.lease_index };
+                    let timing = Deadline::new(now_ms, grant.ttl_ms, grant.lease_index);
                     g.leases.grant(grant.token, name, now_ms, timing);
                 }
                 Effect::Refreshed { token, ttl_ms, lease_index, .. } => {
-                    let timing = LeaseTiming { applied_ms: now_ms, after_ms: *ttl_ms, tag: *lease_index };
+                    let timing = Deadline::new(now_ms, *ttl_ms, *lease_index);
                     g.leases.refresh(*token, now_ms, timing);
                 }
                 Effect::HoldEnded { token, .. } => {
@@ -192,9 +180,9 @@ impl Keeper {
         let mut g = self.group(group);
         let leader_since_ms = g.leader_since_ms;
         let held = table.iter().flat_map(|(name, lock)| {
-            lock.holders().iter().map(move |(_, h)| {
-                (h.token, name.clone(), LeaseTiming { applied_ms: now_ms, after_ms: h.ttl_ms, tag: h.lease_index })
-            })
+            lock.holders()
+                .iter()
+                .map(move |(_, h)| (h.token, name.clone(), Deadline::new(now_ms, h.ttl_ms, h.lease_index)))
         });
         *g = GroupDeadlines { leader_since_ms, leases: Leases::rebuild(held), ..Default::default() };
         for (name, lock) in table.iter() {
@@ -232,7 +220,7 @@ impl Keeper {
         g.due_waits(now_ms, since, &mut out);
         for (name, t) in g.idle.iter_mut() {
             if t.take_due(now_ms, since) {
-                out.push(Command::GcIdle { name: name.to_string(), idle_since: t.tag });
+                out.push(Command::GcIdle { name: name.to_string(), idle_since: t.deadline.tag });
             }
         }
         out

@@ -24,19 +24,23 @@ const DEAD: u64 = u64::MAX;
 /// live records.
 const SWEEP_AFTER: usize = 1024;
 
-/// When one lease falls due, as this node counts it (milliseconds since the
-/// keeper's epoch).
+/// When something the keeper tracks falls due, as this node counts it
+/// (milliseconds since the keeper's epoch): a lease here, a wait or an idle
+/// lock in the keeper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaseTiming {
-    /// When this node applied the grant or the last refresh.
+pub struct Deadline {
+    /// When this node applied what starts the deadline.
     pub applied_ms: u64,
-    /// The lease's TTL.
     pub after_ms: u64,
-    /// The log index that names the lease (`lease_index`).
+    /// The log index that names what this deadline ends.
     pub tag: u64,
 }
 
-impl LeaseTiming {
+impl Deadline {
+    pub fn new(applied_ms: u64, after_ms: u64, tag: u64) -> Self {
+        Self { applied_ms, after_ms, tag }
+    }
+
     /// The deadline as if this node had always led: the index order.
     pub fn base(&self) -> u64 {
         self.applied_ms.saturating_add(self.after_ms)
@@ -46,12 +50,23 @@ impl LeaseTiming {
     pub fn at(&self, leader_since_ms: u64) -> u64 {
         self.applied_ms.max(leader_since_ms).saturating_add(self.after_ms)
     }
+
+    /// True when due at `now_ms` and not proposed (`proposed_ms`, 0 for
+    /// never) within `again_after`; then marks it proposed now.
+    pub fn take_due(&self, proposed_ms: &mut u64, now_ms: u64, leader_since_ms: u64, again_after: Duration) -> bool {
+        let due = self.at(leader_since_ms) <= now_ms;
+        let recent = *proposed_ms != 0 && now_ms.saturating_sub(*proposed_ms) < again_after.as_millis() as u64;
+        if due && !recent {
+            *proposed_ms = now_ms.max(1);
+        }
+        due && !recent
+    }
 }
 
 struct Record {
     token: u64,
     name: Arc<str>,
-    timing: LeaseTiming,
+    timing: Deadline,
     /// How long before `timing.applied_ms` the hold was granted (refreshes
     /// move `applied_ms`, not the grant), saturating, for the hold metric.
     held_before_ms: u32,
@@ -91,18 +106,18 @@ impl Leases {
     }
 
     /// The timing of the lease with first token `token`, if held.
-    pub fn timing(&self, token: u64) -> Option<LeaseTiming> {
+    pub fn timing(&self, token: u64) -> Option<Deadline> {
         self.find(token).map(|i| self.records[i].timing)
     }
 
-    /// The name of the lock the lease with first token `token` holds.
-    pub fn name(&self, token: u64) -> Option<&Arc<str>> {
-        self.find(token).map(|i| &self.records[i].name)
+    /// The lock and the deadline of the lease with first token `token`.
+    pub fn get(&self, token: u64) -> Option<(&Arc<str>, Deadline)> {
+        self.find(token).map(|i| (&self.records[i].name, self.records[i].timing))
     }
 
     /// Records a grant applied at `now_ms`. A grant of a token already held
     /// (a retried acquire) restarts its deadline and keeps its grant time.
-    pub fn grant(&mut self, token: u64, name: Arc<str>, now_ms: u64, timing: LeaseTiming) {
+    pub fn grant(&mut self, token: u64, name: Arc<str>, now_ms: u64, timing: Deadline) {
         if let Some(i) = self.find(token) {
             self.move_deadline(i, now_ms, timing);
             return;
@@ -125,13 +140,13 @@ impl Leases {
     }
 
     /// Moves the deadline of a refreshed lease; `false` if it is not held.
-    pub fn refresh(&mut self, token: u64, now_ms: u64, timing: LeaseTiming) -> bool {
+    pub fn refresh(&mut self, token: u64, now_ms: u64, timing: Deadline) -> bool {
         let Some(i) = self.find(token) else { return false };
         self.move_deadline(i, now_ms, timing);
         true
     }
 
-    fn move_deadline(&mut self, i: usize, now_ms: u64, timing: LeaseTiming) {
+    fn move_deadline(&mut self, i: usize, now_ms: u64, timing: Deadline) {
         let record = &mut self.records[i];
         let granted_ms = record.timing.applied_ms.saturating_sub(u64::from(record.held_before_ms));
         self.due.remove(&(record.timing.base(), record.token));
@@ -169,19 +184,16 @@ impl Leases {
     /// proposed within `again_after`; marks it proposed.
     pub fn take_due(&mut self, token: u64, now_ms: u64, leader_since_ms: u64, again_after: Duration) -> bool {
         let Some(timing) = self.timing(token) else { return false };
-        let due = timing.at(leader_since_ms) <= now_ms;
-        let recent = self
-            .proposed
-            .get(&token)
-            .is_some_and(|at| now_ms.saturating_sub(*at) < again_after.as_millis() as u64);
-        if due && !recent {
-            self.proposed.insert(token, now_ms);
+        let mut proposed_ms = self.proposed.get(&token).copied().unwrap_or(0);
+        let due = timing.take_due(&mut proposed_ms, now_ms, leader_since_ms, again_after);
+        if due {
+            self.proposed.insert(token, proposed_ms);
         }
-        due && !recent
+        due
     }
 
     /// Rebuilds from `(token, name, timing)` of every held lease.
-    pub fn rebuild(held: impl Iterator<Item = (u64, Arc<str>, LeaseTiming)>) -> Self {
+    pub fn rebuild(held: impl Iterator<Item = (u64, Arc<str>, Deadline)>) -> Self {
         let mut records: Vec<Record> =
             held.map(|(token, name, timing)| Record { token, name, timing, held_before_ms: 0 }).collect();
         records.sort_by_key(|r| r.token);
@@ -196,8 +208,8 @@ impl Leases {
 mod tests {
     use super::*;
 
-    fn t(applied_ms: u64, after_ms: u64, tag: u64) -> LeaseTiming {
-        LeaseTiming { applied_ms, after_ms, tag }
+    fn t(applied_ms: u64, after_ms: u64, tag: u64) -> Deadline {
+        Deadline::new(applied_ms, after_ms, tag)
     }
 
     #[test]
@@ -212,7 +224,7 @@ mod tests {
         assert_eq!(l.end(12, 400), None, "ended once");
         assert!(!l.refresh(12, 500, t(500, 10, 4)));
         assert_eq!((l.len(), l.past_base(u64::MAX)), (1, vec![10]));
-        assert_eq!(l.name(10).map(|n| &**n), Some("a"));
+        assert_eq!(l.get(10).map(|(n, _)| &**n), Some("a"));
     }
 
     #[test]
@@ -250,7 +262,7 @@ mod tests {
         assert!(l.records.len() < 5000, "swept: {} records", l.records.len());
         assert_eq!(l.len(), 1000);
         for token in 4000..5000u64 {
-            assert_eq!(l.name(token * 2).map(|n| n.to_string()), Some(format!("n{token}")));
+            assert_eq!(l.get(token * 2).map(|(n, _)| n.to_string()), Some(format!("n{token}")));
         }
         assert_eq!(l.due.len(), 1000);
         l.grant(3, "late".into(), 1, t(1, 1, 1));

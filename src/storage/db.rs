@@ -57,8 +57,7 @@ impl Db {
         // read once per restart, so a large memtable only holds memory
         // (measured: loadtest/state.sh, bench/RESULTS.md). Set on every
         // column family: `DB::open_cf` gives each one default options, so
-        // the database-wide setting alone left them at 64 MiB.
-        opts.set_write_buffer_size(MEMTABLE_BYTES);
+        // a database-wide setting alone left them at 64 MiB.
         let names = std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).chain(COLUMN_FAMILIES);
         let cfs = names.map(|name| {
             let mut cf_opts = Options::default();
