@@ -320,7 +320,7 @@ impl Config {
         if self.ldlm_rest_session_idle_ms < 100 {
             return bad("ldlm_rest_session_idle_ms must be at least 100".into());
         }
-        if let Err(why) = crate::server::ops::session::check(self.session_ttl_ms, &self.limits) {
+        if let Err(why) = check_session_ttl(self.session_ttl_ms, &self.limits) {
             return bad(format!("session_ttl_ms: {why}"));
         }
         if !(100..=3_600_000).contains(&self.header_read_timeout_ms) {
@@ -458,6 +458,19 @@ fn check_host_port(field: &str, addr: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid(format!("{field} {addr:?} is not a host:port address")));
     }
     Ok(())
+}
+
+/// Whether `ttl_ms` is a valid session TTL under `limits`, with the reason
+/// when it is not: a session lives within the bounds of a lock's lease
+/// (`limits.min_ttl_ms ..= limits.max_ttl_ms`).
+pub fn check_session_ttl(ttl_ms: u64, limits: &Limits) -> Result<(), String> {
+    if (limits.min_ttl_ms..=limits.max_ttl_ms).contains(&ttl_ms) {
+        return Ok(());
+    }
+    Err(format!(
+        "session ttl of {ttl_ms} ms is out of range: use {} to {} ms (limits.min_ttl_ms, limits.max_ttl_ms)",
+        limits.min_ttl_ms, limits.max_ttl_ms
+    ))
 }
 
 /// A listening address: `ip:port`.

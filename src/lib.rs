@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod lock;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::Client;
+use super::options::AcquireOptions;
+use super::rpc::Client;
 use crate::error::{ApiError, ErrorCode};
 use crate::proto::v1::AcquireResponse;
 
@@ -23,6 +24,14 @@ pub struct LockGuard {
     lost: watch::Receiver<Option<String>>,
     refresher: Option<JoinHandle<()>>,
     released: bool,
+}
+
+impl Client {
+    /// Acquires and returns a guard that refreshes the lease until dropped.
+    pub async fn lock(&self, name: &str, opts: AcquireOptions) -> Result<LockGuard, ApiError> {
+        let grant = self.acquire(name, opts).await?;
+        Ok(LockGuard::start(self.clone(), name, grant))
+    }
 }
 
 impl LockGuard {

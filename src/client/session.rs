@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{AcquireOptions, Client};
+use super::options::AcquireOptions;
+use super::rpc::Client;
 use crate::error::{ApiError, ErrorCode};
 use crate::lock::LockKey;
 use crate::proto::v1 as pb;
@@ -31,7 +32,7 @@ impl Client {
     /// Opens a session on the first reachable node; `ttl_ms` (or the
     /// server's default) is how long it survives without a keepalive.
     pub async fn session(&self, ttl_ms: Option<u64>) -> Result<Session, ApiError> {
-        let addr = self.inner.seeds.first().cloned().unwrap_or_default();
+        let addr = self.first_seed();
         let channel = self.channel(&addr)?;
         let (tx, rx) = mpsc::channel(4);
         let _ = tx.send(pb::SessionRequest { ttl_ms: ttl_ms.unwrap_or(0) }).await;

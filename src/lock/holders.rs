@@ -14,7 +14,18 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Holder, LockKey};
+use super::LockKey;
+
+/// A holder of some permits of a lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub permits: u32,
+    /// First fencing token; the holder owns `token..token + permits`.
+    pub token: u64,
+    pub ttl_ms: u64,
+    /// Log index of the grant or last refresh; an expiry must name it.
+    pub lease_index: u64,
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Holders {

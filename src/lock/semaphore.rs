@@ -11,21 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::holders::Holders;
+use super::holders::{Holder, Holders};
 use super::{
     AcquireCmd, Effect, EndReason, FenceCounter, Grant, Limits, LockError, LockKey, Name, Reply, WaitQueue, Waiter,
 };
-
-/// A holder of some permits of a lock.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
-    pub permits: u32,
-    /// First fencing token; the holder owns `token..token + permits`.
-    pub token: u64,
-    pub ttl_ms: u64,
-    /// Log index of the grant or last refresh; an expiry must name it.
-    pub lease_index: u64,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {

@@ -12,7 +12,7 @@
 //! - [`links`]: this node's outgoing connections, dialled on demand;
 //! - [`server`]: the peer port, which serves incoming connections.
 //!
-//! The bodies are the node's binary encoding (`storage::codec`); the
+//! The bodies are the node's binary encoding (`crate::codec`); the
 //! protocol itself knows nothing of Raft or locks.
 
 pub mod conn;

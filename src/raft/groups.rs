@@ -24,11 +24,12 @@ use super::group_network::GroupNetwork;
 use super::liveness::Liveness;
 use super::network::PeerRouter;
 use super::quiesce::Quiescer;
+use super::state_machine::Raft;
 use super::state_machine::{ApplyObserver, GroupState, StateMachine};
-use super::types::{NodeId, NodeInfo, Raft};
+use super::store::log::LogStore;
+use super::types::{NodeId, NodeInfo};
 use crate::config::Config;
 use crate::routing::GroupId;
-use crate::storage::log_store::LogStore;
 use crate::storage::syncer::Syncer;
 use crate::storage::Db;
 

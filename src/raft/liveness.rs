@@ -24,19 +24,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::network::PeerRouter;
 use super::types::NodeId;
 use crate::routing::GroupId;
-
-/// A ping's answer: who answered and which groups it leads right now.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pong {
-    pub node: NodeId,
-    pub leads: Vec<GroupId>,
-}
 
 #[derive(Default)]
 struct PeerSeen {

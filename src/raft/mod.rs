@@ -27,13 +27,11 @@ pub mod proposal;
 pub mod quiesce;
 pub mod service;
 pub mod state_machine;
+pub mod store;
 pub mod submit;
 pub mod types;
 
 pub use groups::Groups;
-pub use state_machine::{ApplyObserver, GroupState};
+pub use state_machine::{ApplyObserver, GroupState, Raft};
 pub use submit::{Committed, GroupError};
-pub use types::{NodeId, NodeInfo, Raft, TypeConfig};
-
-#[cfg(test)]
-mod storage_test;
+pub use types::{NodeId, NodeInfo, TypeConfig};

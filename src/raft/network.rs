@@ -23,12 +23,20 @@ use openraft::raft::{
 };
 use openraft_multi::GroupRouter;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::types::{NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
+use crate::codec::{decode, encode, BytesRef};
 use crate::metrics::Stage;
 use crate::peer::{CallError, Kind, Links, Method};
 use crate::routing::GroupId;
-use crate::storage::codec::{decode, encode, BytesRef};
+
+/// A ping's answer: who answered and which groups it leads right now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub node: NodeId,
+    pub leads: Vec<GroupId>,
+}
 
 /// Routes every group's Raft RPCs to peers over one connection each.
 #[derive(Clone)]
@@ -93,7 +101,7 @@ impl PeerRouter {
     /// their id).
     pub async fn ping(&self, target: NodeId, ttl: Duration) -> Option<Option<Vec<GroupId>>> {
         let frame = self.inner.links.call(target, Method::Ping, 0, &[], ttl).await.ok()?;
-        (frame.kind == Kind::Reply).then(|| decode::<super::liveness::Pong>(&frame.body).ok().map(|p| p.leads))
+        (frame.kind == Kind::Reply).then(|| decode::<Pong>(&frame.body).ok().map(|p| p.leads))
     }
 
     /// One message to `target` and its decoded reply.

@@ -11,9 +11,9 @@
 //! Layout of the bytes: a format byte (`FORMAT_BATCH`), then postcard of
 //! [`Batch`] (the apply rules, then the commands).
 //!
-//! Log entries written by shardlock up to 8cb2b10 are JSON (format 1) with
-//! one command as their data; [`decode_entry`] reads them as a batch of one
-//! command under [`Rules::V1`], so replaying an old log rebuilds the table
+//! Log entries of format 1 (JSON) carry one command as their data; the log
+//! store reads them as a batch of one command under [`Rules::V1`]
+//! (`store::log::decode_entry`), so replaying an old log rebuilds the table
 //! that version built.
 //!
 //! Invariants: the bytes never change after construction; every clone of a
@@ -26,9 +26,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::types::{Entry, NodeInfo};
+use crate::codec::{self, FORMAT_POSTCARD};
 use crate::lock::{Command, Rules};
-use crate::storage::codec::{self, FORMAT_JSON, FORMAT_POSTCARD};
 
 /// The commands of one entry and the rules they apply under.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +56,8 @@ impl Proposal {
         proposal
     }
 
-    fn from_batch(batch: Arc<Batch>) -> Self {
+    /// A proposal of `batch` as it was read from an older log.
+    pub(super) fn from_batch(batch: Arc<Batch>) -> Self {
         let bytes = Bytes::from(codec::encode(&*batch));
         let decoded = Arc::new(OnceLock::from(Ok(batch)));
         Self { bytes, decoded, submitted: None }
@@ -144,29 +144,6 @@ impl<'de> Deserialize<'de> for Proposal {
     }
 }
 
-/// A log entry as shardlock up to 8cb2b10 wrote it: one command as its data.
-type LegacyEntry = openraft::Entry<
-    openraft::type_config::alias::CommittedLeaderIdOf<super::TypeConfig>,
-    openraft::EntryPayload<Command, u64, NodeInfo>,
->;
-
-/// Decodes a stored log entry of either format.
-pub fn decode_entry(bytes: &[u8]) -> std::io::Result<Entry> {
-    if bytes.first() != Some(&FORMAT_JSON) {
-        return codec::decode(bytes);
-    }
-    let legacy: LegacyEntry = codec::decode(bytes)?;
-    let payload = match legacy.payload {
-        openraft::EntryPayload::Blank => openraft::EntryPayload::Blank,
-        openraft::EntryPayload::Membership(m) => openraft::EntryPayload::Membership(m),
-        openraft::EntryPayload::Normal(cmd) => openraft::EntryPayload::Normal(Proposal::from_batch(Arc::new(Batch {
-            rules: Rules::V1,
-            commands: vec![cmd],
-        }))),
-    };
-    Ok(Entry { log_id: legacy.log_id, payload })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,18 +173,5 @@ mod tests {
         let p = Proposal::from_bytes(Bytes::from_static(&[7, 1, 2]));
         assert!(p.batch().unwrap_err().contains("format 7"));
         assert!(Proposal::from_bytes(Bytes::new()).batch().is_err());
-    }
-
-    #[test]
-    fn legacy_json_entries_read_as_one_command_under_v1() {
-        let json = br#"{"log_id":{"leader_id":{"term":2,"node_id":1},"index":43},"payload":{"Normal":{"Release":{"name":"idle/d","key":"kd"}}}}"#;
-        let bytes = [&[FORMAT_JSON][..], json].concat();
-        let entry = decode_entry(&bytes).unwrap();
-        assert_eq!(entry.log_id.index, 43);
-        let openraft::EntryPayload::Normal(p) = entry.payload else { panic!("not a normal entry") };
-        let batch = p.batch().unwrap();
-        assert_eq!(batch.rules, Rules::V1);
-        let key = LockKey::new("kd").unwrap();
-        assert_eq!(batch.commands, vec![Command::Release { name: "idle/d".into(), key }]);
     }
 }

@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::groups::{GroupView, Groups};
-use super::types::{NodeId, Raft};
+use super::state_machine::Raft;
+use super::types::NodeId;
 use crate::routing::{fallback_leader, GroupId};
 
 /// The durations quiescing works with, all from the Raft config.

@@ -13,8 +13,8 @@ use bytes::Bytes;
 
 use super::quiesce::Quiescer;
 use super::types::{NodeId, Snapshot, SnapshotMeta, Vote};
+use crate::codec::{decode, encode, ByteBuf};
 use crate::peer::Method;
-use crate::storage::codec::{decode, encode, ByteBuf};
 
 pub struct RaftPeerService {
     quiescer: Arc<Quiescer>,
@@ -53,7 +53,7 @@ impl RaftPeerService {
     pub async fn handle(&self, method: Method, group: u32, body: Bytes) -> Result<Vec<u8>, String> {
         if method == Method::Ping {
             let leads = (0..self.quiescer.rafts().len() as u32).filter(|&g| self.quiescer.leads(g)).collect();
-            return Ok(encode(&super::liveness::Pong { node: self.me, leads }));
+            return Ok(encode(&super::network::Pong { node: self.me, leads }));
         }
         let raft = self
             .quiescer

@@ -10,26 +10,24 @@
 //!   in order; the observer must not block;
 //! - the table lives in memory; after a restart openraft rebuilds it from the
 //!   latest snapshot plus the log up to the persisted commit index;
-//! - a snapshot is written (synced) to the `snapshots` column family before
-//!   it becomes current.
+//! - a snapshot is written (synced) before it becomes current
+//!   (`store::snapshot`).
 
 use std::io;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use futures::{Stream, TryStreamExt};
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
-use serde::{Deserialize, Serialize};
 
 use super::proposal::Proposal;
-use super::types::{LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use super::store::snapshot::{SnapshotBuilder, SnapshotStore};
+use super::types::{LogId, NodeInfo, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::codec::decode;
 use crate::lock::{Limits, LockTable, Outcome, TableSnapshot};
 use crate::metrics::Stage;
 use crate::routing::GroupId;
-use crate::storage::codec::{decode, encode};
-use crate::storage::db::CF_SNAPSHOTS;
-use crate::storage::keys::snapshot_key;
 use crate::storage::Db;
 
 /// Told of every applied lock command and every installed snapshot.
@@ -51,21 +49,17 @@ impl GroupState {
     }
 }
 
+/// A group's openraft instance, running this state machine.
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
 pub struct StateMachine {
     group: GroupId,
     shared: Arc<GroupState>,
-    db: Db,
+    snapshots: SnapshotStore,
     limits: Limits,
     observer: Arc<dyn ApplyObserver>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-}
-
-/// A snapshot at rest: its meta and the encoded table.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: SnapshotData,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -75,14 +69,15 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 impl StateMachine {
     pub fn new(group: GroupId, db: Db, limits: Limits, observer: Arc<dyn ApplyObserver>) -> Self {
         let shared = Arc::new(GroupState { table: RwLock::new(LockTable::new(limits.clone())) });
-        Self { group, shared, db, limits, observer, last_applied: None, membership: StoredMembership::default() }
+        let snapshots = SnapshotStore::new(db, group);
+        Self { group, shared, snapshots, limits, observer, last_applied: None, membership: StoredMembership::default() }
     }
 
     pub fn shared(&self) -> Arc<GroupState> {
         self.shared.clone()
     }
 
-    fn apply_one(&mut self, index: u64, payload: &EntryPayload<Proposal, u64, super::types::NodeInfo>) -> Response {
+    fn apply_one(&mut self, index: u64, payload: &EntryPayload<Proposal, u64, NodeInfo>) -> Response {
         let EntryPayload::Normal(proposal) = payload else {
             return Response::default();
         };
@@ -107,10 +102,6 @@ impl StateMachine {
         }
         crate::metrics::stage(Stage::Apply, started.elapsed());
         Response { outcomes, applied_at: Some(Instant::now()) }
-    }
-
-    fn save(&self, stored: &StoredSnapshot) -> io::Result<()> {
-        store(&self.db, self.group, stored)
     }
 }
 
@@ -142,13 +133,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let table = self.shared.read(|t| t.snapshot());
         let meta = SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() };
-        SnapshotBuilder { group: self.group, db: self.db.clone(), table: Arc::new(table), meta }
+        self.snapshots.builder(table, meta)
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
         let image: TableSnapshot = decode(&snapshot)?;
         let table = LockTable::restore(image, self.limits.clone()).map_err(io_err)?;
-        self.save(&StoredSnapshot { meta: meta.clone(), data: snapshot })?;
+        self.snapshots.save(meta.clone(), snapshot)?;
         self.observer.restored(self.group, &table);
         *self.shared.table.write().unwrap_or_else(|p| p.into_inner()) = table;
         self.last_applied = meta.last_log_id;
@@ -157,42 +148,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
-        let cf = self.db.cf(CF_SNAPSHOTS).map_err(io_err)?;
-        let Some(raw) = self.db.raw().get_cf(cf, snapshot_key(self.group)).map_err(io_err)? else {
-            return Ok(None);
-        };
-        let stored: StoredSnapshot = decode(&raw)?;
-        Ok(Some(Snapshot { meta: stored.meta, snapshot: stored.data }))
-    }
-}
-
-/// Writes `group`'s snapshot, synced.
-fn store(db: &Db, group: GroupId, stored: &StoredSnapshot) -> io::Result<()> {
-    let cf = db.cf(CF_SNAPSHOTS).map_err(io_err)?;
-    let mut batch = rocksdb::WriteBatch::default();
-    batch.put_cf(cf, snapshot_key(group), encode(stored));
-    db.write(batch).map_err(io_err)
-}
-
-/// Encodes and stores a table image taken at one applied index.
-pub struct SnapshotBuilder {
-    group: GroupId,
-    db: Db,
-    table: Arc<TableSnapshot>,
-    meta: SnapshotMeta,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = SnapshotData;
-
-    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
-        // Encoding and writing a large table takes a while: off the runtime.
-        let (group, db, table, meta) = (self.group, self.db.clone(), self.table.clone(), self.meta.clone());
-        let write = move || -> io::Result<Snapshot> {
-            let stored = StoredSnapshot { meta, data: encode(&*table) };
-            store(&db, group, &stored)?;
-            Ok(Snapshot { meta: stored.meta, snapshot: stored.data })
-        };
-        tokio::task::spawn_blocking(write).await.map_err(io_err)?
+        self.snapshots.current()
     }
 }

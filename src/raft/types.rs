@@ -41,7 +41,6 @@ impl openraft::RaftTypeConfig for TypeConfig {
 }
 
 pub type NodeId = u64;
-pub type Raft = openraft::Raft<TypeConfig, crate::raft::state_machine::StateMachine>;
 pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;

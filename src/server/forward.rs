@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::read::{ReadAnswer, ReadQuery};
 use super::service::{Applied, LockService};
+use crate::codec::{decode, encode};
 use crate::error::{ApiError, ErrorCode};
 use crate::lock::{AcquireCmd, Command, Outcome};
 use crate::peer::{Answer, CallError, Kind, Links, Method};
@@ -22,7 +23,6 @@ use crate::raft::membership::MembershipChange;
 use crate::raft::network::PeerRouter;
 use crate::raft::NodeId;
 use crate::routing::GroupId;
-use crate::storage::codec::{decode, encode};
 
 /// Longest a forwarded request may take (covers a commit under load).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);

@@ -5,12 +5,9 @@
 //! in big-endian, so one group's entries are contiguous and ordered, and a
 //! purge is one `delete_range`.
 
-pub mod codec;
 pub mod db;
 pub mod identity;
 pub mod keys;
-pub mod log_store;
 pub mod syncer;
-pub mod tail_cache;
 
 pub use db::{Db, StorageError};

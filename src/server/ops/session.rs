@@ -6,27 +6,14 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{check_session_ttl, Config};
 use crate::error::{ApiError, ErrorCode};
-use crate::lock::Limits;
-
-/// Whether `ttl_ms` is a valid session TTL under `limits`, with the reason
-/// when it is not.
-pub fn check(ttl_ms: u64, limits: &Limits) -> Result<(), String> {
-    if (limits.min_ttl_ms..=limits.max_ttl_ms).contains(&ttl_ms) {
-        return Ok(());
-    }
-    Err(format!(
-        "session ttl of {ttl_ms} ms is out of range: use {} to {} ms (limits.min_ttl_ms, limits.max_ttl_ms)",
-        limits.min_ttl_ms, limits.max_ttl_ms
-    ))
-}
 
 /// The TTL of a session that asked for `asked` (`None`: the node's
 /// `session_ttl_ms`).
 pub fn session_ttl(asked: Option<u64>, config: &Config) -> Result<Duration, ApiError> {
     let ttl_ms = asked.unwrap_or(config.session_ttl_ms);
-    check(ttl_ms, &config.limits).map_err(|why| ApiError::new(ErrorCode::InvalidTtl, why))?;
+    check_session_ttl(ttl_ms, &config.limits).map_err(|why| ApiError::new(ErrorCode::InvalidTtl, why))?;
     Ok(Duration::from_millis(ttl_ms))
 }
 

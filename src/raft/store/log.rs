@@ -4,7 +4,7 @@
 //! - entries of group `g` live under `log_key(g, index)` in `raft_log`, so
 //!   they are contiguous, ordered, and purged with one `delete_range`; an
 //!   entry is stored in the current format (postcard; its proposal's bytes
-//!   as they are) and read in either (JSON logs of 8cb2b10 still open);
+//!   as they are) and read in either (format 1, the JSON of older versions, still opens: `format1`);
 //! - `append` writes unsynced, so the entries are readable when it returns,
 //!   and acknowledges them (`IOFlushed`) only after the shared [`Syncer`]
 //!   has synced the WAL — one fsync for every group's appends in flight;
@@ -26,15 +26,15 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
-use super::codec::{decode, encode};
-use super::db::{CF_LOG, CF_META};
-use super::keys::{log_key, meta_key, parse_log_key, MetaTag};
-use super::syncer::Syncer;
+use super::format1::decode_entry;
 use super::tail_cache::TailCache;
-use super::Db;
-use crate::raft::proposal::decode_entry;
+use crate::codec::{decode, encode};
 use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
 use crate::routing::GroupId;
+use crate::storage::db::{CF_LOG, CF_META};
+use crate::storage::keys::{log_key, meta_key, parse_log_key, MetaTag};
+use crate::storage::syncer::Syncer;
+use crate::storage::Db;
 
 /// The log of one group. Cheap to clone; clones share the database and
 /// the cache.

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
 
-use super::state_machine::{ApplyObserver, StateMachine};
-use super::types::TypeConfig;
+use super::log::LogStore;
 use crate::lock::{Limits, LockTable, Outcome};
+use crate::raft::state_machine::{ApplyObserver, StateMachine};
+use crate::raft::types::TypeConfig;
 use crate::routing::GroupId;
-use crate::storage::log_store::LogStore;
 use crate::storage::syncer::Syncer;
 use crate::storage::Db;
 
