@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use shardlock::client::{AcquireOptions, Client};
 use shardlock::config::{Config, Peer};
-use shardlock::server::Node;
+use shardlock::node::Node;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -16,9 +16,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use shardlock::config::Config;
+use shardlock::node::Node;
 use shardlock::proto::v1 as pb;
 use shardlock::proto::v1::lock_client::LockClient;
-use shardlock::server::Node;
 use shardlock::storage::db::{CF_LOG, CF_META, CF_SNAPSHOTS};
 use shardlock::storage::Db;
 use tonic::transport::Channel;

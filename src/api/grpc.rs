@@ -19,8 +19,18 @@ use crate::lock::LockKey;
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_server::Admin;
 use crate::proto::v1::lock_server::Lock;
-use crate::server::ops::{session_ttl, Acquire, NodeStatus};
-use crate::server::{LockService, Meta};
+use crate::service::ops::acquire::{Acquire, InSession};
+use crate::service::ops::describe::Describe;
+use crate::service::ops::force_release::ForceRelease;
+use crate::service::ops::list::List;
+use crate::service::ops::membership::{AddNode, RemoveNode};
+use crate::service::ops::most_contended::MostContended;
+use crate::service::ops::refresh::Refresh;
+use crate::service::ops::release::Release;
+use crate::service::ops::session::{self, OpenSession, SessionOpened};
+use crate::service::ops::status::NodeStatus;
+use crate::service::ops::validate_fence::ValidateFence;
+use crate::service::{LockService, Meta};
 
 #[derive(Clone)]
 pub struct GrpcApi {
@@ -66,7 +76,6 @@ impl Lock for GrpcApi {
 
     async fn acquire(&self, request: Request<pb::AcquireRequest>) -> Result<Response<pb::AcquireResponse>, Status> {
         let req = request.into_inner();
-        let session = (req.session_id != 0).then_some((req.session_id, true));
         let asked = Acquire {
             name: name_of(req.name)?,
             key: key_of(req.key)?,
@@ -74,42 +83,41 @@ impl Lock for GrpcApi {
             permits: req.permits,
             ttl_ms: req.ttl_ms,
             wait_ms: Some(req.wait_ms),
-            session,
+            session: (req.session_id != 0).then_some(InSession { id: req.session_id, keep_alive: true }),
         };
-        let params = asked.params(self.service.config());
-        let size = params.size;
-        let (meta, grant) = self.service.acquire(params).await.map_err(status)?;
+        let granted = asked.run(&self.service).await.map_err(status)?;
         Ok(Response::new(pb::AcquireResponse {
-            header: header(meta),
-            key: grant.key.to_string(),
-            fencing_token: grant.token,
-            permits: grant.permits,
-            ttl_ms: grant.ttl_ms,
-            size,
+            header: header(granted.meta),
+            key: granted.grant.key.to_string(),
+            fencing_token: granted.grant.token,
+            permits: granted.grant.permits,
+            ttl_ms: granted.grant.ttl_ms,
+            size: granted.size,
         }))
     }
 
     async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {
         let req = request.into_inner();
-        let meta = self.service.release(name_of(req.name)?, required_key(req.key)?).await.map_err(status)?;
-        Ok(Response::new(pb::ReleaseResponse { header: header(meta) }))
+        let release = Release { name: name_of(req.name)?, key: required_key(req.key)? };
+        let released = release.run(&self.service).await.map_err(status)?;
+        Ok(Response::new(pb::ReleaseResponse { header: header(released.meta) }))
     }
 
     async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::RefreshResponse>, Status> {
         let req = request.into_inner();
-        let (meta, grant) =
-            self.service.refresh(name_of(req.name)?, required_key(req.key)?, req.ttl_ms).await.map_err(status)?;
+        let refresh = Refresh { name: name_of(req.name)?, key: required_key(req.key)?, ttl_ms: req.ttl_ms };
+        let refreshed = refresh.run(&self.service).await.map_err(status)?;
         Ok(Response::new(pb::RefreshResponse {
-            header: header(meta),
-            fencing_token: grant.token,
-            ttl_ms: grant.ttl_ms,
+            header: header(refreshed.meta),
+            fencing_token: refreshed.grant.token,
+            ttl_ms: refreshed.grant.ttl_ms,
         }))
     }
 
     async fn describe(&self, request: Request<pb::DescribeRequest>) -> Result<Response<pb::DescribeResponse>, Status> {
         let name = name_of(request.into_inner().name)?;
-        let (meta, view) = self.service.describe(name).await.map_err(status)?;
-        let lock = view.map(|v| pb::LockInfo {
+        let described = Describe { name }.run(&self.service).await.map_err(status)?;
+        let lock = described.lock.map(|v| pb::LockInfo {
             name: v.name.into_bytes(),
             size: v.size,
             permits_held: v.held,
@@ -135,18 +143,17 @@ impl Lock for GrpcApi {
                 })
                 .collect(),
         });
-        Ok(Response::new(pb::DescribeResponse { header: header(meta), lock }))
+        Ok(Response::new(pb::DescribeResponse { header: header(described.meta), lock }))
     }
 
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
         let req = request.into_inner();
-        let prefix = name_of(req.prefix)?;
         let after = if req.page_token.is_empty() { None } else { Some(name_of(req.page_token)?) };
-        let limit = if req.limit == 0 { self.service.config().default_list_page } else { req.limit };
-        let (rows, more) = self.service.list(prefix, after, limit as usize).await.map_err(status)?;
-        let next_page_token =
-            if more { rows.last().map(|r| r.name.clone().into_bytes()).unwrap_or_default() } else { Vec::new() };
-        let locks = rows
+        let list = List { prefix: name_of(req.prefix)?, after, limit: (req.limit != 0).then_some(req.limit) };
+        let listed = list.run(&self.service).await.map_err(status)?;
+        let next_page_token = listed.next_page_token.map(String::into_bytes).unwrap_or_default();
+        let locks = listed
+            .locks
             .into_iter()
             .map(|r| pb::LockSummary {
                 name: r.name.into_bytes(),
@@ -172,13 +179,11 @@ impl Lock for GrpcApi {
                 "the stream ended before its first message opened a session",
             ))
         })?;
-        let config = self.service.config();
-        let ttl = session_ttl((first.ttl_ms != 0).then_some(first.ttl_ms), config).map_err(status)?;
-        let ttl_ms = ttl.as_millis() as u64;
+        let open = OpenSession { ttl_ms: (first.ttl_ms != 0).then_some(first.ttl_ms), conn };
+        let SessionOpened { id, ttl } = open.run(&self.service).map_err(status)?;
         let sessions = self.service.sessions().clone();
-        let id = sessions.open(conn, Some(ttl)).map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let opened = pb::SessionResponse { session_id: id, ttl_ms };
+        let opened = pb::SessionResponse { session_id: id, ttl_ms: ttl.as_millis() as u64 };
         let _ = tx.send(Ok(opened.clone())).await;
         let service = self.service.clone();
         tokio::spawn(async move {
@@ -190,7 +195,8 @@ impl Lock for GrpcApi {
                     break;
                 }
             }
-            service.release_holds(sessions.close(id));
+            // Already ended (expired, or closed elsewhere): nothing to release.
+            let _ = session::close(&service, id);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -200,11 +206,12 @@ impl Lock for GrpcApi {
         request: Request<pb::ValidateFenceRequest>,
     ) -> Result<Response<pb::ValidateFenceResponse>, Status> {
         let req = request.into_inner();
-        let (meta, key) = self.service.validate_fence(name_of(req.name)?, req.fencing_token).await.map_err(status)?;
+        let validate = ValidateFence { name: name_of(req.name)?, token: req.fencing_token };
+        let fence = validate.run(&self.service).await.map_err(status)?;
         Ok(Response::new(pb::ValidateFenceResponse {
-            header: header(meta),
-            valid: key.is_some(),
-            key: key.map(|k| k.to_string()).unwrap_or_default(),
+            header: header(fence.meta),
+            valid: fence.holder.is_some(),
+            key: fence.holder.map(|k| k.to_string()).unwrap_or_default(),
         }))
     }
 }
@@ -216,24 +223,15 @@ impl Admin for GrpcApi {
         request: Request<pb::ForceReleaseRequest>,
     ) -> Result<Response<pb::ForceReleaseResponse>, Status> {
         let req = request.into_inner();
-        let (meta, released) =
-            self.service.force_release(name_of(req.name)?, key_of(req.key)?).await.map_err(status)?;
-        Ok(Response::new(pb::ForceReleaseResponse { header: header(meta), released }))
+        let force = ForceRelease { name: name_of(req.name)?, key: key_of(req.key)? };
+        let done = force.run(&self.service).await.map_err(status)?;
+        Ok(Response::new(pb::ForceReleaseResponse { header: header(done.meta), released: done.released }))
     }
 
     async fn add_node(&self, request: Request<pb::AddNodeRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
         let req = request.into_inner();
-        for (what, addr) in [("client_addr", &req.client_addr), ("peer_addr", &req.peer_addr)] {
-            if addr.parse::<std::net::SocketAddr>().is_err() {
-                let msg = format!("{what} {addr:?} is not an ip:port address");
-                return Err(status(ApiError::new(ErrorCode::InvalidArgument, msg)));
-            }
-        }
-        if req.node_id == 0 {
-            return Err(status(ApiError::new(ErrorCode::InvalidArgument, "node_id must be at least 1")));
-        }
-        let info = crate::raft::NodeInfo { client_addr: req.client_addr, peer_addr: req.peer_addr };
-        let groups = self.service.add_node(req.node_id, info).await.map_err(status)?;
+        let add = AddNode { id: req.node_id, client_addr: req.client_addr, peer_addr: req.peer_addr };
+        let groups = add.run(&self.service).await.map_err(status)?;
         Ok(Response::new(pb::MembershipResponse { groups }))
     }
 
@@ -241,8 +239,8 @@ impl Admin for GrpcApi {
         &self,
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        let id = request.into_inner().node_id;
-        let groups = self.service.remove_node(id).await.map_err(status)?;
+        let remove = RemoveNode { id: request.into_inner().node_id };
+        let groups = remove.run(&self.service).await.map_err(status)?;
         Ok(Response::new(pb::MembershipResponse { groups }))
     }
 
@@ -250,21 +248,15 @@ impl Admin for GrpcApi {
         &self,
         request: Request<pb::MostContendedRequest>,
     ) -> Result<Response<pb::MostContendedResponse>, Status> {
-        let limit = match request.into_inner().limit {
-            0 => 10,
-            n => n.min(1000),
-        };
-        let locks = self
-            .service
-            .most_contended(limit as usize)
-            .into_iter()
-            .map(|(name, queued)| pb::ContendedLock { name: name.into_bytes(), queued })
-            .collect();
+        let limit = request.into_inner().limit;
+        let top = MostContended { limit: (limit != 0).then_some(limit) }.run(&self.service);
+        let locks =
+            top.into_iter().map(|c| pb::ContendedLock { name: c.name.into_bytes(), queued: c.queued }).collect();
         Ok(Response::new(pb::MostContendedResponse { locks }))
     }
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        let st = NodeStatus::of(self.service.groups(), self.service.syncer_stats());
+        let st = NodeStatus::of(&self.service);
         let group_status: Vec<pb::GroupStatus> = st
             .groups
             .into_iter()

@@ -24,9 +24,11 @@ use crate::error::{row, ApiError, ErrorCode};
 use crate::lock::LockKey;
 use crate::proto::ldlm as pb;
 use crate::proto::ldlm::ldlm_server::Ldlm;
-use crate::server::ops::Acquire;
-use crate::server::sessions::SessionId;
-use crate::server::LockService;
+use crate::service::ops::acquire::{Acquire, InSession};
+use crate::service::ops::refresh::Refresh;
+use crate::service::ops::release::Release;
+use crate::service::LockService;
+use crate::upkeep::sessions::SessionId;
 
 pub struct LdlmApi {
     service: Arc<LockService>,
@@ -113,12 +115,11 @@ impl LdlmApi {
             size: Some(size),
             ttl_ms: timeout,
             wait_ms: Some(wait_ms),
-            session: session.map(|id| (id, timeout.is_none())),
+            session: session.map(|id| InSession { id, keep_alive: timeout.is_none() }),
             ..Acquire::default()
         };
-        let params = asked.params(self.service.config());
-        match self.service.acquire(params).await {
-            Ok((_, grant)) => Ok(pb::LockResponse { locked: true, name, key: grant.key.to_string(), error: None }),
+        match asked.run(&self.service).await {
+            Ok(granted) => Ok(pb::LockResponse { locked: true, name, key: granted.grant.key.to_string(), error: None }),
             Err(err) if err.code == ErrorCode::LockBusy => {
                 let key = LockKey::from_u128(rand::random()).to_string();
                 Ok(pb::LockResponse { locked: false, name, key, error: None })
@@ -135,7 +136,7 @@ impl LdlmApi {
         let Ok(key) = LockKey::new(req.key) else {
             return Ok(answer(error(pb::ErrorCode::InvalidLockKey, "invalid lock key")));
         };
-        match self.service.release(req.name, key).await {
+        match (Release { name: req.name, key }).run(&self.service).await {
             Ok(_) => Ok(answer(None)),
             Err(err) if err.code == ErrorCode::NotFound => {
                 Ok(answer(error(pb::ErrorCode::LockDoesNotExist, "a lock by that name does not exist")))
@@ -155,7 +156,7 @@ impl LdlmApi {
         }
         let Ok(key) = LockKey::new(req.key.clone()) else { return Ok(refused(req.name, gone())) };
         let ttl_ms = req.lock_timeout_seconds as u64 * 1000;
-        match self.service.refresh(req.name.clone(), key, Some(ttl_ms)).await {
+        match (Refresh { name: req.name.clone(), key, ttl_ms: Some(ttl_ms) }).run(&self.service).await {
             Ok(_) => Ok(pb::LockResponse { locked: true, name: req.name, key: req.key, error: None }),
             Err(err) if matches!(err.code, ErrorCode::NotHolder | ErrorCode::NotFound) => Ok(refused(req.name, gone())),
             Err(err) => Ok(refused(req.name, ldlm_error(err)?)),

@@ -37,7 +37,8 @@ use serde_json::json;
 use super::ldlm::LdlmApi;
 use crate::error::ApiError;
 use crate::proto::ldlm as pb;
-use crate::server::sessions::SessionId;
+use crate::service::ops::session;
+use crate::upkeep::sessions::SessionId;
 
 /// The session cookie's name, as ldlm sets it.
 pub const COOKIE: &str = "ldlm-session";
@@ -225,11 +226,9 @@ async fn close(State(api): Api, headers: HeaderMap) -> Response {
     let Some(id) = cookie(&headers) else {
         return plain_error(StatusCode::INTERNAL_SERVER_ERROR, "no ldlm-session cookie: there is no session to close");
     };
-    let sessions = api.service().sessions();
-    if sessions.check(id).is_err() {
+    if session::close(api.service(), id).is_err() {
         return plain_error(StatusCode::CONFLICT, "session not found");
     }
-    api.service().release_holds(sessions.close(id));
     ([set_cookie("", Duration::ZERO)], Json(json!({ "session_id": "" }))).into_response()
 }
 

@@ -37,7 +37,8 @@ use tower::ServiceExt;
 use self::first_bytes::FirstBytes;
 use crate::proto::v1::admin_server::AdminServer;
 use crate::proto::v1::lock_server::LockServer;
-use crate::server::LockService;
+use crate::service::ops::session;
+use crate::service::LockService;
 
 /// The client connection a request arrived on (a request extension).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +141,7 @@ pub async fn serve_client(
             if let Err(err) = served {
                 tracing::debug!(error = %err, "client connection ended with an error");
             }
-            service.release_holds(service.sessions().connection_closed(conn.0));
+            session::connection_closed(&service, conn.0);
         });
     }
     refusals.shutdown().await;

@@ -114,9 +114,7 @@ impl Lock {
         if self.is_idle() {
             self.size = cmd.size;
         }
-        // `chaos-broken` (tests only) skips the holder check, so that the
-        // fault harness can prove it catches a lock that admits two holders.
-        let fits = cfg!(feature = "chaos-broken") || self.size.saturating_sub(self.held) >= cmd.permits;
+        let fits = self.size.saturating_sub(self.held) >= cmd.permits;
         if self.waiters.is_empty() && fits {
             let grant = self.grant(&cmd.key, cmd.permits, cmd.ttl_ms, false, step);
             return Ok(Reply::Granted(grant));

@@ -1,116 +1,157 @@
-//! The cluster's node list as replicated state, and where groups live.
+//! This node's side of the cluster: its Raft groups (the [`Groups`]
+//! registry), the node list and placement, where each group lives, and
+//! what the node knows of its peers (liveness, draining notices).
 //!
 //! The node list is the membership of the meta group, a Raft group like
 //! the lock groups (same log, same transport) whose id is the group count
 //! and whose table stays empty: every node of the cluster is a member of
-//! it, up to `META_VOTERS` as voters and the rest as learners, so every
-//! node has the list in its own replica and reads it without a round trip.
-//! `admin add-node` and `remove-node` change it once; each lock group's
-//! leader then moves the group's voters to what [`Placement`] computes from
-//! the list (`server::reconciler`).
+//! it, up to `META_VOTERS` as voters and the rest as learners
+//! (`membership`), so every node has the list in its own replica and reads
+//! it without a round trip. `admin add-node` and `remove-node` change it
+//! once; each lock group's leader then moves the group's voters to what
+//! placement computes from the list (`reconciler`).
 //!
-//! Invariants: every node computes the same placement from the same list;
-//! a node whose meta group is not initialized (a fresh node not yet added)
-//! uses the configured `initial_cluster` and never reconciles; the cached
-//! placement is recomputed only when the meta membership's log id changes.
+//! Invariants: the cached node list is recomputed only when the meta
+//! membership's log id changes; a group is hosted here while its
+//! membership lists this node and no leader said it removed this node from
+//! that membership (a removal is kept in the log store across restarts);
+//! peers' addresses are learned from the list.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use openraft::async_runtime::WatchReceiver;
-use openraft::ChangeMembers;
+use dashmap::DashMap;
 
-use super::membership::MembershipError;
+use super::groups::{Groups, GroupsError};
+use super::liveness::Liveness;
+use super::network::PeerRouter;
+use super::nodes::NodeList;
+use super::state_machine::ApplyObserver;
 use super::types::{LogId, NodeId, NodeInfo};
-use super::Groups;
-use crate::routing::{GroupId, Placement};
+use crate::config::Config;
+use crate::routing::GroupId;
+use crate::storage::syncer::Syncer;
+use crate::storage::Db;
 
-/// At most this many nodes vote in the meta group; the others learn it.
-pub const META_VOTERS: usize = 5;
+/// How long a peer's draining notice holds unless it says it is back.
+const DRAINING_FOR: Duration = Duration::from_secs(300);
 
-/// The cluster as this node knows it.
-#[derive(Debug)]
+/// The largest peer frame: snapshots travel whole, so it is far above the
+/// client limit; peers are trusted (mutual TLS when TLS is on).
+pub fn peer_frame_limit(config: &Config) -> usize {
+    config.max_message_bytes.max(512 << 20)
+}
+
 pub struct Cluster {
-    pub nodes: BTreeMap<NodeId, NodeInfo>,
-    pub placement: Placement,
-    /// False while the list is only the configured one (meta not yet here).
-    pub replicated: bool,
+    groups: Arc<Groups>,
+    router: PeerRouter,
+    liveness: Arc<Liveness>,
+    /// Replicas per group (`replication_factor`).
+    factor: usize,
+    /// The configured voters, the node list until the meta group has one.
+    configured: BTreeMap<NodeId, NodeInfo>,
+    /// The node list and the meta membership it was computed from.
+    cache: Mutex<Option<(Option<LogId>, Arc<NodeList>)>>,
+    /// Groups a leader removed this node from, at which membership.
+    departed: DashMap<GroupId, Option<LogId>>,
+    /// A peer is live while a ping succeeded within this long.
+    live_within: Duration,
+    /// Peers that announced they are draining, and when.
+    draining_peers: DashMap<NodeId, Instant>,
 }
 
-/// The cached cluster and the meta membership it was computed from.
-#[derive(Default)]
-pub(super) struct ClusterCache {
-    from: Option<Option<LogId>>,
-    cluster: Option<Arc<Cluster>>,
-}
-
-/// The nodes of the meta membership's last config, and its learners: during
-/// a change that removes a voter, the removed node already reads itself out.
-fn listed_nodes(stored: &super::types::StoredMembership) -> BTreeMap<NodeId, NodeInfo> {
-    let membership = stored.membership();
-    let last: BTreeSet<NodeId> = membership.get_joint_config().last().cloned().unwrap_or_default();
-    let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
-    membership
-        .nodes()
-        .filter(|(id, _)| last.contains(id) || learners.contains(id))
-        .map(|(id, n)| (*id, n.clone()))
-        .collect()
-}
-
-impl Groups {
-    /// Whether node `id` answered a ping lately (this node counts as live).
-    pub fn peer_live(&self, id: NodeId) -> bool {
-        id == self.me || self.liveness.is_live(id, self.live_within)
+impl Cluster {
+    /// Opens every group of this node on `db` and connects it to its peers.
+    pub async fn start(
+        config: &Config,
+        db: Db,
+        syncer: Syncer,
+        observer: Arc<dyn ApplyObserver>,
+    ) -> Result<Self, GroupsError> {
+        let peers = config.voters().into_iter().map(|p| (p.id, p.peer_addr));
+        let tls = crate::tls::peer_client(&config.tls).map_err(|e| GroupsError::Config(e.to_string()))?;
+        let links =
+            crate::peer::Links::new(config.node_id, config.raft.dial_overrides(), tls, peer_frame_limit(config));
+        let min_append_ttl = Duration::from_millis(config.raft.election_timeout_min_ms);
+        let router = PeerRouter::new(config.node_id, peers, links, min_append_ttl);
+        let groups = Arc::new(Groups::start(config, db, syncer, &router, observer).await?);
+        let departed = groups.departures()?.into_iter().collect();
+        let configured = config
+            .voters()
+            .into_iter()
+            .map(|p| (p.id, NodeInfo { client_addr: p.client_addr, peer_addr: p.peer_addr }))
+            .collect();
+        Ok(Self {
+            groups,
+            router,
+            liveness: Arc::default(),
+            factor: config.replication_factor,
+            configured,
+            cache: Mutex::default(),
+            departed,
+            live_within: super::liveness::live_within(&config.raft),
+            draining_peers: DashMap::new(),
+        })
     }
 
-    /// The meta group's id: the one after the last lock group.
-    pub fn meta_id(&self) -> GroupId {
-        self.count()
+    pub fn groups(&self) -> &Arc<Groups> {
+        &self.groups
+    }
+
+    pub fn router(&self) -> &PeerRouter {
+        &self.router
+    }
+
+    pub fn liveness(&self) -> &Arc<Liveness> {
+        &self.liveness
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.groups.me()
+    }
+
+    /// The configured voters (the node list of a new cluster).
+    pub(super) fn configured(&self) -> &BTreeMap<NodeId, NodeInfo> {
+        &self.configured
     }
 
     /// The node list and the placement it gives.
-    pub fn cluster(&self) -> Arc<Cluster> {
-        let metrics = self.raft(self.meta_id()).metrics();
-        let log_id = metrics.borrow_watched().membership_config.log_id().clone();
-        let mut cache = self.cluster_cache.lock().expect("cluster cache");
-        if let (Some(from), Some(cluster)) = (&cache.from, &cache.cluster) {
+    pub fn nodes(&self) -> Arc<NodeList> {
+        let meta = self.groups.meta_id();
+        let log_id = self.groups.membership_id(meta);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((from, list)) = cache.as_ref() {
             if *from == log_id {
-                return cluster.clone();
+                return list.clone();
             }
         }
-        let nodes = listed_nodes(&metrics.borrow_watched().membership_config);
-        let replicated = !nodes.is_empty();
-        let nodes = if replicated { nodes } else { self.configured.clone() };
-        for (id, info) in &nodes {
-            if *id != self.me {
-                self.router().learn(*id, &info.peer_addr);
+        let list =
+            Arc::new(NodeList::new(&self.groups.membership(meta), &self.configured, self.groups.count(), self.factor));
+        for (id, info) in &list.nodes {
+            if *id != self.me() {
+                self.router.learn(*id, &info.peer_addr);
             }
         }
-        let ids: Vec<NodeId> = nodes.keys().copied().collect();
-        let placement = Placement::new(self.count(), &ids, self.factor);
-        let cluster = Arc::new(Cluster { nodes, placement, replicated });
-        *cache = ClusterCache { from: Some(log_id), cluster: Some(cluster.clone()) };
-        cluster
+        *cache = Some((log_id, list.clone()));
+        list
     }
 
     /// Whether this node holds a replica (voter or learner) of `group`: its
     /// membership lists it, and no leader said it removed this node from
-    /// that membership (`mark_departed`, kept in the log store across restarts).
+    /// that membership.
     pub fn hosts(&self, group: GroupId) -> bool {
-        let metrics = self.raft(group).metrics();
-        let m = metrics.borrow_watched();
-        let listed = m.membership_config.membership().get_node(&self.me).is_some();
-        listed && self.departed.get(&group).is_none_or(|at| *at != *m.membership_config.log_id())
+        let listed = self.groups.node_info(group, self.me()).is_some();
+        listed && self.departed.get(&group).is_none_or(|at| *at != self.groups.membership_id(group))
     }
 
     /// Records that a leader removed this node from `group`: the membership
     /// this replica has (the joint one) is the last it will receive, until
     /// a leader adds it again (a newer membership).
     pub fn mark_departed(&self, group: GroupId) {
-        let metrics = self.raft(group).metrics();
-        let at = metrics.borrow_watched().membership_config.log_id().clone();
+        let at = self.groups.membership_id(group);
         tracing::info!(group, "this node's replica was removed from the group");
-        if let Err(err) = self.logs[group as usize].set_departed(&at) {
+        if let Err(err) = self.groups.record_departure(group, &at) {
             tracing::warn!(group, error = %err, "cannot record the removal; a restart will show the group as held");
         }
         self.departed.insert(group, at);
@@ -121,60 +162,68 @@ impl Groups {
     /// it leads it, else a live replica (which names the leader).
     pub fn route(&self, group: GroupId) -> Option<NodeId> {
         if self.hosts(group) {
-            return self.view(group).leader;
+            return self.groups.view(group).leader;
         }
         let live = self.live_within;
         self.liveness.claimed_leader(group, live).or_else(|| {
-            let cluster = self.cluster();
-            cluster.placement.replicas(group).iter().copied().find(|n| self.liveness.is_live(*n, live))
+            let nodes = self.nodes();
+            nodes.placement.replicas(group).iter().copied().find(|n| self.liveness.is_live(*n, live))
         })
     }
 
-    /// The members to initialize the meta group with on a new cluster: the
-    /// configured voters, and the members of group 0 when this node's data
-    /// predates the meta group (so nodes added since stay in the list).
-    pub(super) fn meta_seed(&self) -> BTreeMap<NodeId, NodeInfo> {
-        let mut nodes = self.configured.clone();
-        nodes.extend(self.members(0));
-        nodes
+    /// Whether node `id` answered a ping lately (this node counts as live).
+    pub fn peer_live(&self, id: NodeId) -> bool {
+        id == self.me() || self.liveness.is_live(id, self.live_within)
     }
 
-    /// Adds `id` to the node list (this node leads the meta group: see
-    /// `change_membership`): a
-    /// learner that catches up, then a voter while there are fewer than
-    /// [`META_VOTERS`]. Idempotent.
-    pub(super) async fn add_cluster_node(&self, id: NodeId, info: NodeInfo) -> Result<(), MembershipError> {
-        let meta = self.meta_id();
-        let raft = self.raft(meta);
-        if self.node_info(meta, id).is_none() {
-            raft.add_learner(id, info, true).await.map_err(super::membership::failed)?;
-        }
-        let voters: BTreeSet<NodeId> = self.voter_ids(meta).into_iter().collect();
-        if voters.len() < META_VOTERS && !voters.contains(&id) {
-            let add = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-            raft.change_membership(add, false).await.map_err(super::membership::failed)?;
-        }
-        Ok(())
+    /// True when this node leads `group`, `node` acknowledged a heartbeat
+    /// or a node ping within `max_age` (a quiesced group sends no
+    /// heartbeats) and has every entry of the leader's log.
+    pub fn follower_healthy(&self, group: GroupId, node: NodeId, max_age: Duration) -> bool {
+        let Some(progress) = self.groups.follower(group, node) else { return false };
+        let reachable = progress.heard.is_some_and(|t| t < max_age) || self.liveness.is_live(node, max_age);
+        reachable && progress.caught_up
     }
 
-    /// Removes `id` from the node list (this node leads the meta group),
-    /// voter or learner; promotes a learner if voters fall below
-    /// [`META_VOTERS`]. Idempotent.
-    pub(super) async fn remove_cluster_node(&self, id: NodeId) -> Result<(), MembershipError> {
-        let meta = self.meta_id();
-        let raft = self.raft(meta);
-        let voters: BTreeSet<NodeId> = self.voter_ids(meta).into_iter().collect();
-        let change = if voters.contains(&id) {
-            let learner = self.members(meta).into_iter().map(|(n, _)| n).find(|n| !voters.contains(n) && *n != id);
-            let mut next: BTreeSet<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
-            next.extend(learner);
-            ChangeMembers::ReplaceAllVoters(next)
-        } else if self.node_info(meta, id).is_some() {
-            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    /// True when this node leads `group` and a voter that answers pings
+    /// has not yet matched the leader's last log entry.
+    pub fn live_follower_lagging(&self, group: GroupId) -> bool {
+        self.groups.lagging_followers(group).into_iter().any(|n| self.liveness.is_live(n, self.live_within))
+    }
+
+    /// Wakes every group this node leads (a follower came back and needs
+    /// heartbeats to find its leader and catch up).
+    pub fn wake_led_groups(&self) {
+        for group in 0..self.groups.count() {
+            if self.groups.view(group).is_leader {
+                self.groups.quiescer().touch(group);
+            }
+        }
+    }
+
+    /// Records a peer's draining notice (forgotten after `DRAINING_FOR`,
+    /// or when the peer says it is back).
+    pub fn mark_draining(&self, node: NodeId, draining: bool) {
+        if draining {
+            self.draining_peers.insert(node, Instant::now());
         } else {
-            return Ok(());
-        };
-        raft.change_membership(change, false).await.map_err(super::membership::failed)?;
-        Ok(())
+            self.draining_peers.remove(&node);
+        }
+    }
+
+    /// Whether `node` said it is draining (lately).
+    pub fn peer_draining(&self, node: NodeId) -> bool {
+        self.draining_peers.get(&node).is_some_and(|at| at.elapsed() < DRAINING_FOR)
+    }
+
+    /// A healthy, non-draining peer to take the leadership of `group`, its
+    /// preferred leader first (`max_age`: how recently it must have been
+    /// heard from).
+    pub fn handoff_target(&self, group: GroupId, max_age: Duration) -> Option<NodeId> {
+        let me = self.me();
+        let ok = |id: &NodeId| *id != me && !self.peer_draining(*id) && self.follower_healthy(group, *id, max_age);
+        let voters = self.groups.voter_ids(group);
+        let preferred = self.nodes().placement.preferred_leader(group).filter(|p| voters.contains(p) && ok(p));
+        preferred.or_else(|| voters.iter().copied().find(ok))
     }
 }

@@ -1,34 +1,35 @@
-//! The Raft groups of one node: start-up, bootstrap and lookup.
+//! The registry of a node's Raft groups: one openraft instance per lock
+//! group `0..G` and one for the meta group `G`, their tables and logs, and
+//! what is asked of one group at a time (look at it, write to it, read it
+//! linearizably, move its leadership).
 //!
-//! Invariants: a node runs a Raft instance for each lock group `0..G` and
-//! for the meta group `G` (`cluster.rs`), all sharing one RocksDB, one WAL
-//! syncer and one peer router; an instance of a group the node holds no
-//! replica of stays uninitialized and idle until a leader adds the node.
-//! Bootstrap happens once, on a new cluster: every configured node
-//! initializes the meta group with the configured voters and each lock
-//! group it holds by placement with that group's replicas (the same
-//! membership on every node, which openraft allows). A node whose meta
-//! group is initialized never initializes anything again. The preferred
-//! leader of each group calls an election at once so leaders start out
-//! spread evenly.
+//! Invariants: every group shares the node's one RocksDB, one WAL syncer
+//! and one peer router; an instance of a group the node holds no replica
+//! of stays uninitialized and idle until a leader adds the node; a write or
+//! a read marks its group active (`Quiescer::touch`), and a leader whose
+//! lease lapsed while its group was quiet confirms itself with a ReadIndex
+//! round before it writes. Cluster-wide knowledge (the node list, where
+//! groups live, peers) is `Cluster`'s, not this registry's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::raft::{ClientWriteResult, ReadPolicy};
 use openraft::{Config as RaftConfig, ServerState, SnapshotPolicy};
 
-use super::cluster::ClusterCache;
+use super::completion::Completion;
 use super::group_network::GroupNetwork;
-use super::liveness::Liveness;
 use super::network::PeerRouter;
-use super::quiesce::Quiescer;
-use super::state_machine::Raft;
-use super::state_machine::{ApplyObserver, GroupState, StateMachine};
+use super::proposal::Proposal;
+use super::quiescer::Quiescer;
+use super::state_machine::{ApplyObserver, GroupState, Raft, StateMachine};
 use super::store::log::LogStore;
-use super::types::{NodeId, NodeInfo};
+use super::types::{Committed, LogId, NodeId, NodeInfo, StoredMembership, TypeConfig};
 use crate::config::Config;
+use crate::lock::Command;
 use crate::routing::GroupId;
 use crate::storage::syncer::Syncer;
 use crate::storage::Db;
@@ -39,6 +40,17 @@ pub enum GroupsError {
     Config(String),
     #[error("raft group {group} failed to start: {why}")]
     Start { group: GroupId, why: String },
+}
+
+/// Why a write or a read did not happen on this node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("this node does not lead the group")]
+    NotLeader(Option<NodeInfo>),
+    #[error("the group has no quorum ({0})")]
+    NoQuorum(String),
+    #[error("the raft group stopped ({0})")]
+    Stopped(String),
 }
 
 /// A snapshot of one group's Raft state as this node sees it.
@@ -55,28 +67,25 @@ pub struct GroupView {
     pub failed: Option<String>,
 }
 
+/// How far a follower is, as the group's leader knows it.
+#[derive(Clone, Copy, Debug)]
+pub struct FollowerProgress {
+    /// Time since it last acknowledged a heartbeat, if ever.
+    pub heard: Option<Duration>,
+    /// It holds every entry of the leader's log.
+    pub caught_up: bool,
+}
+
 pub struct Groups {
-    pub(super) me: NodeId,
+    me: NodeId,
     /// Lock groups (the meta group is one more).
-    groups: u32,
-    /// Replicas per group (`replication_factor`).
-    pub(super) factor: usize,
-    /// The configured voters, the node list until the meta group has one.
-    pub(super) configured: BTreeMap<NodeId, NodeInfo>,
-    pub(super) cluster_cache: std::sync::Mutex<ClusterCache>,
-    /// Groups a leader removed this node from, at which membership.
-    pub(super) departed: dashmap::DashMap<GroupId, Option<super::types::LogId>>,
-    /// A peer is live while a ping succeeded within this long.
-    pub(super) live_within: Duration,
-    /// Peers that announced they are draining, and when.
-    draining_peers: dashmap::DashMap<NodeId, std::time::Instant>,
+    count: u32,
     rafts: Arc<Vec<Raft>>,
     states: Vec<Arc<GroupState>>,
-    /// Each group's log (clones of openraft's), to flush on shutdown.
-    pub(super) logs: Vec<LogStore>,
-    router: PeerRouter,
+    /// Each group's log (clones of openraft's), to flush on shutdown and to
+    /// record a removal.
+    logs: Vec<LogStore>,
     quiescer: Arc<Quiescer>,
-    pub(super) liveness: Arc<Liveness>,
 }
 
 fn raft_config(config: &Config) -> Result<Arc<RaftConfig>, GroupsError> {
@@ -111,10 +120,15 @@ fn raft_config(config: &Config) -> Result<Arc<RaftConfig>, GroupsError> {
     rc.validate().map(Arc::new).map_err(|e| GroupsError::Config(e.to_string()))
 }
 
-/// The largest peer frame: snapshots travel whole, so it is far above the
-/// client limit; peers are trusted (mutual TLS when TLS is on).
-pub fn peer_frame_limit(config: &Config) -> usize {
-    config.max_message_bytes.max(512 << 20)
+fn written(result: Option<ClientWriteResult<TypeConfig>>) -> Result<Committed, GroupError> {
+    match result {
+        Some(Ok(resp)) => Ok(resp.data),
+        Some(Err(ClientWriteError::ForwardToLeader(f))) | Some(Err(ClientWriteError::LogEntryDiscarded(f))) => {
+            Err(GroupError::NotLeader(f.leader_node))
+        }
+        Some(Err(other)) => Err(GroupError::Stopped(other.to_string())),
+        None => Err(GroupError::Stopped("the write was dropped: the node is shutting down".into())),
+    }
 }
 
 impl Groups {
@@ -123,15 +137,10 @@ impl Groups {
         config: &Config,
         db: Db,
         syncer: Syncer,
+        router: &PeerRouter,
         observer: Arc<dyn ApplyObserver>,
     ) -> Result<Self, GroupsError> {
         let rc = raft_config(config)?;
-        let peers = config.voters().into_iter().map(|p| (p.id, p.peer_addr));
-        let tls = crate::tls::peer_client(&config.tls).map_err(|e| GroupsError::Config(e.to_string()))?;
-        let links =
-            crate::peer::Links::new(config.node_id, config.raft.dial_overrides(), tls, peer_frame_limit(config));
-        let min_append_ttl = Duration::from_millis(config.raft.election_timeout_min_ms);
-        let router = PeerRouter::new(config.node_id, peers, links, min_append_ttl);
         let (mut rafts, mut states, mut logs) = (Vec::new(), Vec::new(), Vec::new());
         for group in 0..=config.groups {
             let log = LogStore::new(db.clone(), syncer.clone(), group);
@@ -144,71 +153,9 @@ impl Groups {
                 .map_err(|e| GroupsError::Start { group, why: e.to_string() })?;
             rafts.push(raft);
         }
-        let departed = dashmap::DashMap::new();
-        for (group, log) in logs.iter().enumerate() {
-            let at = log.departed().map_err(|e| GroupsError::Start { group: group as GroupId, why: e.to_string() })?;
-            if let Some(at) = at {
-                departed.insert(group as GroupId, at);
-            }
-        }
-        let draining_peers = dashmap::DashMap::new();
         let rafts = Arc::new(rafts);
         let quiescer = Arc::new(Quiescer::new(rafts.clone()));
-        let liveness = Arc::new(Liveness::default());
-        let configured = config
-            .voters()
-            .into_iter()
-            .map(|p| (p.id, NodeInfo { client_addr: p.client_addr, peer_addr: p.peer_addr }))
-            .collect();
-        Ok(Self {
-            me: config.node_id,
-            groups: config.groups,
-            factor: config.replication_factor,
-            configured,
-            cluster_cache: Default::default(),
-            departed,
-            live_within: super::quiesce::Timing::from_config(&config.raft).live_within,
-            draining_peers,
-            rafts,
-            states,
-            logs,
-            router,
-            quiescer,
-            liveness,
-        })
-    }
-
-    /// On a new cluster, initializes the meta group and the lock groups
-    /// this node holds; on a node that has been part of a cluster, nothing.
-    pub async fn bootstrap(&self) -> Result<(), GroupsError> {
-        let meta = self.meta_id();
-        if self.initialized(meta).await? {
-            return Ok(());
-        }
-        let seed = self.meta_seed();
-        // NotAllowed means another path initialized it first: fine.
-        let _ = self.raft(meta).initialize(seed.clone()).await;
-        if seed.keys().next() == Some(&self.me) {
-            let _ = self.raft(meta).trigger().elect(false).await;
-        }
-        let cluster = self.cluster();
-        for group in 0..self.count() {
-            let replicas = cluster.placement.replicas(group);
-            if !replicas.contains(&self.me) || self.initialized(group).await? {
-                continue;
-            }
-            let members: BTreeMap<NodeId, NodeInfo> =
-                replicas.iter().filter_map(|id| seed.get(id).map(|n| (*id, n.clone()))).collect();
-            let _ = self.raft(group).initialize(members).await;
-            if cluster.placement.preferred_leader(group) == Some(self.me) {
-                let _ = self.raft(group).trigger().elect(false).await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn initialized(&self, group: GroupId) -> Result<bool, GroupsError> {
-        self.raft(group).is_initialized().await.map_err(|e| GroupsError::Start { group, why: e.to_string() })
+        Ok(Self { me: config.node_id, count: config.groups, rafts, states, logs, quiescer })
     }
 
     pub fn me(&self) -> NodeId {
@@ -217,41 +164,24 @@ impl Groups {
 
     /// The number of lock groups (the meta group not counted).
     pub fn count(&self) -> u32 {
-        self.groups
+        self.count
     }
 
-    pub fn raft(&self, group: GroupId) -> &Raft {
+    /// The meta group's id: the one after the last lock group.
+    pub fn meta_id(&self) -> GroupId {
+        self.count
+    }
+
+    pub(super) fn raft(&self, group: GroupId) -> &Raft {
         &self.rafts[group as usize]
-    }
-
-    pub fn rafts(&self) -> Arc<Vec<Raft>> {
-        self.rafts.clone()
     }
 
     pub fn state(&self, group: GroupId) -> &Arc<GroupState> {
         &self.states[group as usize]
     }
 
-    pub fn router(&self) -> &PeerRouter {
-        &self.router
-    }
-
     pub fn quiescer(&self) -> &Arc<Quiescer> {
         &self.quiescer
-    }
-
-    pub fn liveness(&self) -> &Arc<Liveness> {
-        &self.liveness
-    }
-
-    /// Wakes every group this node leads (a follower came back and needs
-    /// heartbeats to find its leader and catch up).
-    pub fn wake_led_groups(&self) {
-        for group in 0..self.count() {
-            if self.view(group).is_leader {
-                self.quiescer.touch(group);
-            }
-        }
     }
 
     /// This node's view of `group` right now (no I/O, no waiting).
@@ -272,6 +202,16 @@ impl Groups {
         }
     }
 
+    /// `group`'s membership as this node's replica knows it.
+    pub(super) fn membership(&self, group: GroupId) -> StoredMembership {
+        self.raft(group).metrics().borrow_watched().membership_config.as_ref().clone()
+    }
+
+    /// The log id of `group`'s membership as this node knows it.
+    pub(super) fn membership_id(&self, group: GroupId) -> Option<LogId> {
+        self.raft(group).metrics().borrow_watched().membership_config.log_id().clone()
+    }
+
     /// The address book entry of `node` in `group`'s membership.
     pub fn node_info(&self, group: GroupId, node: NodeId) -> Option<NodeInfo> {
         let metrics = self.raft(group).metrics();
@@ -279,58 +219,140 @@ impl Groups {
         m.membership_config.membership().get_node(&node).cloned()
     }
 
-    /// The voters of `group` with their addresses.
+    /// The members (voters and learners) of `group` with their addresses.
     pub fn members(&self, group: GroupId) -> Vec<(NodeId, NodeInfo)> {
         let metrics = self.raft(group).metrics();
         let m = metrics.borrow_watched();
         m.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
     }
 
-    /// True when this node leads `group`, `node` acknowledged a heartbeat
-    /// or a node ping within `max_age` (a quiesced group sends no
-    /// heartbeats) and has every entry of the leader's log.
-    pub fn follower_healthy(&self, group: GroupId, node: NodeId, max_age: Duration) -> bool {
+    /// The voters of `group` as this node knows them.
+    pub fn voter_ids(&self, group: GroupId) -> Vec<NodeId> {
+        let metrics = self.raft(group).metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config.membership().voter_ids().collect()
+    }
+
+    /// The learners of `group` as this node knows them.
+    pub fn learner_ids(&self, group: GroupId) -> Vec<NodeId> {
+        let metrics = self.raft(group).metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config.membership().learner_ids().collect()
+    }
+
+    /// How far `node` follows this node's lead of `group` (`None` unless
+    /// this node leads it and `node` is a member).
+    pub fn follower(&self, group: GroupId, node: NodeId) -> Option<FollowerProgress> {
         use openraft::Instant as _;
         let metrics = self.raft(group).metrics();
         let m = metrics.borrow_watched();
-        let heard = m.heartbeat.as_ref().and_then(|h| h.get(&node)).and_then(|t| t.as_ref());
-        let matched = m.replication.as_ref().and_then(|r| r.get(&node)).and_then(|l| l.as_ref()).map(|l| l.index);
-        let reachable = heard.is_some_and(|t| t.elapsed() < max_age) || self.liveness.is_live(node, max_age);
-        reachable && matched >= m.last_log_index
+        let matched = m.replication.as_ref()?.get(&node)?.as_ref().map(|l| l.index);
+        let heard = m.heartbeat.as_ref().and_then(|h| h.get(&node)).and_then(|t| t.as_ref()).map(|t| t.elapsed());
+        Some(FollowerProgress { heard, caught_up: matched >= m.last_log_index })
     }
 
-    /// True when this node leads `group` and a voter that answers pings
-    /// has not yet matched the leader's last log entry.
-    pub fn live_follower_lagging(&self, group: GroupId, live_within: Duration) -> bool {
+    /// The followers of `group` (led by this node) that lack part of its log.
+    pub fn lagging_followers(&self, group: GroupId) -> Vec<NodeId> {
         let metrics = self.raft(group).metrics();
         let m = metrics.borrow_watched();
-        let Some(replication) = m.replication.as_ref() else { return false };
-        replication.iter().any(|(node, matched)| {
-            *node != self.me
-                && matched.as_ref().map(|l| l.index) < m.last_log_index
-                && self.liveness.is_live(*node, live_within)
-        })
+        let Some(replication) = m.replication.as_ref() else { return Vec::new() };
+        replication
+            .iter()
+            .filter(|(node, matched)| **node != self.me && matched.as_ref().map(|l| l.index) < m.last_log_index)
+            .map(|(node, _)| *node)
+            .collect()
     }
 
-    /// Records a peer's draining notice (forgotten after 5 minutes, or when
-    /// the peer says it is back).
-    pub fn mark_draining(&self, node: NodeId, draining: bool) {
-        if draining {
-            self.draining_peers.insert(node, std::time::Instant::now());
-        } else {
-            self.draining_peers.remove(&node);
-        }
+    /// Whether `group` was initialized on this node (it has a membership).
+    pub(super) async fn initialized(&self, group: GroupId) -> Result<bool, GroupsError> {
+        self.raft(group).is_initialized().await.map_err(|e| GroupsError::Start { group, why: e.to_string() })
     }
 
-    /// Whether `node` said it is draining (in the last 5 minutes).
-    pub fn peer_draining(&self, node: NodeId) -> bool {
-        self.draining_peers.get(&node).is_some_and(|at| at.elapsed() < Duration::from_secs(300))
+    /// Initializes `group` with `members` (a new cluster); one that is
+    /// already initialized stays as it is.
+    pub(super) async fn initialize(&self, group: GroupId, members: BTreeMap<NodeId, NodeInfo>) {
+        // NotAllowed means another path initialized it first: fine.
+        let _ = self.raft(group).initialize(members).await;
+    }
+
+    /// Makes this node stand for election in `group` now.
+    pub(super) async fn elect(&self, group: GroupId) {
+        let _ = self.raft(group).trigger().elect(false).await;
+    }
+
+    /// Asks this node's leadership of `group` to move to `to`; the one way
+    /// a leader transfer is asked for (drain, balancer, reconciler).
+    pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<(), String> {
+        self.raft(group).trigger().transfer_leader(to).await.map_err(|e| e.to_string())
     }
 
     /// Waits until `group` has a leader or `timeout` passes.
     pub async fn wait_leader(&self, group: GroupId, timeout: Duration) -> Option<NodeId> {
         let wait = self.raft(group).wait(Some(timeout));
         wait.metrics(|m| m.current_leader.is_some(), "group has a leader").await.ok()?.current_leader
+    }
+
+    /// Proposes `commands` as one entry of `group`; `done` gets the result,
+    /// exactly once: the entry's outcomes (on this node, the leader's
+    /// apply), or why none applied here. It runs where openraft settles the
+    /// write, so it must not block.
+    pub async fn submit(
+        &self,
+        group: GroupId,
+        commands: Vec<Command>,
+        done: impl FnOnce(Result<Committed, GroupError>) + Send + 'static,
+    ) {
+        // Made first: if this future is dropped at an await below, or openraft
+        // fails fatally, the completion is dropped unanswered and `done` runs.
+        let completion = Completion::new(move |result| done(written(result)));
+        self.wake_to_write(group).await;
+        let _ = self.raft(group).client_write_ff(Proposal::new(commands), Some(completion)).await;
+    }
+
+    /// Marks `group` active; if this node leads it and it was quiet, renews
+    /// the leader's lapsed lease with one ReadIndex round, without which
+    /// openraft refuses writes and membership changes.
+    pub(super) async fn wake_to_write(&self, group: GroupId) {
+        if self.quiescer.touch(group) {
+            let _ = self.raft(group).ensure_linearizable(ReadPolicy::ReadIndex).await;
+        }
+    }
+
+    /// Confirms this node leads `group` (a ReadIndex round) and waits until
+    /// it applied everything committed before; returns that read index.
+    pub async fn read_index(&self, group: GroupId) -> Result<u64, GroupError> {
+        match self.raft(group).ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read_log_id) => {
+                self.quiescer.touch(group);
+                Ok(read_log_id.index())
+            }
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(GroupError::NotLeader(f.leader_node))
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
+                Err(GroupError::NoQuorum(q.to_string()))
+            }
+            Err(RaftError::Fatal(fatal)) => Err(GroupError::Stopped(fatal.to_string())),
+        }
+    }
+
+    /// The membership at which a leader removed this node from each group,
+    /// as recorded in the log stores (it survives restarts).
+    pub(super) fn departures(&self) -> Result<Vec<(GroupId, Option<LogId>)>, GroupsError> {
+        let mut out = Vec::new();
+        for (group, log) in self.logs.iter().enumerate() {
+            let group = group as GroupId;
+            if let Some(at) = log.departed().map_err(|e| GroupsError::Start { group, why: e.to_string() })? {
+                out.push((group, at));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records durably that a leader removed this node from `group` at
+    /// membership `at`.
+    pub(super) fn record_departure(&self, group: GroupId, at: &Option<LogId>) -> std::io::Result<()> {
+        self.logs[group as usize].set_departed(at)
     }
 
     /// Stops every group, then writes what its log still holds in memory.

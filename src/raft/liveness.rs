@@ -38,6 +38,12 @@ struct PeerSeen {
     not_leading: Option<HashMap<GroupId, Instant>>,
 }
 
+/// How recently a ping must have succeeded for a peer to count as live:
+/// the election timeout's lower bound.
+pub fn live_within(raft: &crate::config::RaftConfig) -> Duration {
+    Duration::from_millis(raft.election_timeout_min_ms)
+}
+
 #[derive(Default)]
 pub struct Liveness {
     peers: DashMap<NodeId, PeerSeen>,

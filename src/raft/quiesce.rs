@@ -27,21 +27,19 @@
 //!   for two election timeouts (`wake_follower`) or until it sees a new
 //!   leader or term: if the target declines, the leader has already stopped
 //!   taking writes, and only an election gets the group a leader again.
-//! - The tick switch and the `ticking` flag change together under one lock.
 //!
 //! A node answers pings only while all its groups run: a group whose Raft
 //! core stopped (a fatal storage error) makes the quiescer stop the whole
 //! process (fail-stop, as etcd does on storage errors), so its followers
 //! see a dead node and elect, instead of waiting on a live node's pings.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::groups::{GroupView, Groups};
-use super::state_machine::Raft;
+use super::cluster::Cluster;
+use super::groups::GroupView;
 use super::types::NodeId;
 use crate::routing::{fallback_leader, GroupId};
 
@@ -61,7 +59,7 @@ impl Timing {
         let ms = Duration::from_millis;
         Self {
             quiet_after: ms(raft.quiesce_after_ms),
-            live_within: ms(raft.election_timeout_min_ms),
+            live_within: super::liveness::live_within(raft),
             stagger: ms(raft.election_timeout_max_ms),
         }
     }
@@ -104,95 +102,11 @@ pub fn should_tick(s: &Sight, t: &Timing) -> bool {
     }
 }
 
-/// Per-group activity and tick switches of one node.
-pub struct Quiescer {
-    rafts: Arc<Vec<Raft>>,
-    epoch: Instant,
-    last_active_ms: Vec<AtomicU64>,
-    awake_until_ms: Vec<AtomicU64>,
-    /// Mirrors `switches` for a lock-free check on the hot path.
-    ticking: Vec<AtomicBool>,
-    switches: Mutex<()>,
-}
-
-impl Quiescer {
-    pub fn new(rafts: Arc<Vec<Raft>>) -> Self {
-        let zeros = || rafts.iter().map(|_| AtomicU64::new(0)).collect();
-        let (last_active_ms, awake_until_ms) = (zeros(), zeros());
-        let ticking = rafts.iter().map(|_| AtomicBool::new(true)).collect();
-        Self { rafts, epoch: Instant::now(), last_active_ms, awake_until_ms, ticking, switches: Mutex::new(()) }
-    }
-
-    pub fn rafts(&self) -> &Arc<Vec<Raft>> {
-        &self.rafts
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// Marks `group` active now and, when this node leads it, wakes its
-    /// timers if they were off; true when it woke them. A woken leader's
-    /// lease has lapsed (openraft refuses writes until a quorum acknowledges
-    /// it again): run a ReadIndex round before writing.
-    pub fn touch(&self, group: GroupId) -> bool {
-        let Some(last) = self.last_active_ms.get(group as usize) else { return false };
-        last.store(self.now_ms(), Ordering::Relaxed);
-        if !self.ticking[group as usize].load(Ordering::Acquire) && self.leads(group) {
-            self.set_ticking(group, true);
-            return true;
-        }
-        false
-    }
-
-    /// Keeps `group`'s timers on for `period`, whatever its role.
-    pub fn wake_follower(&self, group: GroupId, period: Duration) {
-        let Some(until) = self.awake_until_ms.get(group as usize) else { return };
-        until.fetch_max(self.now_ms() + period.as_millis() as u64, Ordering::Relaxed);
-        self.set_ticking(group, true);
-    }
-
-    /// Ends a `wake_follower` period: the group has a new leader or term.
-    fn settle(&self, group: GroupId) {
-        self.awake_until_ms[group as usize].store(0, Ordering::Relaxed);
-    }
-
-    fn awake(&self, group: GroupId) -> bool {
-        self.awake_until_ms[group as usize].load(Ordering::Relaxed) > self.now_ms()
-    }
-
-    pub fn leads(&self, group: GroupId) -> bool {
-        use openraft::async_runtime::WatchReceiver;
-        self.rafts[group as usize].metrics().borrow_watched().state == openraft::ServerState::Leader
-    }
-
-    /// How long `group` has been idle on this node.
-    pub fn idle(&self, group: GroupId) -> Duration {
-        let last = self.last_active_ms[group as usize].load(Ordering::Relaxed);
-        Duration::from_millis(self.now_ms().saturating_sub(last))
-    }
-
-    /// Switches `group`'s timers; a no-op when already so.
-    pub fn set_ticking(&self, group: GroupId, on: bool) {
-        let _switching = self.switches.lock().unwrap_or_else(|e| e.into_inner());
-        if self.ticking[group as usize].load(Ordering::Acquire) != on {
-            self.rafts[group as usize].runtime_config().tick(on);
-            self.ticking[group as usize].store(on, Ordering::Release);
-        }
-    }
-
-    /// How many of the first `groups` groups (the lock groups) have their
-    /// timers off.
-    pub fn quiesced(&self, groups: u32) -> usize {
-        self.ticking.iter().take(groups as usize).filter(|t| !t.load(Ordering::Relaxed)).count()
-    }
-}
-
 /// What `groups` shows of `group` (whose view is `view`), for `should_tick`.
-fn sight(groups: &Groups, group: GroupId, view: &GroupView, timing: &Timing) -> Sight {
-    let me = groups.me();
+fn sight(cluster: &Cluster, group: GroupId, view: &GroupView, timing: &Timing) -> Sight {
+    let (groups, me) = (cluster.groups(), cluster.me());
     let leader = view.leader.filter(|l| *l != me);
-    let leader_dead_for = leader.and_then(|l| groups.liveness().leaderless_for(l, group, timing.live_within));
+    let leader_dead_for = leader.and_then(|l| cluster.liveness().leaderless_for(l, group, timing.live_within));
     let first_successor = match (leader, leader_dead_for) {
         (Some(l), Some(_)) => {
             let others: Vec<NodeId> = groups.voter_ids(group).into_iter().filter(|v| *v != l).collect();
@@ -201,16 +115,17 @@ fn sight(groups: &Groups, group: GroupId, view: &GroupView, timing: &Timing) -> 
         _ => false,
     };
     let (idle, awake) = (groups.quiescer().idle(group), groups.quiescer().awake(group));
-    let lagging = view.is_leader && groups.live_follower_lagging(group, timing.live_within);
+    let lagging = view.is_leader && cluster.live_follower_lagging(group);
     Sight { is_leader: view.is_leader, leader, idle, leader_dead_for, first_successor, awake, lagging }
 }
 
 /// Every `every`, switches each group's timers per `should_tick`, until
 /// `shutdown` turns true.
-pub async fn run(groups: Arc<Groups>, timing: Timing, every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(cluster: Arc<Cluster>, timing: Timing, every: Duration, mut shutdown: watch::Receiver<bool>) {
     if timing.quiet_after.is_zero() {
         return;
     }
+    let groups = cluster.groups();
     let mut seen: Vec<(Option<NodeId>, u64)> = vec![(None, 0); groups.count() as usize + 1];
     while crate::rounds::next(every, &mut shutdown).await {
         // The lock groups and the meta group.
@@ -226,7 +141,7 @@ pub async fn run(groups: Arc<Groups>, timing: Timing, every: Duration, mut shutd
                 groups.quiescer().touch(group);
             }
             // A group this node holds no replica of has nothing to time.
-            let on = groups.hosts(group) && should_tick(&sight(&groups, group, &view, &timing), &timing);
+            let on = cluster.hosts(group) && should_tick(&sight(&cluster, group, &view, &timing), &timing);
             groups.quiescer().set_ticking(group, on);
         }
         metrics::gauge!(crate::metrics::GROUPS_QUIESCED).set(groups.quiescer().quiesced(groups.count()) as f64);

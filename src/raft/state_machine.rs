@@ -23,7 +23,7 @@ use openraft::{EntryPayload, OptionalSend};
 
 use super::proposal::Proposal;
 use super::store::snapshot::{SnapshotBuilder, SnapshotStore};
-use super::types::{LogId, NodeInfo, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use super::types::{Committed, LogId, NodeInfo, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::codec::decode;
 use crate::lock::{Limits, LockTable, Outcome, TableSnapshot};
 use crate::metrics::Stage;
@@ -77,9 +77,9 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    fn apply_one(&mut self, index: u64, payload: &EntryPayload<Proposal, u64, NodeInfo>) -> Response {
+    fn apply_one(&mut self, index: u64, payload: &EntryPayload<Proposal, u64, NodeInfo>) -> Committed {
         let EntryPayload::Normal(proposal) = payload else {
-            return Response::default();
+            return Committed { index, ..Committed::default() };
         };
         let started = Instant::now();
         if let Some(submitted) = proposal.submitted() {
@@ -90,7 +90,7 @@ impl StateMachine {
             Err(why) => {
                 // Every replica refuses the same bytes the same way.
                 tracing::error!(group = self.group, index, %why, "a log entry does not decode; it changes nothing");
-                return Response::default();
+                return Committed { index, ..Committed::default() };
             }
         };
         let outcomes: Vec<Outcome> = {
@@ -101,7 +101,7 @@ impl StateMachine {
             self.observer.applied(self.group, index, outcome);
         }
         crate::metrics::stage(Stage::Apply, started.elapsed());
-        Response { outcomes, applied_at: Some(Instant::now()) }
+        Committed { index, outcomes, applied_at: Some(Instant::now()) }
     }
 }
 

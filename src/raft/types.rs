@@ -3,7 +3,7 @@
 //! Invariant: every openraft type the rest of the crate sees is named here or
 //! elsewhere in `src/raft` / `src/storage`, so an openraft upgrade touches
 //! those two places only. Log entries carry a [`Proposal`] (a batch of lock
-//! commands, encoded once); responses carry the [`Outcome`] of each command;
+//! commands, encoded once); responses ([`Committed`]) carry the [`Outcome`] of each command;
 //! a write's result goes to a [`Completion`] callback.
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ pub struct TypeConfig {}
 
 impl openraft::RaftTypeConfig for TypeConfig {
     type D = Proposal;
-    type R = Response;
+    type R = Committed;
     type NodeId = u64;
     type Node = NodeInfo;
     type Term = u64;
@@ -57,18 +57,20 @@ pub struct NodeInfo {
     pub peer_addr: String,
 }
 
-/// What applying one entry produced: an outcome per lock command of its
-/// batch, in order; none for Raft's own blank and membership entries.
+/// What applying one entry produced, as openraft hands it back to the
+/// proposer: an outcome per lock command of its batch, in order (none for
+/// Raft's own blank and membership entries), at the entry's log index.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Response {
+pub struct Committed {
+    pub index: u64,
     pub outcomes: Vec<Outcome>,
     /// When the leader applied the entry, for the `reply` stage (never sent).
     #[serde(skip)]
     pub applied_at: Option<std::time::Instant>,
 }
 
-impl std::fmt::Display for Response {
+impl std::fmt::Display for Committed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} outcomes", self.outcomes.len())
+        write!(f, "{} outcomes at {}", self.outcomes.len(), self.index)
     }
 }

@@ -14,17 +14,13 @@
 //! error is passed to every waiting callback; in `unsafe_no_fsync` mode the
 //! callbacks fire at once. The thread exits when every sender is dropped.
 //! For fault-injection tests only, a delay before each sync makes the disk
-//! look slow (`storage.test_only_sync_delay_ms`), while a switch file
-//! exists, so a test can slow a node's disk while it leads.
+//! look slow (`crate::faults::SlowDisk`).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::Db;
-
-/// The file in a node's data directory that turns a configured slow disk
-/// (`storage.test_only_sync_delay_ms`) on while it exists.
-pub const SLOW_DISK_SWITCH: &str = "TEST_ONLY_SLOW_DISK";
+use crate::faults::SlowDisk;
 
 /// Called once the write it follows is durable (or failed to become so).
 pub type Done = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
@@ -63,12 +59,12 @@ pub struct Stats {
 impl Syncer {
     /// Starts the syncer for `db`. With `fsync` false it syncs nothing.
     pub fn start(db: Db, fsync: bool) -> std::io::Result<Self> {
-        Self::start_slowed(db, fsync, Slowdown::default())
+        Self::start_slowed(db, fsync, SlowDisk::default())
     }
 
     /// Like `start`, sleeping before every sync as `slow` says: a slow
     /// disk, for fault-injection tests only.
-    pub fn start_slowed(db: Db, fsync: bool, slow: Slowdown) -> std::io::Result<Self> {
+    pub fn start_slowed(db: Db, fsync: bool, slow: SlowDisk) -> std::io::Result<Self> {
         let stats = std::sync::Arc::new(Stats::default());
         if !fsync {
             let inner = std::sync::Arc::new(Inner { tx: None, thread: None });
@@ -159,26 +155,7 @@ fn gather(first: Done, rx: &mpsc::Receiver<Done>, linger: Linger) -> Vec<Done> {
     batch
 }
 
-/// A fault-injection test's slow disk: `delay` before every sync while
-/// the file `switch` exists (always, without a switch); none by default.
-#[derive(Clone, Debug, Default)]
-pub struct Slowdown {
-    pub delay: Duration,
-    pub switch: Option<std::path::PathBuf>,
-}
-
-impl Slowdown {
-    /// The delay to apply before the next sync (one `stat` per sync when on).
-    fn now(&self) -> Duration {
-        match &self.switch {
-            _ if self.delay.is_zero() => Duration::ZERO,
-            Some(switch) if !switch.exists() => Duration::ZERO,
-            _ => self.delay,
-        }
-    }
-}
-
-fn run(db: Db, rx: mpsc::Receiver<Done>, stats: &Stats, slow: &Slowdown) {
+fn run(db: Db, rx: mpsc::Receiver<Done>, stats: &Stats, slow: &SlowDisk) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut linger = Linger { last_batch: 0, last_sync: Duration::ZERO };
     while let Ok(first) = rx.recv() {

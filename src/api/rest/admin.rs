@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::Reply;
 use super::{key, parse, Header, RawBody, Svc};
-use crate::server::ops::NodeStatus;
+use crate::service::ops::force_release::ForceRelease;
+use crate::service::ops::most_contended::MostContended;
+use crate::service::ops::status::NodeStatus;
 
 #[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -24,8 +26,8 @@ pub struct ForceReply {
 
 pub async fn force_release(State(svc): Svc, RawBody(body): RawBody) -> Reply<ForceReply> {
     let b: ForceBody = parse(&body)?;
-    let (meta, released) = svc.force_release(b.name, b.key.map(key).transpose()?).await?;
-    Ok(Json(ForceReply { header: meta.into(), released }))
+    let done = ForceRelease { name: b.name, key: b.key.map(key).transpose()? }.run(&svc).await?;
+    Ok(Json(ForceReply { header: done.meta.into(), released: done.released }))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -44,7 +46,7 @@ pub struct StatusReply {
 }
 
 pub async fn status(State(svc): Svc) -> Json<StatusReply> {
-    let st = NodeStatus::of(svc.groups(), svc.syncer_stats());
+    let st = NodeStatus::of(&svc);
     let rows = st
         .groups
         .into_iter()
@@ -78,6 +80,8 @@ pub struct ContendedReply {
 
 pub async fn most_contended(State(svc): Svc, RawBody(body): RawBody) -> Reply<ContendedReply> {
     let b: ContendedBody = parse(&body)?;
-    let top = svc.most_contended(b.limit.unwrap_or(10).min(1000) as usize);
-    Ok(Json(ContendedReply { locks: top.into_iter().map(|(name, queued)| ContendedLock { name, queued }).collect() }))
+    let top = MostContended { limit: b.limit }.run(&svc);
+    Ok(Json(ContendedReply {
+        locks: top.into_iter().map(|c| ContendedLock { name: c.name, queued: c.queued }).collect(),
+    }))
 }

@@ -6,8 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use super::error::Reply;
 use super::{key, parse, Header, RawBody, Svc};
-use crate::server::ops::Acquire;
-use crate::server::read::{LockRow, LockView};
+use crate::service::ops::acquire::{Acquire, InSession};
+use crate::service::ops::describe::Describe;
+use crate::service::ops::list::List;
+use crate::service::ops::refresh::Refresh;
+use crate::service::ops::release::Release;
+use crate::service::ops::validate_fence::ValidateFence;
+use crate::service::query::{LockRow, LockView};
 
 #[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -41,18 +46,17 @@ pub async fn acquire(State(svc): Svc, RawBody(body): RawBody) -> Reply<GrantRepl
         permits: b.permits,
         ttl_ms: b.ttl_ms,
         wait_ms: b.wait_ms,
-        session: b.session_id.map(|id| (id, true)),
+        session: b.session_id.map(|id| InSession { id, keep_alive: true }),
     };
-    let params = asked.params(svc.config());
-    let size = params.size;
-    let (meta, g) = svc.acquire(params).await?;
+    let granted = asked.run(&svc).await?;
+    let g = granted.grant;
     Ok(Json(GrantReply {
-        header: meta.into(),
+        header: granted.meta.into(),
         key: g.key.to_string(),
         fencing_token: g.token,
         permits: g.permits,
         ttl_ms: g.ttl_ms,
-        size,
+        size: granted.size,
     }))
 }
 
@@ -65,7 +69,7 @@ pub struct KeyBody {
 
 pub async fn release(State(svc): Svc, RawBody(body): RawBody) -> Reply<Header> {
     let b: KeyBody = parse(&body)?;
-    Ok(Json(svc.release(b.name, key(b.key)?).await?.into()))
+    Ok(Json(Release { name: b.name, key: key(b.key)? }.run(&svc).await?.meta.into()))
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -86,8 +90,9 @@ pub struct RefreshReply {
 
 pub async fn refresh(State(svc): Svc, RawBody(body): RawBody) -> Reply<RefreshReply> {
     let b: RefreshBody = parse(&body)?;
-    let (meta, g) = svc.refresh(b.name, key(b.key)?, b.ttl_ms).await?;
-    Ok(Json(RefreshReply { header: meta.into(), fencing_token: g.token, ttl_ms: g.ttl_ms }))
+    let refreshed = Refresh { name: b.name, key: key(b.key)?, ttl_ms: b.ttl_ms }.run(&svc).await?;
+    let g = refreshed.grant;
+    Ok(Json(RefreshReply { header: refreshed.meta.into(), fencing_token: g.token, ttl_ms: g.ttl_ms }))
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -105,8 +110,8 @@ pub struct DescribeReply {
 
 pub async fn describe(State(svc): Svc, RawBody(body): RawBody) -> Reply<DescribeReply> {
     let b: NameBody = parse(&body)?;
-    let (meta, lock) = svc.describe(b.name).await?;
-    Ok(Json(DescribeReply { header: meta.into(), lock }))
+    let described = Describe { name: b.name }.run(&svc).await?;
+    Ok(Json(DescribeReply { header: described.meta.into(), lock: described.lock }))
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -125,10 +130,9 @@ pub struct ListReply {
 
 pub async fn list(State(svc): Svc, RawBody(body): RawBody) -> Reply<ListReply> {
     let b: ListBody = parse(&body)?;
-    let limit = b.limit.unwrap_or(svc.config().default_list_page) as usize;
-    let (locks, more) = svc.list(b.prefix.unwrap_or_default(), b.page_token, limit).await?;
-    let next_page_token = if more { locks.last().map(|l| l.name.clone()) } else { None };
-    Ok(Json(ListReply { locks, next_page_token }))
+    let list = List { prefix: b.prefix.unwrap_or_default(), after: b.page_token, limit: b.limit };
+    let listed = list.run(&svc).await?;
+    Ok(Json(ListReply { locks: listed.locks, next_page_token: listed.next_page_token }))
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -148,6 +152,7 @@ pub struct FenceReply {
 
 pub async fn validate_fence(State(svc): Svc, RawBody(body): RawBody) -> Reply<FenceReply> {
     let b: FenceBody = parse(&body)?;
-    let (meta, holder) = svc.validate_fence(b.name, b.fencing_token).await?;
-    Ok(Json(FenceReply { header: meta.into(), valid: holder.is_some(), key: holder.map(|k| k.to_string()) }))
+    let fence = ValidateFence { name: b.name, token: b.fencing_token }.run(&svc).await?;
+    let key = fence.holder.map(|k| k.to_string());
+    Ok(Json(FenceReply { header: fence.meta.into(), valid: key.is_some(), key }))
 }

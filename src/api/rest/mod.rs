@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use self::error::{ErrorBody, RestError};
 use crate::error::{ApiError, ErrorCode};
 use crate::lock::LockKey;
-use crate::server::{LockService, Meta};
+use crate::service::{LockService, Meta};
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("../../../proto/shardlock/v1/openapi.json");
@@ -136,8 +136,8 @@ impl From<Meta> for Header {
 }
 
 async fn readyz(State(svc): Svc) -> (StatusCode, String) {
-    let groups = svc.groups();
-    let leaderless = (0..groups.count()).filter(|g| groups.route(*g).is_none()).count();
+    let cluster = svc.cluster();
+    let leaderless = (0..cluster.groups().count()).filter(|g| cluster.route(*g).is_none()).count();
     if leaderless == 0 {
         (StatusCode::OK, "ready\n".into())
     } else {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::Reply;
 use super::{parse, RawBody, Svc};
-use crate::server::ops::session_ttl;
+use crate::service::ops::session::{self, OpenSession};
 
 #[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -30,9 +30,8 @@ pub struct SessionReply {
 pub async fn session_open(State(svc): Svc, RawBody(body): RawBody) -> Reply<SessionReply> {
     svc.admit()?;
     let b: SessionOpenBody = parse(&body)?;
-    let ttl = session_ttl(b.ttl_ms, svc.config())?;
-    let session_id = svc.sessions().open(None, Some(ttl))?;
-    Ok(Json(SessionReply { session_id, ttl_ms: ttl.as_millis() as u64 }))
+    let opened = OpenSession { ttl_ms: b.ttl_ms, conn: None }.run(&svc)?;
+    Ok(Json(SessionReply { session_id: opened.id, ttl_ms: opened.ttl.as_millis() as u64 }))
 }
 
 pub async fn session_keepalive(State(svc): Svc, RawBody(body): RawBody) -> Reply<SessionReply> {
@@ -48,9 +47,5 @@ pub struct SessionClosed {
 
 pub async fn session_close(State(svc): Svc, RawBody(body): RawBody) -> Reply<SessionClosed> {
     let b: SessionBody = parse(&body)?;
-    svc.sessions().check(b.session_id)?;
-    let holds = svc.sessions().close(b.session_id);
-    let released = holds.len();
-    svc.release_holds(holds);
-    Ok(Json(SessionClosed { released }))
+    Ok(Json(SessionClosed { released: session::close(&svc, b.session_id)? }))
 }

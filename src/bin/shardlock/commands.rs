@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 use shardlock::client::{AcquireOptions, Client, ClientOptions};
 use shardlock::config::Config;
-use shardlock::server::Node;
+use shardlock::node::Node;
 
 use super::output::{json, table};
 use super::{LockArgs, Target};

@@ -1,0 +1,34 @@
+//! The request path's own errors, as every surface reports them.
+//!
+//! Invariant: a refusal that a client can cure by retrying (no leader, no
+//! quorum, a stopping node) is a retryable code; an internal error names
+//! what went wrong and is logged where it is made.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::raft::GroupError;
+use crate::routing::GroupId;
+
+/// A retryable failure: `why`, then "retry".
+pub fn unavailable(why: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("{why}: retry"))
+}
+
+/// Refused because this node is shutting down.
+pub fn draining() -> ApiError {
+    ApiError::new(ErrorCode::Draining, "this node is shutting down: retry on another node")
+}
+
+/// A bug or a broken invariant: logged here, with its cause.
+pub fn internal(what: impl std::fmt::Display) -> ApiError {
+    tracing::error!(cause = %what, "internal error");
+    ApiError::new(ErrorCode::Internal, format!("internal error: {what}; see the server log"))
+}
+
+/// The API error for a write or read that did not happen on this node.
+pub fn refused(group: GroupId, err: GroupError) -> ApiError {
+    match err {
+        GroupError::NotLeader(leader) => ApiError::not_leader(leader.map(|n| n.client_addr)),
+        GroupError::NoQuorum(q) => unavailable(format!("group {group} has no quorum ({q})")),
+        GroupError::Stopped(why) => unavailable(format!("raft group {group} stopped ({why})")),
+    }
+}

@@ -1,0 +1,190 @@
+//! Acquire: take permits of a lock (a mutex or a counting semaphore), at
+//! once or after waiting in its FIFO queue.
+//!
+//! Every field a client may leave out is an `Option` in [`Acquire`] and
+//! gets its default in [`Acquire::command`] only: size 1, permits 1, the
+//! node's `default_ttl_ms`, no wait, a random key. A blocking acquire waits
+//! on this node, which learns of its grant when it applies it; when this
+//! node holds no replica of the lock's group, the wait runs on a node that
+//! does ([`serve_forwarded`] there). An abandoned or timed-out wait
+//! proposes `CancelWait`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::faults;
+use crate::lock::{AcquireCmd, Command, Grant, LockKey, Reply};
+use crate::routing::GroupId;
+use crate::service::errors::internal;
+use crate::service::forward::call;
+use crate::service::wait::WaitGuard;
+use crate::service::{LockService, Meta};
+use crate::upkeep::sessions::{Hold, SessionId};
+
+/// An acquire as a client asked for it, before defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Acquire {
+    pub name: String,
+    /// The holder key to use; `None` draws a random one.
+    pub key: Option<LockKey>,
+    pub size: Option<u32>,
+    pub permits: Option<u32>,
+    pub ttl_ms: Option<u64>,
+    pub wait_ms: Option<u64>,
+    /// The session to hold the grant under.
+    pub session: Option<InSession>,
+}
+
+/// A grant's session, and whether this node keeps the grant's lease alive
+/// while the session lives (ldlm locks with a timeout: no).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InSession {
+    pub id: SessionId,
+    pub keep_alive: bool,
+}
+
+/// The grant, where it was made, and the lock's size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Granted {
+    pub meta: Meta,
+    pub grant: Grant,
+    pub size: u32,
+}
+
+impl Acquire {
+    /// The lock command asked for: defaults filled in from `config` and
+    /// checked against its limits, the key drawn if the client gave none.
+    pub fn command(&self, config: &Config) -> Result<AcquireCmd, ApiError> {
+        let cmd = AcquireCmd {
+            name: self.name.clone(),
+            key: self.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random())),
+            size: self.size.unwrap_or(1),
+            permits: self.permits.unwrap_or(1),
+            ttl_ms: self.ttl_ms.unwrap_or(config.default_ttl_ms),
+            wait_ms: self.wait_ms.unwrap_or(0),
+        };
+        let limits = &config.limits;
+        limits.check_name(&cmd.name)?;
+        limits.check_size(cmd.size)?;
+        limits.check_permits(cmd.permits, cmd.size)?;
+        limits.check_ttl(cmd.ttl_ms)?;
+        limits.check_wait(cmd.wait_ms)?;
+        Ok(cmd)
+    }
+
+    pub async fn run(self, svc: &Arc<LockService>) -> Result<Granted, ApiError> {
+        svc.admit()?;
+        let cmd = self.command(svc.config())?;
+        if let Some(session) = self.session {
+            svc.sessions().check(session.id)?;
+        }
+        let (group, size, started) = (svc.group_of(&cmd.name), cmd.size, Instant::now());
+        let (index, grant) = if cmd.wait_ms > 0 && !svc.cluster().hosts(group) {
+            // No replica here to learn of the grant: the wait runs where one is.
+            wait_elsewhere(svc, group, &cmd).await?
+        } else {
+            acquire_here(svc, group, cmd).await?
+        };
+        if let Some(session) = self.session {
+            let hold = Hold {
+                name: self.name,
+                key: grant.key.clone(),
+                auto_refresh: session.keep_alive,
+                ttl_ms: grant.ttl_ms,
+            };
+            if svc.sessions().add_hold(session.id, hold).is_err() {
+                tracing::debug!(session = session.id, "grant outlived its session; its lease will expire");
+            }
+        }
+        metrics::histogram!(crate::metrics::WAIT_DURATION).record(started.elapsed().as_secs_f64());
+        Ok(Granted { meta: svc.meta(group, index), grant, size })
+    }
+}
+
+/// Proposes `cmd` and, if it queues, waits on this node for its grant:
+/// the grant and the index it was made (or last refreshed) at.
+async fn acquire_here(svc: &LockService, group: GroupId, cmd: AcquireCmd) -> Result<(u64, Grant), ApiError> {
+    let mut wait = WaitGuard::register(svc.waits(), svc.routing(), group, &cmd.name, &cmd.key);
+    let wait_ms = cmd.wait_ms;
+    let broken = faults::BROKEN_ADMITS_QUEUED.then(|| (cmd.key.clone(), cmd.permits, cmd.ttl_ms));
+    let applied = svc.write(group, &Command::Acquire(cmd)).await?;
+    match applied.outcome.reply {
+        Ok(Reply::Granted(grant)) => {
+            wait.disarm();
+            Ok((applied.index, grant))
+        }
+        Ok(Reply::Queued { enqueue_index, .. }) => {
+            wait.arm();
+            if let Some((key, permits, ttl_ms)) = broken {
+                return Ok((
+                    enqueue_index,
+                    Grant { key, token: enqueue_index, permits, ttl_ms, lease_index: enqueue_index },
+                ));
+            }
+            let grant = wait.wait(Duration::from_millis(wait_ms)).await?;
+            Ok((grant.lease_index, grant))
+        }
+        Ok(other) => Err(internal(format!("acquire answered {other:?}"))),
+        Err(err) => {
+            wait.disarm();
+            Err(err.into())
+        }
+    }
+}
+
+/// A blocking acquire of a group this node holds no replica of: the whole
+/// wait runs on a node that does (its leader when known), which answers
+/// when it grants. Dropping it (the client went away) proposes
+/// `CancelWait`; the serving node cancels on its own if this node's
+/// connection to it drops.
+async fn wait_elsewhere(svc: &LockService, group: GroupId, cmd: &AcquireCmd) -> Result<(u64, Grant), ApiError> {
+    let mut cancel = WaitGuard::register(svc.waits(), svc.routing(), group, &cmd.name, &cmd.key);
+    cancel.arm();
+    let router = svc.cluster().router();
+    let not_here = || async { Err(ApiError::not_leader(None)) };
+    let result = svc.routing().on_leader(group, not_here, |node| call::acquire(router, node, group, cmd)).await;
+    cancel.disarm();
+    result
+}
+
+/// Serves a blocking acquire forwarded by a node that holds no replica of
+/// `group` (which checked it against the limits); refuses (retryably)
+/// unless this node holds one.
+pub async fn serve_forwarded(svc: &LockService, group: GroupId, cmd: AcquireCmd) -> Result<(u64, Grant), ApiError> {
+    svc.admit()?;
+    if !svc.cluster().hosts(group) {
+        return Err(ApiError::not_leader(None));
+    }
+    acquire_here(svc, group, cmd).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn defaults_and_limits_come_from_one_place() {
+        let config = Config { default_ttl_ms: 7_000, ..Config::default() };
+        let cmd = Acquire { name: "a".into(), ..Acquire::default() }.command(&config).unwrap();
+        assert_eq!((cmd.size, cmd.permits, cmd.ttl_ms, cmd.wait_ms), (1, 1, 7_000, 0));
+        assert_eq!(cmd.key.as_str().len(), 32, "a drawn key");
+        let asked = Acquire {
+            name: "a".into(),
+            key: Some(LockKey::new("k").unwrap()),
+            size: Some(8),
+            permits: Some(2),
+            ttl_ms: Some(900),
+            wait_ms: Some(5),
+            ..Acquire::default()
+        };
+        let cmd = asked.command(&config).unwrap();
+        assert_eq!((cmd.size, cmd.permits, cmd.ttl_ms, cmd.wait_ms, cmd.key.as_str()), (8, 2, 900, 5, "k"));
+        let too_many = Acquire { name: "a".into(), size: Some(2), permits: Some(3), ..Acquire::default() };
+        assert_eq!(too_many.command(&config).unwrap_err().code, ErrorCode::InvalidPermits);
+        let nameless = Acquire::default();
+        assert_eq!(nameless.command(&config).unwrap_err().code, ErrorCode::InvalidName);
+    }
+}
