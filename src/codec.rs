@@ -2,7 +2,7 @@
 //!
 //! Format 2, written today, is postcard: compact (varint integers, no field
 //! names) and positional, which openraft's types support. Format 1 is the
-//! JSON of shardlock up to 8cb2b10; it is still read, never written, so a
+//! JSON that older versions wrote; it is still read, never written, so a
 //! data directory of that version opens (its log entries need the legacy
 //! entry type: see `raft::proposal::decode_entry`).
 //!

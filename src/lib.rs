@@ -1,28 +1,33 @@
 //! shardlock: a sharded multi-Raft lock service with counting semaphores.
 //!
-//! Layout (see DESIGN.md §8 in the steering repo, summarised in README.md):
-//! - [`lock`]: the pure state machine each Raft group runs;
-//! - [`routing`]: which group a lock name belongs to (server and client);
-//! - [`storage`]: the node's one RocksDB, keyed by group;
-//! - [`config`]: the one config struct;
-//! - [`error`]: the table that maps error codes to gRPC and HTTP statuses;
-//! - [`proto`]: the generated gRPC types of `proto/shardlock/v1`.
+//! The public API is what a program embedding shardlock or talking to it
+//! needs: [`client`] (the Rust client), [`node`] (a node to start and
+//! stop), [`config`], [`error`] (the one code table), [`lock`] (the pure
+//! state machine, for its types and benchmarks), [`routing`] (which group
+//! a lock name belongs to), [`proto`] (the gRPC types), [`metrics`] (their
+//! names) and [`tls`]; tests reach a little further through [`testing`].
+//! Everything else is the server's inside, laid out by layer (each
+//! importing only those below it; docs/design.md draws it):
+//! `node` → `api` → `service` → `upkeep` → `raft` → `storage`, `peer`,
+//! `codec` → `lock`, `routing`.
 
-pub mod api;
 pub mod client;
-pub mod codec;
 pub mod config;
 pub mod error;
-pub mod faults;
 pub mod lock;
 pub mod metrics;
 pub mod node;
-pub mod peer;
 pub mod proto;
-pub mod raft;
-pub mod rounds;
 pub mod routing;
-pub mod service;
-pub mod storage;
+pub mod testing;
 pub mod tls;
-pub mod upkeep;
+
+pub(crate) mod api;
+pub(crate) mod codec;
+pub(crate) mod faults;
+pub(crate) mod peer;
+pub(crate) mod raft;
+pub(crate) mod rounds;
+pub(crate) mod service;
+pub(crate) mod storage;
+pub(crate) mod upkeep;

@@ -41,7 +41,7 @@ async fn a_node_refuses_a_data_dir_made_with_another_group_count() {
     let data = dir.path().join("data");
     // Record the identity of a 32-group node (the default is 8), as its
     // first start would.
-    shardlock::storage::identity::ensure(&data, 1, 32).unwrap();
+    shardlock::testing::ensure_identity(&data, 1, 32).unwrap();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardlock"))
         .args(["serve", "--client-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0", "--data-dir"])
         .arg(&data)

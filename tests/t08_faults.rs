@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use shardlock::client::{AcquireOptions, Client};
-use shardlock::faults::SLOW_DISK_SWITCH;
+use shardlock::testing::SLOW_DISK_SWITCH;
 
 use crate::fixtures::checker::{check, explain, Violation};
 use crate::fixtures::fault_log::{report, FaultLog, FaultRun};

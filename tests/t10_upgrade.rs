@@ -1,15 +1,15 @@
-//! A data directory written by shardlock 8cb2b10 (JSON log entries, JSON
+//! A data directory of data format 1 (JSON log entries, JSON
 //! snapshots, one command per entry, idle locks kept until `GcIdle`) opens
 //! in this build and gives the table that version had.
 //!
-//! `tests/fixtures/log-8cb2b10/db.hex` is every key and value of that
+//! `tests/fixtures/format1/db.hex` is every key and value of that
 //! node's RocksDB (`ldb scan --hex` of each column family), made by a
-//! single node of 8cb2b10 with 2 groups and `snapshot_every_entries = 20`
+//! single node of the last version that wrote format 1 (commit 8cb2b10), with 2 groups and `snapshot_every_entries = 20`
 //! (so snapshots were taken and the log purged behind them): grants,
 //! releases, an expiry, a semaphore, a FIFO waiter, a timed-out wait, a
 //! force-release, collected idle locks, and one idle lock (`idle/e`) that
 //! was not yet collected when the node was killed. The expected answers are
-//! what 8cb2b10 itself answered on a copy of that directory
+//! what that version itself answered on a copy of that directory
 //! (`expected-*.json` beside it).
 
 use std::path::Path;
@@ -19,20 +19,19 @@ use shardlock::config::Config;
 use shardlock::node::Node;
 use shardlock::proto::v1 as pb;
 use shardlock::proto::v1::lock_client::LockClient;
-use shardlock::storage::db::{CF_LOG, CF_META, CF_SNAPSHOTS};
-use shardlock::storage::Db;
+use shardlock::testing::{Db, CF_LOG, CF_META, CF_SNAPSHOTS};
 use tonic::transport::Channel;
 
 use crate::fixtures::harness::wait_for;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/log-8cb2b10");
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format1");
 
 fn hex(s: &str) -> Vec<u8> {
     let s = s.trim().trim_start_matches("0x");
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
 
-/// Rebuilds the 8cb2b10 node's data directory under `dir`.
+/// Rebuilds the format-1 node's data directory under `dir`.
 fn restore_fixture(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::copy(Path::new(FIXTURE).join("IDENTITY"), dir.join("IDENTITY")).unwrap();
@@ -65,7 +64,7 @@ async fn start(dir: &Path, idle_grace_ms: u64) -> (Node, LockClient<Channel>) {
         idle_lock_grace_ms: idle_grace_ms,
         ..Config::default()
     };
-    let node = Node::start_with(config, client, peer).await.expect("the 8cb2b10 data directory opens");
+    let node = Node::start_with(config, client, peer).await.expect("the format-1 data directory opens");
     let raw = LockClient::connect(format!("http://{}", node.client_addr())).await.unwrap();
     (node, raw)
 }
@@ -94,12 +93,12 @@ async fn acquire(raw: &LockClient<Channel>, name: &str, key: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn a_data_directory_of_8cb2b10_opens_with_the_same_table() {
+async fn a_format_1_data_directory_opens_with_the_same_table() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     restore_fixture(&data);
 
-    // Phase 1: the replayed table is the one 8cb2b10 answered with.
+    // Phase 1: the replayed table is the one format 1's writer answered with.
     let (node, raw) = start(&data, 60_000).await;
     let held = wait_described(&raw, "held/a").await;
     assert_eq!(holders(&held), vec![("ka".to_owned(), 1, 1)]);
@@ -111,7 +110,7 @@ async fn a_data_directory_of_8cb2b10_opens_with_the_same_table() {
     let idle = wait_described(&raw, "idle/e").await;
     assert!(idle.holders.is_empty() && idle.waiters.is_empty(), "an old idle lock is still there, idle");
     for gone in ["exp/b", "idle/c", "idle/d", "f", "n/1", "n/20"] {
-        assert!(describe(&raw, gone).await.is_none(), "{gone} ended under 8cb2b10");
+        assert!(describe(&raw, gone).await.is_none(), "{gone} ended before the upgrade");
     }
     let list = raw.clone().list(pb::ListRequest { limit: 100, ..Default::default() }).await.unwrap().into_inner();
     let names: Vec<String> = list.locks.iter().map(|l| String::from_utf8_lossy(&l.name).into_owned()).collect();
@@ -121,7 +120,7 @@ async fn a_data_directory_of_8cb2b10_opens_with_the_same_table() {
     want.sort();
     assert_eq!(names, want);
 
-    // Phase 2: fencing tokens continue where 8cb2b10's counters were
+    // Phase 2: fencing tokens continue where the format-1 counters were
     // (expected-probes.json), and new entries follow the current rules: a
     // release that empties a lock deletes it in the same apply.
     let tokens = [

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Rules {
-    /// Up to commit 8cb2b10: an emptied lock stays in the table, idle, until
+    /// Entries of data format 1 (the JSON log of older versions): an emptied
+    /// lock stays in the table, idle, until
     /// the leader proposes a `GcIdle` for it after a grace period.
     V1,
     /// Since then: the apply that leaves a lock with no holder and no waiter

@@ -11,7 +11,7 @@
 //! shutdown signal, and so do the loops; shutdown is bounded in time even
 //! if a client keeps a connection open.
 
-pub mod peer_port;
+mod peer_port;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -143,17 +143,9 @@ impl Node {
         self.peer_addr
     }
 
-    /// The node's Raft groups (tests wait on their state).
-    pub fn groups(&self) -> &Arc<Groups> {
+    /// The node's Raft groups (tests wait on their state: `testing::Probe`).
+    pub(crate) fn groups(&self) -> &Arc<Groups> {
         self.cluster.groups()
-    }
-
-    pub fn service(&self) -> &Arc<LockService> {
-        &self.service
-    }
-
-    pub fn syncer(&self) -> &Syncer {
-        &self.syncer
     }
 
     /// Drains the node: refuses new requests, answers its waiters with a

@@ -21,5 +21,5 @@ pub mod links;
 pub mod server;
 
 pub use conn::{Answer, CallError, Handler};
-pub use frame::{Frame, Kind, Method};
+pub use frame::{Kind, Method};
 pub use links::Links;

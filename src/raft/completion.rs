@@ -53,7 +53,7 @@ mod tests {
             move |v| seen.lock().unwrap().push(v)
         };
         let answered = Completion::new(record(&seen));
-        Responder::<crate::raft::TypeConfig, u32>::on_complete(answered, 7);
+        Responder::<crate::raft::types::TypeConfig, u32>::on_complete(answered, 7);
         drop(Completion::<u32>::new(record(&seen)));
         assert_eq!(*seen.lock().unwrap(), vec![Some(7), None]);
     }

@@ -45,5 +45,5 @@ pub mod types;
 
 pub use cluster::Cluster;
 pub use groups::{GroupError, Groups};
-pub use state_machine::{ApplyObserver, GroupState, Raft};
-pub use types::{Committed, NodeId, NodeInfo, TypeConfig};
+pub use state_machine::ApplyObserver;
+pub use types::{Committed, NodeId, NodeInfo};

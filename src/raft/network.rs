@@ -86,11 +86,6 @@ impl PeerRouter {
         self.inner.links.learn(id, peer_addr);
     }
 
-    /// The address this node dials for `id`, if it knows the peer.
-    pub fn dial_addr(&self, id: NodeId) -> Option<String> {
-        self.inner.links.dial_addr(id)
-    }
-
     /// Every peer this node knows an address for (not itself).
     pub fn peers(&self) -> Vec<NodeId> {
         self.inner.links.peers()

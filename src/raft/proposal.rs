@@ -86,10 +86,6 @@ impl Proposal {
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
 }
 
 impl PartialEq for Proposal {

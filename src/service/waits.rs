@@ -37,11 +37,8 @@ impl Waits {
         self.map.remove(&(group, Name::from(name), key.clone()));
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 

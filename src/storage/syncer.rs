@@ -58,6 +58,7 @@ pub struct Stats {
 
 impl Syncer {
     /// Starts the syncer for `db`. With `fsync` false it syncs nothing.
+    #[cfg(test)]
     pub fn start(db: Db, fsync: bool) -> std::io::Result<Self> {
         Self::start_slowed(db, fsync, SlowDisk::default())
     }

@@ -242,7 +242,8 @@ impl Keeper {
     }
 
     /// Number of leases tracked in `group`.
-    pub fn leases(&self, group: GroupId) -> usize {
+    #[cfg(test)]
+    fn leases(&self, group: GroupId) -> usize {
         self.group(group).leases.len()
     }
 }

@@ -96,10 +96,6 @@ impl Leases {
         self.records.len() - self.dead
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn find(&self, token: u64) -> Option<usize> {
         let i = self.records.binary_search_by_key(&token, |r| r.token).ok()?;
         self.records[i].is_live().then_some(i)

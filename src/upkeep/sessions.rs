@@ -76,10 +76,6 @@ impl Sessions {
         self.map.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// Opens a session that ends after `ttl` without a keepalive (and, if
     /// `conn` is given, when that connection closes).
     pub fn open(&self, conn: Option<ConnId>, ttl: Option<Duration>) -> Result<SessionId, ApiError> {

@@ -30,7 +30,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use self::error::{ErrorBody, RestError};
+pub use self::error::RestError;
 use crate::error::{ApiError, ErrorCode};
 use crate::lock::LockKey;
 use crate::service::{LockService, Meta};
