@@ -4,10 +4,12 @@
 # cluster and a 3-node shardlock cluster (default config) on loopback, both with
 # fsync on, runs `shardlock-loadtest compare` (workloads alternated A B A B,
 # --pairs times), prints a Markdown table, and stops every server by pid.
-# Every shardlock workload runs twice per pair: with the Rust client, which
-# sends each request to its group's leader, and with plain gRPC clients each
-# pinned to one node (as ldlm, REST and generated gRPC clients are), whose
-# node forwards; the summary gives both rows against etcd.
+# Every shardlock workload runs three times per pair: with the Rust client,
+# which sends each request to its group's leader, with plain gRPC clients
+# each pinned to one node (as ldlm, REST and generated gRPC clients are),
+# whose node forwards, and with RESP connections pinned the same way (any
+# Redis client); the summary gives each row against etcd, with server CPU
+# per cycle (all three nodes).
 #   loadtest/compare.sh [--duration 5] [--pairs 3] [--uncontended-clients 1,16,64,256]
 # NODE_THREADS=N gives every server N threads (GOMAXPROCS for etcd,
 # runtime_threads for shardlock); default: each one's own (etcd one per
@@ -57,4 +59,4 @@ ETCD_PID_LIST=$(IFS=,; echo "${ETCD_PIDS[*]}")
 echo "server threads: ${NODE_THREADS:-etcd one per core, shardlock runtime_threads from its config}"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; etcd $(etcd --version | head -1 | awk '{print $3}'); shardlock $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo
-./target/release/shardlock-loadtest compare --pids "$SL_PIDS" --etcd-pids "$ETCD_PID_LIST" "$@"
+./target/release/shardlock-loadtest --routing all compare --pids "$SL_PIDS" --etcd-pids "$ETCD_PID_LIST" "$@"

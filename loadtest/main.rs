@@ -21,6 +21,7 @@
 //! other processes used meanwhile (a run is flagged noisy above 20%).
 
 mod etcd;
+mod resp;
 mod stages;
 mod state;
 
@@ -64,6 +65,29 @@ enum Mode {
         #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
         uncontended_clients: Vec<usize>,
     },
+    /// One shardlock node's RESP surface against `redis-server` (appendonly,
+    /// appendfsync always), alternated, with its gRPC surface's server CPU
+    /// per cycle beside (see loadtest/vs_redis.sh).
+    VsRedis {
+        /// redis-server's address.
+        #[arg(long, default_value = "127.0.0.1:6399")]
+        redis: String,
+        /// redis-server's pid (for CPU accounting).
+        #[arg(long)]
+        redis_pid: Option<u32>,
+        /// A second shardlock node, of an older build, whose gRPC surface is
+        /// measured the same way (server CPU per cycle, before and after).
+        #[arg(long)]
+        baseline: Option<String>,
+        #[arg(long)]
+        baseline_pid: Option<u32>,
+        /// A/B pairs per client count.
+        #[arg(long, default_value_t = 3)]
+        pairs: usize,
+        /// Client counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        clients_list: Vec<usize>,
+    },
     /// Memory per held lock and per waiter (see loadtest/state.sh).
     State {
         /// Locks to acquire and keep.
@@ -100,6 +124,11 @@ struct Common {
     size: u32,
     #[arg(long, global = true, default_value_t = 64)]
     contenders: usize,
+    /// How long each semaphore holder holds its permit, in milliseconds:
+    /// long enough for holders to overlap, so the check can see more
+    /// holders at once than the size (it would report a VIOLATION).
+    #[arg(long, global = true, default_value_t = 1)]
+    hold_ms: u64,
     /// Cycles per second to offer in all (uncontended and semaphore
     /// workloads), spread evenly over the clients; 0: each client cycles as
     /// fast as it can (closed loop).
@@ -116,8 +145,10 @@ struct Common {
     #[arg(long, global = true)]
     stages: bool,
     /// Which shardlock clients to run: leader (the Rust client, routing to
-    /// group leaders), any (plain gRPC pinned to one node each), or both.
-    #[arg(long, global = true, default_value = "both", value_parser = ["leader", "any", "both"])]
+    /// group leaders), any (plain gRPC pinned to one node each), resp (a
+    /// RESP connection pinned to one node each), both (leader and any), or
+    /// all three.
+    #[arg(long, global = true, default_value = "both", value_parser = ["leader", "any", "resp", "both", "all"])]
     routing: String,
 }
 
@@ -126,6 +157,8 @@ impl Common {
         match self.routing.as_str() {
             "leader" => vec![System::Shardlock],
             "any" => vec![System::ShardlockAnyNode],
+            "resp" => vec![System::ShardlockResp],
+            "all" => vec![System::Shardlock, System::ShardlockAnyNode, System::ShardlockResp],
             _ => vec![System::Shardlock, System::ShardlockAnyNode],
         }
     }
@@ -146,7 +179,11 @@ enum System {
     /// A plain gRPC client pinned to one node (client `i` to node `i % n`),
     /// as ldlm, REST and generated gRPC clients are: the node forwards.
     ShardlockAnyNode,
+    /// A RESP connection pinned to one node (client `i` to node `i % n`).
+    ShardlockResp,
     Etcd,
+    /// `redis-server`, through the same RESP driver.
+    Redis,
 }
 
 impl System {
@@ -154,7 +191,9 @@ impl System {
         match self {
             System::Shardlock => "shardlock",
             System::ShardlockAnyNode => "shardlock any-node",
+            System::ShardlockResp => "shardlock resp",
             System::Etcd => "etcd",
+            System::Redis => "redis",
         }
     }
 }
@@ -197,6 +236,10 @@ async fn main() -> anyhow::Result<()> {
         None | Some(Mode::Run) => run(c).await,
         Some(Mode::Compare { etcd, etcd_pids, pairs, uncontended_clients }) => {
             compare(c, etcd, etcd_pids, *pairs, uncontended_clients).await
+        }
+        Some(Mode::VsRedis { redis, redis_pid, baseline, baseline_pid, pairs, clients_list }) => {
+            let baseline = baseline.as_ref().map(|addr| (addr.clone(), *baseline_pid));
+            vs_redis(c, (redis, *redis_pid), baseline, *pairs, clients_list).await
         }
         Some(Mode::State { locks, waiters, in_flight }) => {
             state::run(&c.addrs, &c.pids, *locks, *waiters, *in_flight).await
@@ -308,8 +351,8 @@ async fn compare(c: &Common, etcd: &[String], etcd_pids: &[u32], pairs: usize, u
             summary.push((system.label(), label.clone(), *clients, ours, theirs.clone()));
         }
     }
-    println!("\n| shardlock client | workload | clients | shardlock cycles/s (median) | etcd cycles/s (median) | throughput ratio | shardlock p50 ms | etcd p50 ms | p50 ratio (etcd/shardlock) | shardlock p99 ms | etcd p99 ms |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| shardlock client | workload | clients | shardlock cycles/s (median) | etcd cycles/s (median) | throughput ratio | shardlock p50 ms | etcd p50 ms | p50 ratio (etcd/shardlock) | shardlock p99 ms | etcd p99 ms | shardlock CPU ms/cycle | etcd CPU ms/cycle |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (system, label, clients, ours, theirs) in summary {
         let med = |v: &[Figures], f: fn(&Figures) -> f64| {
             let mut xs: Vec<f64> = v.iter().map(f).collect();
@@ -319,12 +362,18 @@ async fn compare(c: &Common, etcd: &[String], etcd_pids: &[u32], pairs: usize, u
         let (a, b) = (med(&ours, |f| f.cycles_per_s), med(&theirs, |f| f.cycles_per_s));
         let (pa, pb) = (med(&ours, |f| f.p50_ms), med(&theirs, |f| f.p50_ms));
         let (qa, qb) = (med(&ours, |f| f.p99_ms), med(&theirs, |f| f.p99_ms));
+        let cpu = |f: &Figures| f.cpu_ms_per_cycle.unwrap_or(f64::NAN);
+        let (ca, cb) = (med(&ours, cpu).filter(|v| !v.is_nan()), med(&theirs, cpu).filter(|v| !v.is_nan()));
         let fmt = |v: Option<f64>, p: usize| v.map_or("n/a".to_owned(), |v| format!("{v:.p$}"));
         let ratio = a.zip(b).map(|(a, b)| a / b.max(1e-9));
         let pratio = pa.zip(pb).map(|(a, b)| b / a.max(1e-9));
-        let client = if system == "shardlock" { "leader-routing" } else { "any node" };
+        let client = match system {
+            "shardlock" => "leader-routing",
+            "shardlock resp" => "any node, RESP",
+            _ => "any node",
+        };
         println!(
-            "| {client} | {label} | {clients} | {} | {} | {}x | {} | {} | {}x | {} | {} |",
+            "| {client} | {label} | {clients} | {} | {} | {}x | {} | {} | {}x | {} | {} | {} | {} |",
             fmt(a, 0),
             fmt(b, 0),
             fmt(ratio, 2),
@@ -332,7 +381,82 @@ async fn compare(c: &Common, etcd: &[String], etcd_pids: &[u32], pairs: usize, u
             fmt(pb, 2),
             fmt(pratio, 2),
             fmt(qa, 2),
-            fmt(qb, 2)
+            fmt(qb, 2),
+            fmt(ca, 3),
+            fmt(cb, 3)
+        );
+    }
+    Ok(())
+}
+
+/// One shardlock node against `redis-server`, alternated: the uncontended
+/// cycle at each client count, RESP against Redis, and the node's gRPC
+/// surface (and, given one, an older build's) for its server CPU per cycle.
+async fn vs_redis(
+    c: &Common,
+    (redis, redis_pid): (&str, Option<u32>),
+    baseline: Option<(String, Option<u32>)>,
+    pairs: usize,
+    clients_list: &[usize],
+) -> anyhow::Result<()> {
+    let label = "uncontended acquire+release";
+    settled(&c.addrs[0]).await?;
+    if let Some((addr, _)) = &baseline {
+        settled(addr).await?;
+    }
+    let node = vec![c.addrs[0].clone()];
+    let redis = vec![redis.to_owned()];
+    let mut runs: Vec<(&str, System, &[String], Vec<u32>)> = vec![
+        ("shardlock resp", System::ShardlockResp, &node, c.pids.clone()),
+        ("redis", System::Redis, &redis, redis_pid.into_iter().collect()),
+        ("shardlock grpc", System::ShardlockAnyNode, &node, c.pids.clone()),
+    ];
+    let base_addr = baseline.as_ref().map(|(a, _)| vec![a.clone()]);
+    if let (Some(addr), Some((_, pid))) = (&base_addr, &baseline) {
+        runs.push(("baseline grpc", System::ShardlockAnyNode, addr, pid.into_iter().copied().collect()));
+    }
+    println!("{HEADER}");
+    let mut summary = Vec::new();
+    for &clients in clients_list {
+        let mut figures: Vec<Vec<Figures>> = vec![Vec::new(); runs.len()];
+        for _ in 0..pairs {
+            for (i, (name, system, addrs, pids)) in runs.iter().enumerate() {
+                let f = measure(c, *system, addrs, pids, Workload::Uncontended, clients).await?;
+                println!("{}", row(name, label, clients, &f));
+                figures[i].push(f);
+            }
+        }
+        summary.push((clients, figures));
+    }
+    let med = |v: &[Figures], f: fn(&Figures) -> Option<f64>| {
+        let mut xs: Vec<f64> = v.iter().filter_map(f).collect();
+        xs.sort_by(|a, b| a.total_cmp(b));
+        xs.get(xs.len() / 2).copied()
+    };
+    let fmt = |v: Option<f64>, p: usize| v.map_or("n/a".to_owned(), |v| format!("{v:.p$}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| fmt(a.zip(b).map(|(a, b)| a / b.max(1e-9)), 2);
+    println!("\n| clients | RESP cycles/s | Redis cycles/s | RESP/Redis | RESP p50 ms | Redis p50 ms | p50 RESP/Redis | RESP CPU ms/cycle | Redis CPU ms/cycle | gRPC CPU ms/cycle | baseline gRPC CPU ms/cycle | gRPC CPU now/baseline |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (clients, f) in summary {
+        let (rate, p50, cpu) =
+            (|f: &Figures| Some(f.cycles_per_s), |f: &Figures| Some(f.p50_ms), |f: &Figures| f.cpu_ms_per_cycle);
+        let (ra, rb) = (med(&f[0], rate), med(&f[1], rate));
+        let (pa, pb) = (med(&f[0], p50), med(&f[1], p50));
+        let (ca, cb, cg) = (med(&f[0], cpu), med(&f[1], cpu), med(&f[2], cpu));
+        let cbase = f.get(3).and_then(|v| med(v, cpu));
+        println!(
+            "| {clients} | {} | {} | {}x | {} | {} | {}x | {} | {} | {} | {} | {}x |",
+            fmt(ra, 0),
+            fmt(rb, 0),
+            ratio(ra, rb),
+            fmt(pa, 3),
+            fmt(pb, 3),
+            ratio(pa, pb),
+            fmt(ca, 3),
+            fmt(cb, 3),
+            fmt(cg, 3),
+            fmt(cbase, 3),
+            ratio(cg, cbase),
         );
     }
     Ok(())
@@ -370,10 +494,11 @@ async fn wal_syncs(system: System, addrs: &[String]) -> Option<u64> {
     let mut total = 0;
     for addr in addrs {
         total += match system {
-            System::Shardlock | System::ShardlockAnyNode => {
+            System::Shardlock | System::ShardlockAnyNode | System::ShardlockResp => {
                 Client::connect(addr).await.ok()?.status().await.ok()?.wal_syncs
             }
             System::Etcd => etcd_fsyncs(addr).await?,
+            System::Redis => return None,
         };
     }
     Some(total)
@@ -414,6 +539,10 @@ async fn measure(
                 Driver::Shardlock(Client::connect(addr).await.with_context(|| format!("connect {addr}"))?)
             }
             System::ShardlockAnyNode => Driver::AnyNode(any_node(addr).await?),
+            System::ShardlockResp => {
+                Driver::Resp(resp::Resp::connect(addr).await.with_context(|| format!("resp {addr}"))?)
+            }
+            System::Redis => Driver::Redis(resp::Resp::redis(addr).await.with_context(|| format!("redis {addr}"))?),
             System::Etcd => {
                 Driver::Etcd(etcd::Etcd::connect(addr, c.ttl_s as i64).await.with_context(|| format!("etcd {addr}"))?)
             }
@@ -430,7 +559,8 @@ async fn measure(
         let shared = shared.clone();
         let paced = c.rate > 0 && matches!(workload, Workload::Uncontended | Workload::Semaphore);
         let pace = paced.then(|| Duration::from_secs_f64(clients as f64 / c.rate as f64));
-        let spec = Spec { id: i, run: run_id, workload, ttl_ms: c.ttl_s * 1000, size: c.size, deadline, pace };
+        let hold = if workload == Workload::Semaphore { Duration::from_millis(c.hold_ms) } else { Duration::ZERO };
+        let spec = Spec { id: i, run: run_id, workload, ttl_ms: c.ttl_s * 1000, size: c.size, deadline, pace, hold };
         tasks.push(tokio::spawn(client_loop(driver, spec, shared)));
     }
     for t in tasks {
@@ -472,7 +602,9 @@ async fn measure(
 enum Driver {
     Shardlock(Client),
     AnyNode(LockClient<Channel>),
+    Resp(resp::Resp),
     Etcd(etcd::Etcd),
+    Redis(resp::Resp),
 }
 
 /// A plain gRPC client of the node at `addr` (no routing, no retries).
@@ -490,6 +622,21 @@ struct Spec {
     deadline: Instant,
     /// With `--rate`: one cycle per this long, this client's share.
     pace: Option<Duration>,
+    /// How long a holder holds (the semaphore workload; zero otherwise).
+    hold: Duration,
+}
+
+impl Shared {
+    /// Counts this client in while it holds, for `hold`: the most clients
+    /// seen inside at once is what the semaphore check compares to the size.
+    async fn hold(&self, hold: Duration) {
+        let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_inside.fetch_max(now, Ordering::SeqCst);
+        if !hold.is_zero() {
+            tokio::time::sleep(hold).await;
+        }
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Driver {
@@ -501,18 +648,13 @@ impl Driver {
             Workload::Semaphore => format!("lt/{}/sem", spec.run),
             Workload::Reads => unreachable!("reads have their own loop"),
         };
-        let hold = |shared: &Shared| {
-            let now = shared.inside.fetch_add(1, Ordering::SeqCst) + 1;
-            shared.most_inside.fetch_max(now, Ordering::SeqCst);
-            shared.inside.fetch_sub(1, Ordering::SeqCst);
-        };
         match self {
             Driver::Shardlock(client) => {
                 let size = (spec.workload == Workload::Semaphore).then_some(spec.size);
                 let wait_ms = if spec.workload == Workload::Uncontended { 0 } else { 60_000 };
                 let opts = AcquireOptions { size, ttl_ms: Some(spec.ttl_ms), wait_ms, ..Default::default() };
                 let grant = client.acquire(&name, opts).await?;
-                hold(shared);
+                shared.hold(spec.hold).await;
                 client.release(&name, &grant.key).await?;
             }
             Driver::AnyNode(raw) => {
@@ -526,13 +668,32 @@ impl Driver {
                     ..Default::default()
                 };
                 let key = raw.acquire(req).await?.into_inner().key;
-                hold(shared);
+                shared.hold(spec.hold).await;
                 raw.release(pb::ReleaseRequest { name: name.into_bytes(), key }).await?;
+            }
+            Driver::Resp(conn) => {
+                let size = (spec.workload == Workload::Semaphore).then_some(spec.size);
+                let wait_ms = if spec.workload == Workload::Uncontended { 0 } else { 60_000 };
+                let key = format!("c{}-{n}", spec.id);
+                conn.lock(&name, &key, spec.ttl_ms, wait_ms, size).await?;
+                shared.hold(spec.hold).await;
+                conn.unlock(&name, &key).await?;
             }
             Driver::Etcd(etcd) => {
                 let key = etcd.lock(&name).await?;
-                hold(shared);
+                shared.hold(spec.hold).await;
                 etcd.unlock(key).await?;
+            }
+            Driver::Redis(conn) => {
+                if spec.workload != Workload::Uncontended {
+                    bail!("the redis driver runs the uncontended workload only (redis locks do not wait)");
+                }
+                let key = format!("c{}-{n}", spec.id);
+                if !conn.set_nx(&name, &key, spec.ttl_ms).await? {
+                    bail!("an uncontended redis lock was held");
+                }
+                shared.hold(spec.hold).await;
+                conn.compare_and_delete(&name, &key).await?;
             }
         }
         Ok(())
@@ -570,6 +731,16 @@ impl Driver {
                 }
                 raw.release(pb::ReleaseRequest { name: name.into_bytes(), key: grant.key }).await?;
             }
+            Driver::Resp(conn) => {
+                let token = conn.lock(&name, "reader", spec.ttl_ms, 0, None).await?;
+                while Instant::now() < spec.deadline {
+                    let t = Instant::now();
+                    let ok = conn.validate(&name, token).await;
+                    record(shared, t, ok.and_then(expect_true));
+                }
+                conn.unlock(&name, "reader").await?;
+            }
+            Driver::Redis(_) => bail!("the redis driver has no reads workload"),
             Driver::Etcd(etcd) => {
                 let key = etcd.lock(&name).await?;
                 while Instant::now() < spec.deadline {
@@ -628,5 +799,36 @@ async fn client_loop(mut driver: Driver, spec: Spec, shared: Arc<Shared>) {
         let started = Instant::now();
         let result = driver.cycle(&spec, n, &shared).await;
         record(&shared, started, result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            hist: std::sync::Mutex::new(Histogram::new(3).unwrap()),
+            cycles: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            inside: AtomicUsize::new(0),
+            most_inside: AtomicUsize::new(0),
+        }
+    }
+
+    /// Holders that hold for a while are seen together, so a semaphore
+    /// that admitted more than its size would be reported.
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_holds_are_seen_together() {
+        let shared = Arc::new(shared());
+        let holds = (0..8).map(|_| {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.hold(Duration::from_millis(20)).await })
+        });
+        for h in holds.collect::<Vec<_>>() {
+            h.await.unwrap();
+        }
+        assert_eq!(shared.most_inside.load(Ordering::SeqCst), 8);
+        assert_eq!(shared.inside.load(Ordering::SeqCst), 0);
     }
 }

@@ -10,7 +10,7 @@
 # per kind the longest unavailability and the longest time the locks took
 # to be granted again after a heal.
 #   tests/chaos.sh [ROUNDS]            # the real build: expects 0 violations
-#   tests/chaos.sh [ROUNDS] --broken   # a build that skips the holder check: expects a catch
+#   tests/chaos.sh [ROUNDS] --broken   # a build that admits queued acquires: expects a catch
 #   CHAOS_NODES=5 tests/chaos.sh [ROUNDS]   # 5 nodes, which adds a 2|3 split to each round
 set -euo pipefail
 cd "$(dirname "$0")/.."

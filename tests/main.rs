@@ -15,3 +15,5 @@ mod t09_bad_input;
 mod t10_upgrade;
 mod t11_readme;
 mod t12_placement;
+mod t13_wait_answers;
+mod t14_resp;

@@ -1,11 +1,15 @@
 //! Membership: a node joins the cluster and takes the replicas placement
 //! gives it (learner first, then voter), another leaves and its replicas
-//! move away, while the locks stay available.
+//! move away, while the locks stay available; the node that left knows it.
+
+use std::time::Duration;
 
 use shardlock::client::AcquireOptions;
+use shardlock::error::{row, ApiError};
+use shardlock::proto::v1 as pb;
 use shardlock::routing::Placement;
 
-use crate::fixtures::harness::Cluster;
+use crate::fixtures::harness::{http, wait_for, Cluster};
 
 const GROUPS: u32 = 4;
 
@@ -37,6 +41,23 @@ async fn nodes_join_and_leave_and_replicas_follow_placement() {
     assert_eq!(client.remove_node(1).await.unwrap(), held_by_one);
     let voters = cluster.wait_placed(&[2, 3, 4]).await;
     assert!(voters.iter().all(|v| v == &[2, 3, 4]), "node 1 out of every group: {voters:?}");
+
+    // Phase 3: node 1, still running, knows it was removed: its status
+    // says so, a client call gets a retryable error naming the cluster's
+    // nodes, and its readiness probe fails, so it is safe to stop.
+    let removed = cluster.client(1).await;
+    let status = wait_for("node 1 to know it was removed", Duration::from_secs(20), || async {
+        removed.status().await.ok().filter(|s| s.removed)
+    })
+    .await;
+    assert_eq!(status.node_id, 1);
+    let mut raw = cluster.raw(1).await;
+    let refused = raw.describe(pb::DescribeRequest { name: b"member/a".to_vec() }).await.unwrap_err();
+    let refused = ApiError::from_status(&refused);
+    assert!(row(refused.code).retryable, "{refused:?}");
+    assert!(refused.message.contains("removed") && refused.message.contains(&cluster.addr(2)), "{}", refused.message);
+    let (code, body) = http(&cluster.addr(1), "GET", "/readyz", "").await;
+    assert_eq!(code, 503, "{body}");
     cluster.kill(1);
     let lock = client.describe("member/a").await.unwrap().lock.unwrap();
     assert_eq!(lock.holders[0].fencing_token, held.fencing_token);

@@ -6,6 +6,10 @@
 //! leadership transfers (drain and restart), a slow disk on a leader, a
 //! whole-cluster crash — each healed; then the checker judges the history.
 //!
+//! A second run replaces nodes one by one on 6 nodes at factor 3 (add a
+//! fresh node, let its replicas move, remove the oldest) while kill -9 and
+//! SIGSTOP hit other nodes.
+//!
 //! After every heal each lock must be granted again within its TTL plus an
 //! election timeout, and the clients must make progress again.
 
@@ -236,99 +240,189 @@ async fn locks_stay_safe_on_six_nodes_at_replication_factor_three() {
     chaos(6, 6, &format!("replication_factor = 3\n{SLOW_DISK_READY}")).await;
 }
 
-async fn chaos(nodes: usize, groups: u32, extra: &str) {
-    let t0 = Instant::now();
-    let mut cluster = Cluster::start_partitionable(nodes, groups, extra).await;
-    let addrs: Vec<String> = (1..=nodes as u64).map(|id| cluster.addr(id)).collect();
-    let seeds: Vec<&str> = addrs.iter().map(String::as_str).collect();
-    let client = Client::connect_any(&seeds).await.unwrap();
-
-    // Grants and releases acknowledged before the faults must survive them.
-    let long = AcquireOptions { ttl_ms: Some(120_000), ..Default::default() };
-    let mut durable = Vec::new();
-    for i in 0..8 {
-        let name = format!("chaos/durable/{i}");
-        durable.push((name.clone(), client.acquire(&name, long.clone()).await.unwrap()));
-        let gone = format!("chaos/released/{i}");
-        let g = client.acquire(&gone, long.clone()).await.unwrap();
-        client.release(&gone, &g.key).await.unwrap();
+/// Rolling replacement, as an operator replaces machines, on 6 nodes at
+/// factor 3: a fresh node is added and the group moves onto it settle,
+/// then the oldest node is removed, its replicas move away and it stops —
+/// while kill -9 and SIGSTOP hit other nodes during each move. One
+/// replacement in `make test`; `tests/chaos.sh N` runs N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_stay_safe_through_rolling_replacement_under_faults() {
+    if cfg!(feature = "chaos-broken") {
+        return; // the broken build is caught by the runs above
     }
+    let replacements: usize =
+        std::env::var("CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 500);
+    let mut run = Run::start(Cluster::processes(6, 6, "replication_factor = 3\n").await).await;
+    let started = Instant::now();
+    for _ in 0..replacements {
+        replace_oldest(&mut run).await;
+    }
+    run.judge(started.elapsed()).await;
+}
 
-    let work = Workload::start(&client, 6);
-    wait_for("the clients to get going", Duration::from_secs(20), work.progress(PROGRESS)).await;
+/// Kills one node and freezes another (neither in `spare`) while a
+/// membership change moves replicas; restarts and thaws them.
+async fn strike_others(cluster: &mut Cluster, spare: &[u64]) {
+    let others: Vec<u64> = cluster.alive().into_iter().filter(|n| !spare.contains(n)).collect();
+    let (killed, frozen) = (others[others.len() - 1], others[0]);
+    cluster.kill(killed);
+    cluster.pause(frozen, true);
+    keep_fault_for(Duration::from_secs(2)).await;
+    cluster.pause(frozen, false);
+    cluster.restart(killed).await;
+}
 
+/// One replacement: add a fresh node, then remove the oldest, each move
+/// under other nodes' faults, each judged like a fault's heal.
+async fn replace_oldest(run: &mut Run) {
+    let oldest = *run.cluster.alive().iter().min().expect("a node");
+    let at = Instant::now();
+    let fresh = run.cluster.spawn_joiner().await;
+    let (addr, peer) = (run.cluster.addr(fresh), run.cluster.peer_addr(fresh));
+    run.client.add_node(fresh, &addr, &peer).await.expect("add the fresh node");
+    strike_others(&mut run.cluster, &[oldest, fresh]).await;
+    run.cluster.wait_placed(&run.cluster.alive()).await;
+    healed(
+        &mut run.log,
+        "membership: add a node (kill -9 and SIGSTOP of others meanwhile)",
+        at,
+        &run.work,
+        &run.client,
+    )
+    .await;
+
+    let at = Instant::now();
+    run.client.remove_node(oldest).await.expect("remove the oldest node");
+    strike_others(&mut run.cluster, &[oldest, fresh]).await;
+    let members: Vec<u64> = run.cluster.alive().into_iter().filter(|n| *n != oldest).collect();
+    run.cluster.wait_placed(&members).await;
+    run.cluster.kill(oldest);
+    healed(
+        &mut run.log,
+        "membership: remove a node (kill -9 and SIGSTOP of others meanwhile)",
+        at,
+        &run.work,
+        &run.client,
+    )
+    .await;
+}
+
+async fn chaos(nodes: usize, groups: u32, extra: &str) {
+    let mut run = Run::start(Cluster::start_partitionable(nodes, groups, extra).await).await;
     // One round in `make test`; `tests/chaos.sh N` runs N rounds.
-    let rounds: usize = std::env::var("CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 100);
+    let rounds: usize = std::env::var("CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 500);
     // The broken build is caught without faults (and its tables would not
     // even pass the snapshot check of a restarting node).
     let rounds = if cfg!(feature = "chaos-broken") { 0 } else { rounds };
-    let mut log = FaultLog::default();
     let started = Instant::now();
     for r in 0..rounds {
-        round(&mut cluster, r, &work, &client, &mut log).await;
+        round(&mut run.cluster, r, &run.work, &run.client, &mut run.log).await;
     }
-    let faulty = started.elapsed();
-    let (record, errors) = work.stop().await;
-    cluster.wait_ready().await;
+    run.judge(started.elapsed()).await;
+}
 
-    // Judge the history.
-    let record = record.lock().unwrap();
-    let mut violations = check(&record.history);
-    violations.extend(record.resource.check());
-    eprintln!(
-        "chaos: operations checked: {}; faults injected: {} in {faulty:.1?}; violations: {}; \
-         rejected stale writes: {}; client errors: {errors} acquiring, {} releasing\n{}",
-        record.history.len(),
-        log.runs.len(),
-        violations.len(),
-        record.resource.rejected,
-        record.failed_releases.len(),
-        report(&log.summary(&record.successes))
-    );
-    for (lock, token, why) in &record.failed_releases {
-        eprintln!("chaos: release of {lock} token {token} failed: {why}");
+/// A fault run: the cluster, its clients' workload, the grants that must
+/// survive, and the log of faults.
+struct Run {
+    t0: Instant,
+    cluster: Cluster,
+    client: Client,
+    work: Workload,
+    durable: Vec<(String, shardlock::proto::v1::AcquireResponse)>,
+    log: FaultLog,
+}
+
+impl Run {
+    /// Takes the grants that must survive, then starts the workload.
+    async fn start(cluster: Cluster) -> Self {
+        let t0 = Instant::now();
+        let addrs: Vec<String> = cluster.alive().iter().map(|id| cluster.addr(*id)).collect();
+        let seeds: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let client = Client::connect_any(&seeds).await.unwrap();
+
+        // Grants and releases acknowledged before the faults must survive them.
+        let long = AcquireOptions { ttl_ms: Some(120_000), ..Default::default() };
+        let mut durable = Vec::new();
+        for i in 0..8 {
+            let name = format!("chaos/durable/{i}");
+            durable.push((name.clone(), client.acquire(&name, long.clone()).await.unwrap()));
+            let gone = format!("chaos/released/{i}");
+            let g = client.acquire(&gone, long.clone()).await.unwrap();
+            client.release(&gone, &g.key).await.unwrap();
+        }
+
+        let work = Workload::start(&client, 6);
+        wait_for("the clients to get going", Duration::from_secs(20), work.progress(PROGRESS)).await;
+        Self { t0, cluster, client, work, durable, log: FaultLog::default() }
     }
-    if cfg!(feature = "chaos-broken") {
-        // The build that skips the holder check must be caught.
-        assert!(
-            violations.iter().any(|v| matches!(v, Violation::Overlap { .. })),
-            "the checker missed a lock that admits two holders"
+
+    /// Stops the workload and judges what the clients saw: no violation,
+    /// and the acknowledged grants and releases survived.
+    async fn judge(self, faulty: Duration) {
+        let Self { t0, cluster, client, work, durable, log } = self;
+        let (record, errors) = work.stop().await;
+        cluster.wait_ready().await;
+
+        // Judge the history.
+        let record = record.lock().unwrap();
+        let mut violations = check(&record.history);
+        violations.extend(record.resource.check());
+        eprintln!(
+            "chaos: operations checked: {}; faults injected: {} in {faulty:.1?}; violations: {}; \
+             rejected stale writes: {}; client errors: {errors} acquiring, {} releasing\n{}",
+            record.history.len(),
+            log.runs.len(),
+            violations.len(),
+            record.resource.rejected,
+            record.failed_releases.len(),
+            report(&log.summary(&record.successes))
         );
-        return;
-    }
-    for v in &violations {
-        eprintln!("chaos: violation {v:?}");
-        for h in explain(&record.history, v) {
-            let at = |t: Instant| t.duration_since(t0).as_millis();
-            let released = h.released.map(at);
-            eprintln!(
-                "chaos:   client {} token {} sent {} granted {} released {released:?} (ms since start)",
-                h.client,
-                h.token,
-                at(h.sent),
-                at(h.granted)
+        for (lock, token, why) in &record.failed_releases {
+            eprintln!("chaos: release of {lock} token {token} failed: {why}");
+        }
+        if cfg!(feature = "chaos-broken") {
+            // The build that skips the holder check must be caught.
+            assert!(
+                violations.iter().any(|v| matches!(v, Violation::Overlap { .. })),
+                "the checker missed a lock that admits two holders"
+            );
+            return;
+        }
+        for v in &violations {
+            eprintln!("chaos: violation {v:?}");
+            for h in explain(&record.history, v) {
+                let at = |t: Instant| t.duration_since(t0).as_millis();
+                let released = h.released.map(at);
+                eprintln!(
+                    "chaos:   client {} token {} sent {} granted {} released {released:?} (ms since start)",
+                    h.client,
+                    h.token,
+                    at(h.sent),
+                    at(h.granted)
+                );
+            }
+        }
+        if !violations.is_empty() {
+            for run in &log.runs {
+                let (a, b) =
+                    (run.injected.duration_since(t0).as_millis(), run.recovered.duration_since(t0).as_millis());
+                eprintln!("chaos:   fault {} from {a} to {b} ms", run.kind);
+            }
+        }
+        assert_eq!(violations, vec![], "the lock service broke a promise");
+        drop(record);
+
+        // Acknowledged grants and releases survived.
+        for (name, grant) in &durable {
+            let lock = client.describe(name).await.unwrap().lock.expect("durable lock");
+            assert_eq!(
+                (lock.holders[0].key.as_str(), lock.holders[0].fencing_token),
+                (grant.key.as_str(), grant.fencing_token)
             );
         }
-    }
-    if !violations.is_empty() {
-        for run in &log.runs {
-            let (a, b) = (run.injected.duration_since(t0).as_millis(), run.recovered.duration_since(t0).as_millis());
-            eprintln!("chaos:   fault {} from {a} to {b} ms", run.kind);
+        for i in 0..8 {
+            let lock = client.describe(&format!("chaos/released/{i}")).await.unwrap().lock;
+            assert!(lock.is_none_or(|l| l.holders.is_empty()), "a released lock is held again");
         }
-    }
-    assert_eq!(violations, vec![], "the lock service broke a promise");
-    drop(record);
-
-    // Acknowledged grants and releases survived.
-    for (name, grant) in &durable {
-        let lock = client.describe(name).await.unwrap().lock.expect("durable lock");
-        assert_eq!(
-            (lock.holders[0].key.as_str(), lock.holders[0].fencing_token),
-            (grant.key.as_str(), grant.fencing_token)
-        );
-    }
-    for i in 0..8 {
-        let lock = client.describe(&format!("chaos/released/{i}")).await.unwrap().lock;
-        assert!(lock.is_none_or(|l| l.holders.is_empty()), "a released lock is held again");
     }
 }

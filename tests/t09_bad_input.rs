@@ -1,5 +1,5 @@
-//! Bad input at every surface of a node: malformed gRPC, REST and ldlm
-//! requests (seeded, with fixed case counts), extreme durations and sizes,
+//! Bad input at every surface of a node: malformed gRPC, REST, ldlm and
+//! RESP requests (seeded, with fixed case counts), extreme durations and sizes,
 //! oversized messages, too many streams on a connection, clients that stall
 //! in their headers or their body, and floods of waiters and connections.
 //!
@@ -44,6 +44,8 @@ const LIMITS: &str = "max_message_bytes = 65536\nmax_concurrent_streams = 8\nhea
 const GRPC_CASES: usize = 300;
 /// Random, mutated and retyped JSON bodies, spread over the REST routes.
 const REST_CASES: usize = 300;
+/// Random and mutated RESP requests, one connection each.
+const RESP_CASES: usize = 300;
 
 // ---- holders that must survive --------------------------------------------
 
@@ -588,4 +590,83 @@ async fn connections_over_max_connections_are_refused_with_a_reason() {
         (http(&addr, "GET", "/healthz", "").await.0 == 200).then_some(())
     })
     .await;
+}
+
+// ---- RESP -------------------------------------------------------------------
+
+/// Valid RESP requests to mutate.
+const RESP_SEEDS: &[&[u8]] = &[
+    b"*5\r\n$4\r\nLOCK\r\n$5\r\nr/bad\r\n$3\r\nTTL\r\n$4\r\n5000\r\n*2\r\n$8\r\nDESCRIBE\r\n$5\r\nr/bad\r\n",
+    b"*3\r\n$6\r\nUNLOCK\r\n$5\r\nr/bad\r\n$2\r\nk1\r\n",
+    b"*3\r\n$8\r\nVALIDATE\r\n$10\r\nheld/mutex\r\n$1\r\n1\r\n",
+    b"*4\r\n$4\r\nLIST\r\n$0\r\n\r\n$5\r\nLIMIT\r\n$1\r\n3\r\n*1\r\n$4\r\nPING\r\n",
+    b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*2\r\n$8\r\nDESCRIBE\r\n$10\r\nheld/mutex\r\n",
+];
+const RESP_TOKENS: &[&[u8]] =
+    &[b"*", b"$", b"\r\n", b"-1", b"99999999999", b"%2", b"*-1", b"$-5", b"\x00", b"\xff\xfe"];
+
+/// Sends `bytes` on a fresh connection, half-closes it, and reads every
+/// reply until the node closes it; returns the replies' bytes.
+async fn resp_exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("send");
+    let _ = stream.shutdown().await;
+    let mut out = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut out);
+    let _ = tokio::time::timeout(raw::CALL_TIMEOUT, read).await.expect("the node answered and closed in time");
+    out
+}
+
+/// Every reply is a RESP frame; an error reply starts with a code word.
+fn assert_resp_replies(what: &str, replies: &[u8]) {
+    let mut rest = replies;
+    while !rest.is_empty() {
+        match redis_protocol::resp3::decode::complete::decode(rest) {
+            Ok(Some((frame, used))) => {
+                if let redis_protocol::resp3::types::OwnedFrame::SimpleError { data, .. } = &frame {
+                    let word = data.split(' ').next().unwrap_or("");
+                    assert!(
+                        !word.is_empty() && word.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                        "{what}: an error without a code: {data}"
+                    );
+                    assert!(!data.starts_with("INTERNAL"), "{what}: {data}");
+                }
+                rest = &rest[used..];
+            }
+            other => panic!("{what}: not a RESP reply ({other:?}): {:?}", String::from_utf8_lossy(rest)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_resp_gets_error_replies_and_loses_no_holder() {
+    let cluster = Cluster::processes(1, GROUPS, LIMITS).await;
+    let client = cluster.client(1).await;
+    let held = take_grants(&client).await;
+    let addr = cluster.addr(1);
+    let mut rng = corpus::rng(SEED ^ 0x7e5);
+    for case in 0..RESP_CASES {
+        let bytes = match case % 3 {
+            0 => [&b"*"[..], &corpus::random_bytes(&mut rng, 64)].concat(),
+            _ => {
+                let seed = RESP_SEEDS[case % RESP_SEEDS.len()];
+                let mut bytes = mutate(&mut rng, seed, RESP_TOKENS);
+                bytes.insert(0, b'*');
+                bytes
+            }
+        };
+        let what = format!("resp case {case} (seed {SEED:#x}): {:?}", String::from_utf8_lossy(&bytes));
+        assert_resp_replies(&what, &resp_exchange(&addr, &bytes).await);
+    }
+    // Over the message size limit: refused, and the connection closed.
+    let huge = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", 1 << 20);
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(huge.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'x'; 70_000]).await.unwrap();
+    let mut reply = vec![0u8; 256];
+    let n = tokio::io::AsyncReadExt::read(&mut stream, &mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("-MESSAGE_TOO_LARGE"), "{reply}");
+    raw::closed_by_peer(&mut stream, raw::CALL_TIMEOUT).await;
+    assert_nothing_lost(&cluster, &held).await;
 }

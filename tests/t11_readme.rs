@@ -1,8 +1,8 @@
-//! Every `shardlock` and `curl` command in README.md's code blocks, run as
-//! written (by `sh`, in README order) against a real node.
+//! Every `shardlock`, `curl` and `redis-cli` command in README.md's code
+//! blocks, run as written (by `sh`, in README order) against a real node.
 //!
-//! What is mapped, and only this: the README's `localhost:7001` is the test
-//! node; `host4:7001`/`host4:7101` and `--id 4` are a real joining node;
+//! What is mapped, and only this: the README's `localhost:7001` (and
+//! `redis-cli -p 7001`) is the test node; `host4:7001`/`host4:7101` and `--id 4` are a real joining node;
 //! `<key>` and `4c80b9bf…` are the key the README's earlier command got for
 //! the same lock name; `[--key <key>]` is left out; `./backup.sh` is
 //! `true`. A command passes when it exits 0 and prints no error body,
@@ -33,7 +33,8 @@ fn readme_commands() -> Vec<String> {
             continue;
         }
         let line = line.trim();
-        let runs = ["shardlock ", "curl ", "./target/release/shardlock "].iter().any(|p| line.starts_with(p));
+        let runs =
+            ["shardlock ", "curl ", "redis-cli ", "./target/release/shardlock "].iter().any(|p| line.starts_with(p));
         if inside && runs && !line.starts_with("shardlock serve") {
             let command = line.split("   #").next().unwrap_or(line).trim();
             out.push(command.to_owned());
@@ -62,6 +63,14 @@ fn key_in(output: &str) -> Option<String> {
     (!key.is_empty()).then_some(key)
 }
 
+/// Whether redis-cli printed an error reply (its first word is a code).
+fn resp_error(text: &str) -> bool {
+    let code = |w: &str| {
+        w == "ERR" || (w.len() > 2 && w.contains('_') && w.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+    };
+    text.lines().any(|l| l.trim_start_matches("(error) ").split(' ').next().is_some_and(code))
+}
+
 struct Run {
     ok: bool,
     text: String,
@@ -80,7 +89,7 @@ async fn run(command: &str, dir: &Path, addr: &str) -> Run {
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), child).await.expect("a README command hung").unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let error_body = text.contains("\"code\":\"") || text.contains("\"error\"");
+    let error_body = text.contains("\"code\":\"") || text.contains("\"error\"") || resp_error(&text);
     Run { ok: out.status.success() && !error_body, text }
 }
 
@@ -90,6 +99,7 @@ async fn every_readme_command_runs_as_written() {
     let joiner = cluster.spawn_joiner().await;
     let dir = tempfile::tempdir().unwrap();
     let addr = cluster.addr(1);
+    let (host, port) = addr.rsplit_once(':').unwrap();
     let commands = readme_commands();
     assert!(commands.len() >= 30, "found only {} README commands", commands.len());
     let mut keys: HashMap<String, String> = HashMap::new();
@@ -99,6 +109,7 @@ async fn every_readme_command_runs_as_written() {
         let command = written
             .replace("./target/release/shardlock", "shardlock")
             .replace("localhost:7001", &addr)
+            .replace("redis-cli -p 7001", &format!("redis-cli -h {} -p {}", host, port))
             .replace("host4:7001", &cluster.addr(joiner))
             .replace("host4:7101", &cluster.peer_addr(joiner))
             .replace("--id 4", &format!("--id {joiner}"))

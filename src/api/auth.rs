@@ -64,6 +64,11 @@ pub fn authorized(header: Option<&str>, token: &Secret) -> bool {
     same(&presented, token.expose().as_bytes())
 }
 
+/// Whether `presented` is the token itself (RESP's `AUTH`).
+pub fn token_matches(presented: &[u8], token: &Secret) -> bool {
+    same(presented, token.expose().as_bytes())
+}
+
 /// The middleware: passes authorized requests, refuses the others.
 pub async fn require(State(token): State<Option<Arc<Secret>>>, req: Request, next: Next) -> Response {
     let Some(token) = token else { return next.run(req).await };

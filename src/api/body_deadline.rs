@@ -30,25 +30,40 @@ use crate::error::{ApiError, ErrorCode};
 /// The one call whose request body is a long-lived stream.
 const SESSION_PATH: &str = "/shardlock.v1.Lock/Session";
 
+/// Whether the body of a request to `path` is bounded (all but a session's).
+pub fn bounded(path: &str) -> bool {
+    path != SESSION_PATH
+}
+
 /// The middleware: bounds the body of every request but a session's.
 pub async fn limit(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
-    if req.uri().path() == SESSION_PATH {
+    if !bounded(req.uri().path()) {
         return next.run(req).await;
     }
-    let deadline = Instant::now() + timeout;
-    let req =
-        req.map(|inner| Body::new(Deadline { inner, sleep: Box::pin(tokio::time::sleep_until(deadline)), timeout }));
+    let req = req.map(|inner| Body::new(Deadline::new(inner, timeout)));
     next.run(req).await
 }
 
-struct Deadline {
-    inner: Body,
+/// A body that fails once `timeout` has passed since it was made and it
+/// has not ended.
+pub struct Deadline<B> {
+    inner: B,
     sleep: Pin<Box<Sleep>>,
     /// For the error message.
     timeout: Duration,
 }
 
-impl HttpBody for Deadline {
+impl<B> Deadline<B> {
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        Self { inner, sleep: Box::pin(tokio::time::sleep_until(Instant::now() + timeout)), timeout }
+    }
+}
+
+impl<B> HttpBody for Deadline<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Data = Bytes;
     type Error = tonic::Status;
 
@@ -57,7 +72,7 @@ impl HttpBody for Deadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(|e| tonic::Status::from_error(Box::new(e))))),
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(|e| tonic::Status::from_error(e.into())))),
             Poll::Pending => match self.sleep.as_mut().poll(cx) {
                 Poll::Ready(()) => {
                     let msg = format!(

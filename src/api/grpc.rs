@@ -271,6 +271,7 @@ impl Admin for GrpcApi {
                 voters: g.voters,
                 target: g.target,
                 hosted: g.hosted,
+                moving: g.moving.unwrap_or_default(),
             })
             .collect();
         let nodes = st
@@ -285,6 +286,7 @@ impl Admin for GrpcApi {
             nodes,
             wal_syncs: st.wal_syncs,
             wal_synced_writes: st.wal_synced_writes,
+            removed: st.removed,
         }))
     }
 }

@@ -7,7 +7,7 @@
 //! fault, so [`typed_grpc`] turns them into `INVALID_ARGUMENT` with the
 //! `shardlock-code` metadata of every other error; tonic's bare
 //! `OUT_OF_RANGE` for a message over `max_message_bytes` gets
-//! `MESSAGE_TOO_LARGE`. [`method_not_allowed`] answers a known REST path
+//! `MESSAGE_TOO_LARGE` (the gRPC edge asks [`typed_grpc`] of every answer). [`method_not_allowed`] answers a known REST path
 //! called with the wrong method (`405`) with the JSON error body. [`unknown_route`] answers
 //! a path nothing serves: a gRPC client gets `UNIMPLEMENTED`, anyone else
 //! the JSON error body of the REST API with `404 NOT_FOUND` (tonic's own
@@ -57,15 +57,15 @@ fn bare_status(headers: &HeaderMap) -> Option<&[u8]> {
     (!headers.contains_key(CODE_METADATA)).then_some(status.as_bytes())
 }
 
-/// The middleware on the gRPC services (see the module doc).
-pub async fn typed_grpc(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    let code = match bare_status(resp.headers()) {
+/// The typed error to answer instead of tonic's own bare answer with
+/// `headers`, if it is one (see the module doc).
+pub fn typed_grpc(headers: &HeaderMap) -> Option<ApiError> {
+    let code = match bare_status(headers) {
         Some(b"13") => ErrorCode::InvalidArgument,
         Some(b"11") => ErrorCode::MessageTooLarge,
-        _ => return resp,
+        _ => return None,
     };
-    let why = tonic::Status::from_header_map(resp.headers()).map(|s| s.message().to_lowercase()).unwrap_or_default();
+    let why = tonic::Status::from_header_map(headers).map(|s| s.message().to_lowercase()).unwrap_or_default();
     let message = match code {
         ErrorCode::MessageTooLarge => {
             format!("the message is over max_message_bytes ({why}): send a smaller one")
@@ -75,28 +75,36 @@ pub async fn typed_grpc(req: Request, next: Next) -> Response {
              send exactly one protobuf message of the method's request type, with strings in UTF-8"
         ),
     };
-    ApiError::new(code, message).to_status().into_http::<Body>()
+    Some(ApiError::new(code, message))
 }
 
 /// Most request headers, and most bytes of them, a request may carry.
 pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Refuses a request whose head is over [`MAX_HEADERS`] or
-/// [`MAX_HEADER_BYTES`] with `431` and the JSON error body. (HTTP/1 is
-/// parsed with room for more, so that these answers carry a body; a head
-/// over hyper's own buffer is still refused by hyper, without one.)
-pub async fn header_limits(req: Request, next: Next) -> Response {
-    let headers = req.headers();
+/// Why a request head is over [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`], if
+/// it is.
+pub fn over_header_limits(headers: &HeaderMap) -> Option<ApiError> {
     let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
     if headers.len() <= MAX_HEADERS && bytes <= MAX_HEADER_BYTES {
-        return next.run(req).await;
+        return None;
     }
     let msg = format!(
         "the request has {} headers of {bytes} bytes: send at most {MAX_HEADERS} headers of at most {MAX_HEADER_BYTES} bytes",
         headers.len()
     );
-    rest_answer(axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ApiError::new(ErrorCode::InvalidArgument, msg))
+    Some(ApiError::new(ErrorCode::InvalidArgument, msg))
+}
+
+/// Refuses a request whose head is over the limits with `431` and the
+/// JSON error body. (HTTP/1 is parsed with room for more, so that these
+/// answers carry a body; a head over hyper's own buffer is still refused
+/// by hyper, without one.)
+pub async fn header_limits(req: Request, next: Next) -> Response {
+    match over_header_limits(req.headers()) {
+        None => next.run(req).await,
+        Some(err) => rest_answer(axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, err),
+    }
 }
 
 /// A REST route called with a method it does not take.
@@ -136,21 +144,13 @@ mod tests {
         assert_eq!(bare_status(busy.headers()), None);
     }
 
-    #[tokio::test]
-    async fn a_decode_failure_becomes_invalid_argument() {
-        let app = axum::Router::new()
-            .route(
-                "/x",
-                axum::routing::post(|| async {
-                    tonic::Status::internal("failed to decode Protobuf message: invalid wire type").into_http::<Body>()
-                }),
-            )
-            .layer(axum::middleware::from_fn(typed_grpc));
-        let req = Request::post("/x").header(CONTENT_TYPE, "application/grpc").body(Body::empty()).unwrap();
-        let resp = tower::ServiceExt::oneshot(app, req).await.unwrap();
-        let status = tonic::Status::from_header_map(resp.headers()).expect("a grpc status");
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert_eq!(ApiError::from_status(&status).code, ErrorCode::InvalidArgument);
-        assert!(status.message().contains("invalid wire type"), "{}", status.message());
+    #[test]
+    fn a_decode_failure_becomes_invalid_argument() {
+        let bare = tonic::Status::internal("failed to decode Protobuf message: invalid wire type").into_http::<Body>();
+        let typed = typed_grpc(bare.headers()).expect("retyped");
+        assert_eq!(typed.code, ErrorCode::InvalidArgument);
+        assert!(typed.message.contains("invalid wire type"), "{}", typed.message);
+        let ours = ApiError::new(ErrorCode::LockBusy, "busy").to_status().into_http::<Body>();
+        assert_eq!(typed_grpc(ours.headers()), None);
     }
 }

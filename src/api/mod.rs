@@ -1,42 +1,57 @@
-//! Thin adapters from the wire to the lock service, and the client port.
+//! The surfaces: thin translators from each wire form into the request
+//! path's op types (`crate::service::ops`) and back, and the client port
+//! they share.
 //!
 //! - [`grpc`]: the `Lock` and `Admin` gRPC services of `proto/shardlock/v1`;
-//! - [`ldlm`]: the ldlm v1 service (`proto/ldlm`), for existing ldlm clients;
-//! - [`rest`]: JSON over HTTP, the same calls as gRPC;
-//! - [`ldlm_rest`]: ldlm's REST API (cookie sessions), for ldlm's HTTP clients.
+//! - [`grpc_edge`]: what every gRPC call checks, done once, then tonic;
+//! - [`rest`]: JSON over HTTP, the same calls as gRPC (axum);
+//! - [`ldlm`], [`ldlm_rest`]: the ldlm v1 gRPC and REST APIs, for existing
+//!   ldlm clients;
+//! - [`resp`]: RESP, the Redis protocol;
+//! - [`auth`], [`observe`], [`malformed`], [`body_deadline`]: the shared
+//!   token, per-call metrics and request ids, typed answers to bad input,
+//!   the body deadline.
 //!
-//! gRPC and HTTP share the client port: tonic's routes become an axum
-//! router. Connections are accepted here, not by `axum::serve`, so that
-//! (1) every request carries the [`Conn`] it arrived on — a session can end
-//! when its connection drops — and (2) HTTP/2 limits are set explicitly
-//! (`max_concurrent_streams`, keepalive, and `header_read_timeout_ms`, which
-//! also bounds the TLS handshake and the first bytes of a connection: see
-//! [`first_bytes`]); [`body_deadline`] bounds how long a request's body may
-//! take (`body_read_timeout_ms`).
+//! One port serves them all: a connection whose first byte is `*` (after
+//! the TLS handshake when TLS is on) speaks RESP; any other speaks HTTP,
+//! where a request with a gRPC content type goes to the gRPC edge and any
+//! other to the REST router. Connections are accepted here, not by
+//! `axum::serve`, so that (1) every request carries the [`Conn`] it arrived
+//! on — a session can end when its connection drops — and (2) HTTP/2
+//! limits are set explicitly (`max_concurrent_streams`, keepalive, and
+//! `header_read_timeout_ms`, which also bounds the TLS handshake and the
+//! first bytes of a connection: see [`first_bytes`]); [`body_deadline`]
+//! bounds how long a request's body may take (`body_read_timeout_ms`).
 
 pub mod auth;
 pub mod body_deadline;
 pub mod first_bytes;
 pub mod grpc;
+pub mod grpc_edge;
 pub mod ldlm;
 pub mod ldlm_rest;
 pub mod malformed;
 pub mod observe;
+pub mod resp;
 pub mod rest;
+pub mod rewind;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use futures::future::Either;
+use futures::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use self::first_bytes::FirstBytes;
-use crate::proto::v1::admin_server::AdminServer;
-use crate::proto::v1::lock_server::LockServer;
+use self::rewind::Rewind;
 use crate::service::ops::session;
 use crate::service::LockService;
 
@@ -44,25 +59,13 @@ use crate::service::LockService;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conn(pub u64);
 
-fn router(service: Arc<LockService>) -> axum::Router {
+/// The REST and ldlm REST routes, with their per-request layers.
+fn rest_router(service: Arc<LockService>, ldlm: Arc<ldlm::LdlmApi>) -> axum::Router {
     let max = service.config().max_message_bytes;
-    let ldlm_api = Arc::new(ldlm::LdlmApi::new(service.clone()));
-    let ldlm_http = ldlm_rest::router(ldlm_api.clone()).layer(axum::extract::DefaultBodyLimit::max(max));
-    let ldlm = crate::proto::ldlm::ldlm_server::LdlmServer::from_arc(ldlm_api)
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let ldlm_http = ldlm_rest::router(ldlm).layer(axum::extract::DefaultBodyLimit::max(max));
     let token = service.config().auth.token.clone().map(Arc::new);
     let body_timeout = Duration::from_millis(service.config().body_read_timeout_ms);
-    let rest = rest::router(service.clone());
-    let api = grpc::GrpcApi::new(service);
-    let lock = LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
-    let admin = AdminServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
-    tonic::service::Routes::new(lock)
-        .add_service(admin)
-        .add_service(ldlm)
-        .into_axum_router()
-        .layer(axum::middleware::from_fn(malformed::typed_grpc))
-        .merge(rest)
+    rest::router(service)
         .merge(ldlm_http)
         .fallback(malformed::unknown_route)
         .method_not_allowed_fallback(malformed::method_not_allowed)
@@ -80,7 +83,9 @@ pub async fn serve_client(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let app = router(service.clone());
+    let ldlm = Arc::new(ldlm::LdlmApi::new(service.clone()));
+    let grpc = grpc_edge::GrpcEdge::new(service.clone(), ldlm.clone());
+    let app = rest_router(service.clone(), ldlm);
     let header_timeout = Duration::from_millis(service.config().header_read_timeout_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -94,6 +99,7 @@ pub async fn serve_client(
         .max_concurrent_streams(service.config().max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(10));
+    let token = service.config().auth.token.clone().map(Arc::new);
     let next = AtomicU64::new(1);
     let max_connections = service.config().max_connections;
     let mut connections = tokio::task::JoinSet::new();
@@ -122,17 +128,33 @@ pub async fn serve_client(
         }
         let conn = Conn(next.fetch_add(1, Ordering::Relaxed));
         let first_bytes_by = tokio::time::Instant::now() + header_timeout;
-        let (app, builder, service, acceptor) = (app.clone(), builder.clone(), service.clone(), acceptor.clone());
+        let (app, grpc, builder) = (app.clone(), grpc.clone(), builder.clone());
+        let (service, acceptor) = (service.clone(), acceptor.clone());
+        let token = token.clone();
         connections.spawn(async move {
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(conn);
-                app.clone().oneshot(req)
+                if grpc_edge::is_grpc(&req) {
+                    Either::Left(grpc.clone().call(req).map(Ok::<_, std::convert::Infallible>))
+                } else {
+                    Either::Right(app.clone().oneshot(req))
+                }
             });
             let served = match acceptor {
-                None => builder.serve_connection(TokioIo::new(FirstBytes::new(stream, first_bytes_by)), svc).await,
+                None => match first_byte(&stream, first_bytes_by).await {
+                    Some(b'*') => Ok(resp::serve(stream, BytesMut::new(), service.clone(), conn.0, token).await),
+                    _ => builder.serve_connection(TokioIo::new(FirstBytes::new(stream, first_bytes_by)), svc).await,
+                },
                 Some(acceptor) => match tokio::time::timeout_at(first_bytes_by, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        builder.serve_connection(TokioIo::new(FirstBytes::new(tls, first_bytes_by)), svc).await
+                    Ok(Ok(mut tls)) => {
+                        let mut first = BytesMut::with_capacity(4096);
+                        let _ = tokio::time::timeout_at(first_bytes_by, tls.read_buf(&mut first)).await;
+                        if first.first() == Some(&b'*') {
+                            Ok(resp::serve(tls, first, service.clone(), conn.0, token).await)
+                        } else {
+                            let tls = FirstBytes::new(Rewind::new(first, tls), first_bytes_by);
+                            builder.serve_connection(TokioIo::new(tls), svc).await
+                        }
                     }
                     Ok(Err(err)) => Err(err.into()),
                     Err(_) => Err("tls handshake timed out".into()),
@@ -148,13 +170,34 @@ pub async fn serve_client(
     connections.shutdown().await;
 }
 
+/// The first byte a plain TCP client sends (peeked, not read), if it
+/// sends one before `by`.
+async fn first_byte(stream: &tokio::net::TcpStream, by: tokio::time::Instant) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(by, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0]),
+        _ => None,
+    }
+}
+
 /// Connections over `max_connections` answered at once, at most.
 const MAX_REFUSALS: usize = 64;
 
 /// Serves a connection over `max_connections`: every request on it gets
 /// `UNAVAILABLE` (gRPC) or `503` (HTTP) saying so, for at most `within`.
 /// Plain TCP only: a TLS connection is closed without an answer.
-async fn refuse(stream: tokio::net::TcpStream, builder: auto::Builder<TokioExecutor>, max: usize, within: Duration) {
+async fn refuse(
+    mut stream: tokio::net::TcpStream,
+    builder: auto::Builder<TokioExecutor>,
+    max: usize,
+    within: Duration,
+) {
+    let by = tokio::time::Instant::now() + within;
+    if first_byte(&stream, by).await == Some(b'*') {
+        let msg = format!("-UNAVAILABLE this node has max_connections ({max}) client connections open: retry later or use another node\r\n");
+        let _ = tokio::time::timeout(within, stream.write_all(msg.as_bytes())).await;
+        return;
+    }
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
         let msg =
             format!("this node has max_connections ({max}) client connections open: retry later or use another node");

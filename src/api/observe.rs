@@ -1,4 +1,5 @@
-//! Per-call metrics and request ids of every surface, around the whole router.
+//! Per-call metrics and request ids of the HTTP surfaces: around the REST
+//! router, and in the gRPC edge (`grpc_edge`).
 //!
 //! Every API request has an id: the client's `x-request-id` (if it is 1 to
 //! 64 printable ASCII characters) or 64 random bits; the id is echoed in the
@@ -14,7 +15,7 @@
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -61,41 +62,70 @@ fn classify(path: &str) -> Option<(&'static str, &'static str)> {
     None
 }
 
-fn code_of(resp: &Response) -> String {
-    match resp.headers().get(CODE_METADATA).and_then(|v| v.to_str().ok()) {
+fn code_of(headers: &HeaderMap, status: StatusCode) -> String {
+    match headers.get(CODE_METADATA).and_then(|v| v.to_str().ok()) {
         Some(code) => code.to_owned(),
-        None if resp.status().is_success() => "OK".to_owned(),
-        None => format!("HTTP_{}", resp.status().as_u16()),
+        None if status.is_success() => "OK".to_owned(),
+        None => format!("HTTP_{}", status.as_u16()),
     }
 }
 
 const REQUEST_ID: &str = "x-request-id";
 
-fn request_id(req: &Request) -> String {
-    let given = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok());
+fn request_id(headers: &HeaderMap) -> String {
+    let given = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok());
     match given {
         Some(id) if (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) => id.to_owned(),
         _ => format!("{:016x}", rand::random::<u64>()),
     }
 }
 
+/// One observed request, from its arrival to its answer.
+pub struct Observed {
+    id: String,
+    surface: &'static str,
+    call: &'static str,
+    started: Instant,
+    span: tracing::Span,
+}
+
+impl Observed {
+    /// Starts observing a request to `path` (`None` for probes and metrics).
+    pub fn start(path: &str, headers: &HeaderMap) -> Option<Self> {
+        let (surface, call) = classify(path)?;
+        let id = request_id(headers);
+        let span = tracing::debug_span!("request", id = %id, surface, call);
+        Some(Self { id, surface, call, started: Instant::now(), span })
+    }
+
+    /// The request's tracing span, to run its handler in.
+    pub fn span(&self) -> tracing::Span {
+        self.span.clone()
+    }
+
+    /// Records the answer (`resp`), tags it with the request id, and logs
+    /// it when it is an internal error.
+    pub fn finish<B>(self, resp: &mut axum::http::Response<B>) {
+        let Self { id, surface, call, started, span } = self;
+        let code = code_of(resp.headers(), resp.status());
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match code.as_str() {
+            "INTERNAL" => tracing::warn!(id = %id, surface, call, code = %code, ms, "request failed"),
+            _ => span.in_scope(|| tracing::debug!(code = %code, ms, "request done")),
+        }
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(REQUEST_ID, value);
+        }
+        metrics::counter!(API_REQUESTS, "surface" => surface, "call" => call, "code" => code).increment(1);
+        metrics::histogram!(API_DURATION, "surface" => surface, "call" => call).record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The middleware of the REST router.
 pub async fn observe(req: Request, next: Next) -> Response {
-    let Some((surface, call)) = classify(req.uri().path()) else { return next.run(req).await };
-    let id = request_id(&req);
-    let started = Instant::now();
-    let span = tracing::debug_span!("request", id = %id, surface, call);
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    let code = code_of(&resp);
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    match code.as_str() {
-        "INTERNAL" => tracing::warn!(id = %id, surface, call, code = %code, ms, "request failed"),
-        _ => span.in_scope(|| tracing::debug!(code = %code, ms, "request done")),
-    }
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID, value);
-    }
-    metrics::counter!(API_REQUESTS, "surface" => surface, "call" => call, "code" => code).increment(1);
-    metrics::histogram!(API_DURATION, "surface" => surface, "call" => call).record(started.elapsed().as_secs_f64());
+    let Some(observed) = Observed::start(req.uri().path(), req.headers()) else { return next.run(req).await };
+    let mut resp = next.run(req).instrument(observed.span()).await;
+    observed.finish(&mut resp);
     resp
 }
 

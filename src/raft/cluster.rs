@@ -18,6 +18,7 @@
 //! peers' addresses are learned from the list.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,11 @@ pub struct Cluster {
     live_within: Duration,
     /// Peers that announced they are draining, and when.
     draining_peers: DashMap<NodeId, Instant>,
+    /// Groups this node leads that are moving to their placement: the
+    /// step taken or what it waits for (the reconciler's last round).
+    moving: DashMap<GroupId, String>,
+    /// The cluster removed this node (see `removed`).
+    removed: AtomicBool,
 }
 
 impl Cluster {
@@ -82,7 +88,7 @@ impl Cluster {
             .into_iter()
             .map(|p| (p.id, NodeInfo { client_addr: p.client_addr, peer_addr: p.peer_addr }))
             .collect();
-        Ok(Self {
+        let cluster = Self {
             groups,
             router,
             liveness: Arc::default(),
@@ -92,7 +98,11 @@ impl Cluster {
             departed,
             live_within: super::liveness::live_within(&config.raft),
             draining_peers: DashMap::new(),
-        })
+            moving: DashMap::new(),
+            removed: AtomicBool::new(false),
+        };
+        cluster.nodes();
+        Ok(cluster)
     }
 
     pub fn groups(&self) -> &Arc<Groups> {
@@ -134,6 +144,8 @@ impl Cluster {
             }
         }
         *cache = Some((log_id, list.clone()));
+        drop(cache);
+        self.note_removed(&list);
         list
     }
 
@@ -155,6 +167,9 @@ impl Cluster {
             tracing::warn!(group, error = %err, "cannot record the removal; a restart will show the group as held");
         }
         self.departed.insert(group, at);
+        if group == self.groups.meta_id() {
+            self.note_removed(&self.nodes());
+        }
     }
 
     /// Where to send work for `group`: its leader as this node's replica
@@ -171,6 +186,38 @@ impl Cluster {
         })
     }
 
+    /// True once the cluster removed this node from its node list: a
+    /// leader told it so (it keeps that across restarts), or its own
+    /// replica of the node list no longer names it. Cheap: a flag that
+    /// `nodes` and `mark_departed` keep.
+    pub fn removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
+    }
+
+    fn note_removed(&self, nodes: &NodeList) {
+        let meta = self.groups.meta_id();
+        let told = self.departed.get(&meta).is_some_and(|at| *at == self.groups.membership_id(meta));
+        let unlisted = nodes.replicated && !nodes.nodes.contains_key(&self.me());
+        if self.removed.swap(told || unlisted, Ordering::Relaxed) != (told || unlisted) {
+            tracing::warn!(removed = told || unlisted, "this node's membership of the cluster changed");
+        }
+    }
+
+    /// Records what `group` (led here) does to reach its placement (`None`:
+    /// it is placed, or no longer led here).
+    pub fn set_moving(&self, group: GroupId, what: Option<String>) {
+        match what {
+            Some(what) => drop(self.moving.insert(group, what)),
+            None => drop(self.moving.remove(&group)),
+        }
+    }
+
+    /// What `group` does to reach its placement, if it moves and this node
+    /// leads it.
+    pub fn moving(&self, group: GroupId) -> Option<String> {
+        self.groups.view(group).is_leader.then(|| self.moving.get(&group).map(|m| m.clone())).flatten()
+    }
+
     /// Whether node `id` answered a ping lately (this node counts as live).
     pub fn peer_live(&self, id: NodeId) -> bool {
         id == self.me() || self.liveness.is_live(id, self.live_within)
@@ -182,7 +229,7 @@ impl Cluster {
     pub fn follower_healthy(&self, group: GroupId, node: NodeId, max_age: Duration) -> bool {
         let Some(progress) = self.groups.follower(group, node) else { return false };
         let reachable = progress.heard.is_some_and(|t| t < max_age) || self.liveness.is_live(node, max_age);
-        reachable && progress.caught_up
+        reachable && progress.lag == 0
     }
 
     /// True when this node leads `group` and a voter that answers pings

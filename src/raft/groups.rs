@@ -72,8 +72,8 @@ pub struct GroupView {
 pub struct FollowerProgress {
     /// Time since it last acknowledged a heartbeat, if ever.
     pub heard: Option<Duration>,
-    /// It holds every entry of the leader's log.
-    pub caught_up: bool,
+    /// Entries of the leader's log it does not hold yet.
+    pub lag: u64,
 }
 
 pub struct Groups {
@@ -248,7 +248,12 @@ impl Groups {
         let m = metrics.borrow_watched();
         let matched = m.replication.as_ref()?.get(&node)?.as_ref().map(|l| l.index);
         let heard = m.heartbeat.as_ref().and_then(|h| h.get(&node)).and_then(|t| t.as_ref()).map(|t| t.elapsed());
-        Some(FollowerProgress { heard, caught_up: matched >= m.last_log_index })
+        let lag = match (m.last_log_index, matched) {
+            (Some(last), Some(matched)) => last.saturating_sub(matched),
+            (Some(last), None) => last + 1,
+            (None, _) => 0,
+        };
+        Some(FollowerProgress { heard, lag })
     }
 
     /// The followers of `group` (led by this node) that lack part of its log.

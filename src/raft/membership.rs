@@ -26,6 +26,8 @@ pub const META_VOTERS: usize = 5;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipChange {
+    /// Makes `id` a voter (a learner first if it is not a member yet): the
+    /// reconciler asks for it once the learner has caught up.
     AddVoter {
         id: NodeId,
         info: NodeInfo,
@@ -46,6 +48,12 @@ pub enum MembershipChange {
     /// replicating to it before it sees the change, so it learns it here.
     Left {
         id: NodeId,
+    },
+    /// Adds `id` as a learner, which catches up in the background (the
+    /// change does not wait for it).
+    AddLearner {
+        id: NodeId,
+        info: NodeInfo,
     },
 }
 
@@ -90,14 +98,26 @@ pub async fn change(cluster: &Cluster, group: GroupId, change: &MembershipChange
     let voters = groups.voter_ids(group);
     match change {
         MembershipChange::AddNode { id, info } => return add_node(cluster, *id, info.clone()).await,
-        MembershipChange::RemoveNode { id } => return remove_node(cluster, *id).await,
+        MembershipChange::RemoveNode { id } => {
+            remove_node(cluster, *id).await?;
+            // A removed node that still runs learns it here, so it stops
+            // answering for a cluster it is no longer in.
+            tell_removed(cluster, group, *id).await;
+            return Ok(());
+        }
         MembershipChange::Left { .. } => {}
+        MembershipChange::AddLearner { id, info } => {
+            if groups.node_info(group, *id).is_none() {
+                raft.add_learner(*id, info.clone(), false).await.map_err(failed)?;
+            }
+        }
         MembershipChange::AddVoter { id, info } => {
             if voters.contains(id) {
                 return Ok(());
             }
-            // Blocking: returns once the learner has caught up.
-            raft.add_learner(*id, info.clone(), true).await.map_err(failed)?;
+            if groups.node_info(group, *id).is_none() {
+                raft.add_learner(*id, info.clone(), false).await.map_err(failed)?;
+            }
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false).await.map_err(failed)?;
         }
         MembershipChange::RemoveVoter { id } => {
@@ -159,6 +179,9 @@ async fn remove_node(cluster: &Cluster, id: NodeId) -> Result<(), MembershipErro
 /// effort: a dead one learns nothing, and needs not). It travels as a
 /// forwarded membership change, which the receiver applies locally.
 pub async fn tell_removed(cluster: &Cluster, group: GroupId, id: NodeId) {
+    if id == cluster.me() {
+        return cluster.mark_departed(group);
+    }
     let body = encode(&MembershipChange::Left { id });
     let sent = cluster.router().links().call(id, Method::Membership, group, &body, Duration::from_secs(2)).await;
     if !matches!(sent, Ok(ref frame) if frame.kind == Kind::Reply) {

@@ -5,7 +5,7 @@
 //! what went wrong and is logged where it is made.
 
 use crate::error::{ApiError, ErrorCode};
-use crate::raft::GroupError;
+use crate::raft::{Cluster, GroupError};
 use crate::routing::GroupId;
 
 /// A retryable failure: `why`, then "retry".
@@ -16,6 +16,16 @@ pub fn unavailable(why: impl std::fmt::Display) -> ApiError {
 /// Refused because this node is shutting down.
 pub fn draining() -> ApiError {
     ApiError::new(ErrorCode::Draining, "this node is shutting down: retry on another node")
+}
+
+/// Refused because the cluster removed this node; names the nodes to use.
+pub fn removed(cluster: &Cluster) -> ApiError {
+    let me = cluster.me();
+    let nodes = cluster.nodes();
+    let addrs: Vec<&str> =
+        nodes.nodes.iter().filter(|(id, _)| **id != me).map(|(_, n)| n.client_addr.as_str()).collect();
+    let msg = format!("this node was removed from the cluster: send requests to one of {}", addrs.join(", "));
+    ApiError::new(ErrorCode::Unavailable, msg)
 }
 
 /// A bug or a broken invariant: logged here, with its cause.

@@ -41,7 +41,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use self::batcher::Applied;
-use self::errors::{draining, refused, unavailable};
+use self::errors::{draining, refused, removed, unavailable};
 use self::query::{answer, ReadAnswer, ReadQuery};
 use self::routing::Routing;
 use self::waits::Waits;
@@ -106,10 +106,14 @@ impl LockService {
         self.waits.fail_all(&draining());
     }
 
-    /// Fails with `DRAINING` once the node is shutting down.
+    /// Fails with `DRAINING` once the node is shutting down, and with a
+    /// retryable error naming the cluster's nodes once it was removed.
     pub fn admit(&self) -> Result<(), ApiError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(draining());
+        }
+        if self.cluster.removed() {
+            return Err(removed(&self.cluster));
         }
         Ok(())
     }

@@ -3,16 +3,18 @@
 //! Invariants: the wait is registered before its acquire is proposed (so a
 //! grant applied before the proposal's answer is not missed); once the
 //! acquire is queued the guard is armed, and dropping an armed guard (the
-//! client went away) proposes `CancelWait`; a wait that runs out cancels
-//! itself in the log, and a cancel that finds the key no longer waiting
-//! settles on whatever this node applies next (grant or timeout).
+//! client went away) proposes `CancelWait` — unless another request of this
+//! node still waits for the same lock and key (a client's retry), whose
+//! wait it would end; a wait that runs out cancels itself in the log, and a
+//! cancel that finds the key no longer waiting (or its lock gone) settles
+//! on what this node applies (the grant, or the leader's timeout).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::errors::internal;
 use super::routing::Routing;
-use super::waits::{WaitResult, Waits};
+use super::waits::{Registration, WaitResult, Waits};
 use crate::error::ApiError;
 use crate::lock::{Command, Grant, LockError, LockKey};
 use crate::routing::GroupId;
@@ -22,6 +24,7 @@ use crate::routing::GroupId;
 pub struct WaitGuard {
     waits: Arc<Waits>,
     routing: Arc<Routing>,
+    registration: Registration,
     group: GroupId,
     name: String,
     key: LockKey,
@@ -31,9 +34,9 @@ pub struct WaitGuard {
 
 impl WaitGuard {
     pub fn register(waits: &Arc<Waits>, routing: &Arc<Routing>, group: GroupId, name: &str, key: &LockKey) -> Self {
-        let rx = Some(waits.register(group, name, key));
-        let (waits, routing) = (waits.clone(), routing.clone());
-        Self { waits, routing, group, name: name.to_owned(), key: key.clone(), rx, armed: false }
+        let (registration, rx) = waits.register(group, name, key);
+        let (waits, routing, name) = (waits.clone(), routing.clone(), name.to_owned());
+        Self { waits, routing, registration, group, name, key: key.clone(), rx: Some(rx), armed: false }
     }
 
     pub fn arm(&mut self) {
@@ -55,14 +58,20 @@ impl WaitGuard {
                 settle(result)
             }
             _ = tokio::time::sleep(wait) => {
+                if self.waits.shared(&self.registration) {
+                    // A retry of this request waits on: its wait goes on.
+                    self.disarm();
+                    return Err(LockError::WaitTimedOut.into());
+                }
                 let cancel = Command::CancelWait { name: self.name.clone(), key: self.key.clone() };
                 let cancelled = self.routing.propose(self.group, &cancel).await;
                 self.disarm();
                 match cancelled.map(|a| a.outcome.reply) {
                     Ok(Ok(_)) => Err(LockError::WaitTimedOut.into()),
-                    // Not waiting any more: granted or timed out just before;
+                    // Not waiting any more: granted, or timed out by the
+                    // leader (which may have deleted the emptied lock since);
                     // this node learns which when it applies that entry.
-                    Ok(Err(LockError::NotWaiting)) => self.settle_late(rx).await,
+                    Ok(Err(LockError::NotWaiting | LockError::NotFound)) => self.settle_late(rx).await,
                     Ok(Err(err)) => Err(err.into()),
                     Err(err) => Err(err),
                 }
@@ -82,14 +91,14 @@ fn settle(result: Result<WaitResult, tokio::sync::oneshot::error::RecvError>) ->
     match result {
         Ok(Ok(grant)) => Ok(grant),
         Ok(Err(err)) => Err(err),
-        Err(_) => Err(internal("the wait registry dropped a waiter")),
+        Err(_) => Err(internal("the wait registry dropped a registered waiter")),
     }
 }
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        self.waits.unregister(self.group, &self.name, &self.key);
-        if !self.armed {
+        let others_wait = self.waits.unregister(&self.registration);
+        if !self.armed || others_wait {
             return;
         }
         let (routing, group) = (self.routing.clone(), self.group);

@@ -2,11 +2,20 @@
 //!
 //! A client's blocking acquire waits on the node it is connected to when
 //! that node holds a replica of the lock's group (it learns of its grant by
-//! applying it); otherwise on a node that does (`acquire_elsewhere`).
+//! applying it); otherwise on a node that does (`ops::acquire`).
+//!
+//! Several requests may wait for the same (lock, key): a client that
+//! retries with the same key while its first request is still in flight
+//! here (a timed-out HTTP call, a forwarded wait sent again). Each is a
+//! registration of its own, and all of them hear how the wait ended.
+//!
 //! Invariants: a wait is registered *before* its acquire is proposed, so a
 //! grant applied before the proposal's answer arrives is not missed; each
-//! registration is answered at most once; the map holds only waits whose
-//! request is still in flight (the request unregisters on every exit).
+//! registration is answered at most once, and only removing it (its
+//! request ended) takes it out — never another request's registration of
+//! the same key; the map holds only waits whose request is still in flight.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use tokio::sync::oneshot;
@@ -20,26 +29,49 @@ pub type WaitResult = Result<Grant, ApiError>;
 
 type WaitId = (GroupId, Name, LockKey);
 
+/// One request's registration: the wait it is for, and its own number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    id: WaitId,
+    seq: u64,
+}
+
 #[derive(Default)]
 pub struct Waits {
-    map: DashMap<WaitId, oneshot::Sender<WaitResult>>,
+    map: DashMap<WaitId, Vec<(u64, oneshot::Sender<WaitResult>)>>,
+    next: AtomicU64,
 }
 
 impl Waits {
-    /// Registers interest in the fate of `key` on lock `name`.
-    pub fn register(&self, group: GroupId, name: &str, key: &LockKey) -> oneshot::Receiver<WaitResult> {
+    /// Registers a request's interest in the fate of `key` on lock `name`.
+    pub fn register(&self, group: GroupId, name: &str, key: &LockKey) -> (Registration, oneshot::Receiver<WaitResult>) {
         let (tx, rx) = oneshot::channel();
-        self.map.insert((group, Name::from(name), key.clone()), tx);
-        rx
+        let id = (group, Name::from(name), key.clone());
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        self.map.entry(id.clone()).or_default().push((seq, tx));
+        (Registration { id, seq }, rx)
     }
 
-    pub fn unregister(&self, group: GroupId, name: &str, key: &LockKey) {
-        self.map.remove(&(group, Name::from(name), key.clone()));
+    /// Whether another request than `reg`'s waits for the same lock and key
+    /// here.
+    pub fn shared(&self, reg: &Registration) -> bool {
+        self.map.get(&reg.id).is_some_and(|regs| regs.iter().any(|(seq, _)| *seq != reg.seq))
     }
 
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.map.is_empty()
+    /// Takes `reg` out; true when other requests still wait for the same
+    /// lock and key here.
+    pub fn unregister(&self, reg: &Registration) -> bool {
+        let others = match self.map.get_mut(&reg.id) {
+            Some(mut regs) => {
+                regs.retain(|(seq, _)| *seq != reg.seq);
+                !regs.is_empty()
+            }
+            None => return false,
+        };
+        if !others {
+            self.map.remove_if(&reg.id, |_, regs| regs.is_empty());
+        }
+        others
     }
 
     /// Answers every wait with `err` (the node is draining: the clients
@@ -47,8 +79,14 @@ impl Waits {
     pub fn fail_all(&self, err: &ApiError) {
         let ids: Vec<WaitId> = self.map.iter().map(|e| e.key().clone()).collect();
         for id in ids {
-            if let Some((_, tx)) = self.map.remove(&id) {
-                let _ = tx.send(Err(err.clone()));
+            self.answer(&id, Err(err.clone()));
+        }
+    }
+
+    fn answer(&self, id: &WaitId, result: WaitResult) {
+        if let Some((_, regs)) = self.map.remove(id) {
+            for (_, tx) in regs {
+                let _ = tx.send(result.clone());
             }
         }
     }
@@ -70,10 +108,13 @@ impl Waits {
                 }
                 _ => continue,
             };
-            if let Some((_, tx)) = self.map.remove(&(group, name.clone(), key.clone())) {
-                let _ = tx.send(result);
-            }
+            self.answer(&(group, name.clone(), key.clone()), result);
         }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
@@ -85,8 +126,8 @@ mod tests {
     fn grants_and_timeouts_reach_their_waiter_only() {
         let waits = Waits::default();
         let (k1, k2) = (LockKey::new("k1").unwrap(), LockKey::new("k2").unwrap());
-        let mut rx1 = waits.register(3, "a", &k1);
-        let mut rx2 = waits.register(3, "a", &k2);
+        let (_, mut rx1) = waits.register(3, "a", &k1);
+        let (_, mut rx2) = waits.register(3, "a", &k2);
         let grant = Grant { key: k1.clone(), token: 9, permits: 1, ttl_ms: 1000, lease_index: 4 };
         waits.on_effects(2, &[Effect::Granted { name: "a".into(), grant: grant.clone(), handoff: true }]);
         assert!(rx1.try_recv().is_err(), "another group's grant must not answer");
@@ -95,6 +136,23 @@ mod tests {
         let ended = Effect::WaitEnded { name: "a".into(), key: k2, reason: EndReason::TimedOut };
         waits.on_effects(3, &[ended]);
         assert_eq!(rx2.try_recv().unwrap(), Err(ApiError::from(LockError::WaitTimedOut)));
+        assert!(waits.is_empty());
+    }
+
+    #[test]
+    fn two_requests_for_one_key_both_hear_and_neither_unregisters_the_other() {
+        let waits = Waits::default();
+        let key = LockKey::new("k").unwrap();
+        let (first, mut rx1) = waits.register(0, "a", &key);
+        let (second, mut rx2) = waits.register(0, "a", &key);
+        assert!(rx1.try_recv().is_err(), "the second registration leaves the first waiting");
+        assert!(waits.unregister(&first), "the second request still waits");
+        assert!(rx2.try_recv().is_err(), "ending the first leaves the second registered");
+        let (third, mut rx3) = waits.register(0, "a", &key);
+        let grant = Grant { key: key.clone(), token: 1, permits: 1, ttl_ms: 1000, lease_index: 2 };
+        waits.on_effects(0, &[Effect::Granted { name: "a".into(), grant: grant.clone(), handoff: true }]);
+        assert_eq!((rx2.try_recv().unwrap(), rx3.try_recv().unwrap()), (Ok(grant.clone()), Ok(grant)));
+        assert!(!waits.unregister(&second) && !waits.unregister(&third), "answered: nothing left");
         assert!(waits.is_empty());
     }
 }

@@ -37,11 +37,13 @@ pub struct GroupStatus {
     pub term: u64,
     pub applied_index: u64,
     pub is_leader: bool,
+    pub moving: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
 pub struct StatusReply {
     pub node_id: u64,
+    pub removed: bool,
     pub groups: Vec<GroupStatus>,
 }
 
@@ -56,9 +58,10 @@ pub async fn status(State(svc): Svc) -> Json<StatusReply> {
             term: g.term,
             applied_index: g.applied_index,
             is_leader: g.is_leader,
+            moving: g.moving,
         })
         .collect();
-    Json(StatusReply { node_id: st.node_id, groups: rows })
+    Json(StatusReply { node_id: st.node_id, removed: st.removed, groups: rows })
 }
 
 #[derive(Deserialize, Serialize, Default)]

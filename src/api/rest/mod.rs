@@ -137,6 +137,9 @@ impl From<Meta> for Header {
 
 async fn readyz(State(svc): Svc) -> (StatusCode, String) {
     let cluster = svc.cluster();
+    if cluster.removed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "removed from the cluster: safe to stop\n".into());
+    }
     let leaderless = (0..cluster.groups().count()).filter(|g| cluster.route(*g).is_none()).count();
     if leaderless == 0 {
         (StatusCode::OK, "ready\n".into())

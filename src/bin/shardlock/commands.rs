@@ -295,19 +295,28 @@ pub async fn status(target: &Target) -> anyhow::Result<()> {
                 json!({"group": g.group, "leader_id": g.leader_id,
             "term": g.term, "applied_index": g.applied_index, "locks": g.locks,
             "voters": g.voters, "target": g.target, "hosted": g.hosted,
-            "moving": g.hosted && g.voters != g.target})
+            "moving": g.hosted && g.voters != g.target, "step": (!g.moving.is_empty()).then_some(&g.moving)})
             })
             .collect();
         let moving = status.group_status.iter().filter(|g| g.hosted && g.voters != g.target).count();
-        json(&json!({"node_id": status.node_id, "groups": status.groups, "healthy": leaderless == 0, "moving": moving,
+        json(&json!({"node_id": status.node_id, "removed": status.removed, "groups": status.groups,
+            "healthy": leaderless == 0 && !status.removed, "moving": moving,
             "groups_without_leader": leaderless, "nodes": nodes, "group_status": groups}));
         return Ok(());
     }
-    let health = if leaderless == 0 { "healthy".to_owned() } else { format!("{leaderless} groups without a leader") };
-    println!("node {} sees {} groups: {health}", status.node_id, status.groups);
+    if status.removed {
+        println!("node {} was removed from the cluster: it serves nothing and is safe to stop", status.node_id);
+    } else {
+        let health =
+            if leaderless == 0 { "healthy".to_owned() } else { format!("{leaderless} groups without a leader") };
+        println!("node {} sees {} groups: {health}", status.node_id, status.groups);
+    }
     let moving = status.group_status.iter().filter(|g| g.hosted && g.voters != g.target).count();
     if moving > 0 {
         println!("{moving} of the groups here are moving to their placement");
+    }
+    for g in status.group_status.iter().filter(|g| !g.moving.is_empty()) {
+        println!("  group {} (led here): {}", g.group, g.moving);
     }
     let rows: Vec<Vec<String>> = status
         .nodes

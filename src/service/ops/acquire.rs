@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::faults;
 use crate::lock::{AcquireCmd, Command, Grant, LockKey, Reply};
 use crate::routing::GroupId;
-use crate::service::errors::internal;
+use crate::service::errors::{internal, unavailable};
 use crate::service::forward::call;
 use crate::service::wait::WaitGuard;
 use crate::service::{LockService, Meta};
@@ -81,12 +81,13 @@ impl Acquire {
             svc.sessions().check(session.id)?;
         }
         let (group, size, started) = (svc.group_of(&cmd.name), cmd.size, Instant::now());
-        let (index, grant) = if cmd.wait_ms > 0 && !svc.cluster().hosts(group) {
+        let acquired = if cmd.wait_ms > 0 && !svc.cluster().hosts(group) {
             // No replica here to learn of the grant: the wait runs where one is.
-            wait_elsewhere(svc, group, &cmd).await?
+            wait_elsewhere(svc, group, &cmd).await
         } else {
-            acquire_here(svc, group, cmd).await?
+            acquire_here(svc, group, cmd).await
         };
+        let (index, grant) = acquired.map_err(answerable)?;
         if let Some(session) = self.session {
             let hold = Hold {
                 name: self.name,
@@ -103,34 +104,85 @@ impl Acquire {
     }
 }
 
+/// An acquire answers a grant, `LOCK_BUSY`, `WAIT_TIMEOUT`, a retryable
+/// error (the client retries with the same key and keeps its place) or a
+/// fault of the client's request. Whatever else reached here — the answer
+/// of a command about a lock or wait that another request ended meanwhile —
+/// is logged and answered as retryable.
+fn answerable(err: ApiError) -> ApiError {
+    match err.code {
+        ErrorCode::NotFound | ErrorCode::NotHolder | ErrorCode::WaitCancelled | ErrorCode::Stale => {
+            tracing::warn!(code = err.code.as_str_name(), error = %err.message, "an acquire met a stale answer; the client retries");
+            unavailable(format!(
+                "the wait ended under this request ({}): retry with the same key",
+                err.code.as_str_name()
+            ))
+        }
+        _ => err,
+    }
+}
+
 /// Proposes `cmd` and, if it queues, waits on this node for its grant:
-/// the grant and the index it was made (or last refreshed) at.
+/// the grant and the index it was made (or last refreshed) at. A wait that
+/// another request ended (an abandoned request with the same key, on some
+/// node, cancelled it) queues again for the time left: the client is still
+/// waiting.
 async fn acquire_here(svc: &LockService, group: GroupId, cmd: AcquireCmd) -> Result<(u64, Grant), ApiError> {
-    let mut wait = WaitGuard::register(svc.waits(), svc.routing(), group, &cmd.name, &cmd.key);
-    let wait_ms = cmd.wait_ms;
-    let broken = faults::BROKEN_ADMITS_QUEUED.then(|| (cmd.key.clone(), cmd.permits, cmd.ttl_ms));
-    let applied = svc.write(group, &Command::Acquire(cmd)).await?;
-    match applied.outcome.reply {
-        Ok(Reply::Granted(grant)) => {
-            wait.disarm();
-            Ok((applied.index, grant))
-        }
-        Ok(Reply::Queued { enqueue_index, .. }) => {
-            wait.arm();
-            if let Some((key, permits, ttl_ms)) = broken {
-                return Ok((
-                    enqueue_index,
-                    Grant { key, token: enqueue_index, permits, ttl_ms, lease_index: enqueue_index },
-                ));
+    let deadline = Instant::now() + Duration::from_millis(cmd.wait_ms);
+    let mut command = Command::Acquire(cmd);
+    loop {
+        let Command::Acquire(cmd) = &command else { return Err(internal("an acquire became another command")) };
+        let mut wait = WaitGuard::register(svc.waits(), svc.routing(), group, &cmd.name, &cmd.key);
+        let applied = svc.write(group, &command).await?;
+        match applied.outcome.reply {
+            Ok(Reply::Granted(grant)) => {
+                wait.disarm();
+                return Ok((applied.index, grant));
             }
-            let grant = wait.wait(Duration::from_millis(wait_ms)).await?;
-            Ok((grant.lease_index, grant))
+            Ok(Reply::Queued { enqueue_index, .. }) => {
+                wait.arm();
+                if faults::BROKEN_ADMITS_QUEUED {
+                    return Ok((enqueue_index, admitted(&command, enqueue_index)));
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                match wait.wait(left).await {
+                    Ok(grant) => return Ok((grant.lease_index, grant)),
+                    Err(err) if err.code == ErrorCode::WaitCancelled && Instant::now() < deadline => {
+                        tracing::debug!(group, "a wait was cancelled by another request with its key; queueing again");
+                        if let Command::Acquire(cmd) = &mut command {
+                            cmd.wait_ms = deadline.saturating_duration_since(Instant::now()).as_millis().max(1) as u64;
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(other) => return Err(internal(format!("acquire answered {other:?}"))),
+            Err(err) => {
+                wait.disarm();
+                return Err(err.into());
+            }
         }
-        Ok(other) => Err(internal(format!("acquire answered {other:?}"))),
-        Err(err) => {
-            wait.disarm();
-            Err(err.into())
-        }
+    }
+}
+
+/// The grant the `chaos-broken` build makes up for a queued acquire
+/// (`crate::faults`).
+fn admitted(command: &Command, enqueue_index: u64) -> Grant {
+    match command {
+        Command::Acquire(c) => Grant {
+            key: c.key.clone(),
+            token: enqueue_index,
+            permits: c.permits,
+            ttl_ms: c.ttl_ms,
+            lease_index: enqueue_index,
+        },
+        _ => Grant {
+            key: LockKey::from_u128(0),
+            token: enqueue_index,
+            permits: 1,
+            ttl_ms: 0,
+            lease_index: enqueue_index,
+        },
     }
 }
 
@@ -163,7 +215,6 @@ pub async fn serve_forwarded(svc: &LockService, group: GroupId, cmd: AcquireCmd)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
 
     #[test]
     fn defaults_and_limits_come_from_one_place() {

@@ -22,6 +22,8 @@ pub struct GroupRow {
     /// Where placement puts the group (differs while it moves).
     pub target: Vec<NodeId>,
     pub hosted: bool,
+    /// On its leader, while it moves: the step taken or what it waits for.
+    pub moving: Option<String>,
 }
 
 /// The node's status.
@@ -33,6 +35,8 @@ pub struct NodeStatus {
     pub members: Vec<(NodeId, String, String)>,
     pub wal_syncs: u64,
     pub wal_synced_writes: u64,
+    /// The cluster removed this node: it serves nothing and is safe to stop.
+    pub removed: bool,
 }
 
 impl NodeStatus {
@@ -42,7 +46,8 @@ impl NodeStatus {
         let rows = (0..cluster.groups().count()).map(|g| row(cluster, g, nodes.placement.replicas(g))).collect();
         let members = nodes.nodes.iter().map(|(id, n)| (*id, n.client_addr.clone(), n.peer_addr.clone())).collect();
         let (wal_syncs, wal_synced_writes) = svc.syncer_stats();
-        Self { node_id: cluster.me(), groups: rows, members, wal_syncs, wal_synced_writes }
+        let removed = cluster.removed();
+        Self { node_id: cluster.me(), groups: rows, members, wal_syncs, wal_synced_writes, removed }
     }
 }
 
@@ -61,5 +66,6 @@ fn row(cluster: &Cluster, group: GroupId, target: &[NodeId]) -> GroupRow {
         voters: if hosted { groups.voter_ids(group) } else { target.to_vec() },
         target: target.to_vec(),
         hosted,
+        moving: cluster.moving(group),
     }
 }
