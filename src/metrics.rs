@@ -216,6 +216,36 @@ pub fn stage(stage: Stage, took: std::time::Duration) {
     handles[stage as usize].record(took.as_secs_f64());
 }
 
+/// Counts one API request by surface, call and result code, and records
+/// its latency. The handles are registered once per label set (a bounded
+/// set: every label is a `'static` name) and looked up without allocating.
+pub fn api_request(surface: &'static str, call: &'static str, code: &'static str, took: std::time::Duration) {
+    type Counters = DashMap<(&'static str, &'static str, &'static str), metrics::Counter>;
+    type Histograms = DashMap<(&'static str, &'static str), metrics::Histogram>;
+    static COUNTERS: OnceLock<Counters> = OnceLock::new();
+    static HISTOGRAMS: OnceLock<Histograms> = OnceLock::new();
+    let counters = COUNTERS.get_or_init(DashMap::new);
+    let counter = match counters.get(&(surface, call, code)) {
+        Some(c) => c.clone(),
+        None => {
+            let c = metrics::counter!(API_REQUESTS, "surface" => surface, "call" => call, "code" => code);
+            counters.insert((surface, call, code), c.clone());
+            c
+        }
+    };
+    counter.increment(1);
+    let histograms = HISTOGRAMS.get_or_init(DashMap::new);
+    let histogram = match histograms.get(&(surface, call)) {
+        Some(h) => h.clone(),
+        None => {
+            let h = metrics::histogram!(API_DURATION, "surface" => surface, "call" => call);
+            histograms.insert((surface, call), h.clone());
+            h
+        }
+    };
+    histogram.record(took.as_secs_f64());
+}
+
 /// How often locks had to queue, per name: the most contended names, for
 /// the admin API (lock names never become metric labels). Bounded: past
 /// `capacity` names, the least contended half is forgotten.

@@ -230,28 +230,27 @@ async fn locks_stay_safe_through_crashes_pauses_and_partitions() {
     // 3 nodes in `make test`; `CHAOS_NODES=5 tests/chaos.sh N` runs 5 (and a 2|3 split).
     let nodes: usize = std::env::var("CHAOS_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     assert!(nodes == 3 || nodes == 5, "CHAOS_NODES must be 3 or 5");
-    chaos(nodes, 4, SLOW_DISK_READY).await;
+    chaos(nodes, 4, SLOW_DISK_READY, env_count("CHAOS_ROUNDS")).await;
 }
 
 /// The same round on 6 nodes, each group on 3 of them: the faults hit the
 /// lock's own replicas, and the clients' nodes may hold none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_stay_safe_on_six_nodes_at_replication_factor_three() {
-    chaos(6, 6, &format!("replication_factor = 3\n{SLOW_DISK_READY}")).await;
+    chaos(6, 6, &format!("replication_factor = 3\n{SLOW_DISK_READY}"), env_count("CHAOS_ROUNDS_FACTOR3")).await;
 }
 
 /// Rolling replacement, as an operator replaces machines, on 6 nodes at
 /// factor 3: a fresh node is added and the group moves onto it settle,
 /// then the oldest node is removed, its replicas move away and it stops —
 /// while kill -9 and SIGSTOP hit other nodes during each move. One
-/// replacement in `make test`; `tests/chaos.sh N` runs N.
+/// replacement in `make test`; `tests/chaos.sh` runs more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_stay_safe_through_rolling_replacement_under_faults() {
     if cfg!(feature = "chaos-broken") {
         return; // the broken build is caught by the runs above
     }
-    let replacements: usize =
-        std::env::var("CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 500);
+    let replacements = env_count("CHAOS_REPLACEMENTS");
     let mut run = Run::start(Cluster::processes(6, 6, "replication_factor = 3\n").await).await;
     let started = Instant::now();
     for _ in 0..replacements {
@@ -307,10 +306,14 @@ async fn replace_oldest(run: &mut Run) {
     .await;
 }
 
-async fn chaos(nodes: usize, groups: u32, extra: &str) {
+/// How many rounds the variable `name` asks for: 1 in `make test`,
+/// more from `tests/chaos.sh`.
+fn env_count(name: &str) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 500)
+}
+
+async fn chaos(nodes: usize, groups: u32, extra: &str, rounds: usize) {
     let mut run = Run::start(Cluster::start_partitionable(nodes, groups, extra).await).await;
-    // One round in `make test`; `tests/chaos.sh N` runs N rounds.
-    let rounds: usize = std::env::var("CHAOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 500);
     // The broken build is caught without faults (and its tables would not
     // even pass the snapshot check of a restarting node).
     let rounds = if cfg!(feature = "chaos-broken") { 0 } else { rounds };

@@ -80,6 +80,15 @@ fn request_id(headers: &HeaderMap) -> String {
     }
 }
 
+/// `code` as a `'static` name when it is one of ours ("OK" or an error
+/// code), for the registered-once metric handles.
+fn static_code(code: &str) -> Option<&'static str> {
+    match code {
+        "OK" => Some("OK"),
+        other => crate::error::ErrorCode::from_str_name(other).map(|c| c.as_str_name()),
+    }
+}
+
 /// One observed request, from its arrival to its answer.
 pub struct Observed {
     id: String,
@@ -113,11 +122,20 @@ impl Observed {
             "INTERNAL" => tracing::warn!(id = %id, surface, call, code = %code, ms, "request failed"),
             _ => span.in_scope(|| tracing::debug!(code = %code, ms, "request done")),
         }
-        if let Ok(value) = HeaderValue::from_str(&id) {
+        if let Ok(mut value) = HeaderValue::from_str(&id) {
+            // Unique per request: HTTP/2 sends it as a never-indexed literal
+            // instead of churning its header compression table.
+            value.set_sensitive(true);
             resp.headers_mut().insert(REQUEST_ID, value);
         }
-        metrics::counter!(API_REQUESTS, "surface" => surface, "call" => call, "code" => code).increment(1);
-        metrics::histogram!(API_DURATION, "surface" => surface, "call" => call).record(started.elapsed().as_secs_f64());
+        match static_code(&code) {
+            Some(code) => crate::metrics::api_request(surface, call, code, started.elapsed()),
+            None => {
+                metrics::counter!(API_REQUESTS, "surface" => surface, "call" => call, "code" => code).increment(1);
+                metrics::histogram!(API_DURATION, "surface" => surface, "call" => call)
+                    .record(started.elapsed().as_secs_f64());
+            }
+        }
     }
 }
 

@@ -36,6 +36,31 @@ use crate::upkeep::keeper::Keeper;
 use crate::upkeep::sessions::Sessions;
 use crate::upkeep::Propose;
 
+/// The runtime a node runs on: `threads` workers (1: one thread, which
+/// runs every task; 0: one per core). Its workers tell the WAL syncer when
+/// they park, so a sync waits for the node to finish what it is doing
+/// (see `storage::syncer`).
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let workers = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if threads != 1 {
+        builder.worker_threads(workers);
+    }
+    let runtime = builder
+        .enable_all()
+        .on_thread_park(|| crate::storage::syncer::worker_parked(true))
+        .on_thread_unpark(|| crate::storage::syncer::worker_parked(false))
+        .build()?;
+    crate::storage::syncer::runtime_workers(workers);
+    Ok(runtime)
+}
+
 /// How long shutdown waits for a server or loop before aborting it.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 

@@ -153,7 +153,7 @@ impl Cluster {
     /// membership lists it, and no leader said it removed this node from
     /// that membership.
     pub fn hosts(&self, group: GroupId) -> bool {
-        let listed = self.groups.node_info(group, self.me()).is_some();
+        let listed = self.groups.is_member(group, self.me());
         listed && self.departed.get(&group).is_none_or(|at| *at != self.groups.membership_id(group))
     }
 

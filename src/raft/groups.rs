@@ -212,6 +212,12 @@ impl Groups {
         self.raft(group).metrics().borrow_watched().membership_config.log_id().clone()
     }
 
+    /// Whether `group`'s membership lists `node` (a cheap check: nothing
+    /// is copied).
+    pub fn is_member(&self, group: GroupId, node: NodeId) -> bool {
+        self.raft(group).metrics().borrow_watched().membership_config.membership().get_node(&node).is_some()
+    }
+
     /// The address book entry of `node` in `group`'s membership.
     pub fn node_info(&self, group: GroupId, node: NodeId) -> Option<NodeInfo> {
         let metrics = self.raft(group).metrics();

@@ -15,7 +15,7 @@
 //! request ended) takes it out — never another request's registration of
 //! the same key; the map holds only waits whose request is still in flight.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use tokio::sync::oneshot;
@@ -40,6 +40,8 @@ pub struct Registration {
 pub struct Waits {
     map: DashMap<WaitId, Vec<(u64, oneshot::Sender<WaitResult>)>>,
     next: AtomicU64,
+    /// Registrations in the map: apply skips the map when there are none.
+    registered: AtomicUsize,
 }
 
 impl Waits {
@@ -49,6 +51,7 @@ impl Waits {
         let id = (group, Name::from(name), key.clone());
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         self.map.entry(id.clone()).or_default().push((seq, tx));
+        self.registered.fetch_add(1, Ordering::Relaxed);
         (Registration { id, seq }, rx)
     }
 
@@ -63,7 +66,9 @@ impl Waits {
     pub fn unregister(&self, reg: &Registration) -> bool {
         let others = match self.map.get_mut(&reg.id) {
             Some(mut regs) => {
+                let before = regs.len();
                 regs.retain(|(seq, _)| *seq != reg.seq);
+                self.registered.fetch_sub(before - regs.len(), Ordering::Relaxed);
                 !regs.is_empty()
             }
             None => return false,
@@ -85,6 +90,7 @@ impl Waits {
 
     fn answer(&self, id: &WaitId, result: WaitResult) {
         if let Some((_, regs)) = self.map.remove(id) {
+            self.registered.fetch_sub(regs.len(), Ordering::Relaxed);
             for (_, tx) in regs {
                 let _ = tx.send(result.clone());
             }
@@ -93,7 +99,7 @@ impl Waits {
 
     /// Answers the waits that the effects of one applied entry settle.
     pub fn on_effects(&self, group: GroupId, effects: &[Effect]) {
-        if self.map.is_empty() {
+        if self.registered.load(Ordering::Relaxed) == 0 {
             return;
         }
         for effect in effects {

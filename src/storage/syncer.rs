@@ -16,11 +16,48 @@
 //! For fault-injection tests only, a delay before each sync makes the disk
 //! look slow (`crate::faults::SlowDisk`).
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::Db;
 use crate::faults::SlowDisk;
+
+/// How many runtime workers run a node's tasks (0: unknown, the node's
+/// runtime was not built by [`crate::node::runtime`]), and how many of them
+/// are parked: idle, with nothing left to run.
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+/// The syncer thread, while it waits for the runtime to go idle.
+static WAITING: std::sync::Mutex<Option<std::thread::Thread>> = std::sync::Mutex::new(None);
+
+/// Registers the runtime's worker count; its park hooks report to
+/// [`worker_parked`].
+pub fn runtime_workers(workers: usize) {
+    WORKERS.store(workers, Relaxed);
+}
+
+/// A runtime worker parked (`true`: it has nothing left to run) or woke.
+pub fn worker_parked(parked: bool) {
+    if parked {
+        if PARKED.fetch_add(1, Relaxed) + 1 >= WORKERS.load(Relaxed) {
+            if let Some(syncer) = WAITING.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                syncer.unpark();
+            }
+        }
+    } else {
+        let _ = PARKED.fetch_update(Relaxed, Relaxed, |p| p.checked_sub(1));
+    }
+}
+
+/// Whether every runtime worker is parked: the node has run everything it
+/// could, so no more appends are coming for now. Always true when the
+/// runtime's workers are unknown (tests start nodes on their own runtimes).
+fn runtime_idle() -> bool {
+    let workers = WORKERS.load(Relaxed);
+    workers == 0 || PARKED.load(Relaxed) >= workers
+}
 
 /// Called once the write it follows is durable (or failed to become so).
 pub type Done = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
@@ -108,11 +145,15 @@ impl Syncer {
 
 /// When the syncer may wait for more appends before it syncs.
 ///
-/// Group commit that lingers only while appends keep arriving: after the
-/// previous sync covered a single write (one client, or a quiet node) it
-/// never waits; otherwise it waits in steps of `STEP` while each step brings
-/// another append, for at most a quarter of the last sync's duration (a
-/// sync that takes longer is worth sharing more), and never past `MAX`.
+/// Group commit that waits for the node to finish what it is doing: while
+/// the node's runtime is busy (its tasks are running: answering the last
+/// sync's writes, reading requests, proposing), more appends are on their
+/// way, so the sync waits until the runtime parks (its park hook wakes
+/// this thread) or the budget runs out — Redis's event loop, which syncs once it has
+/// processed every ready client. The budget is half the last sync's
+/// duration (a sync that takes longer is worth sharing more), never past
+/// `MAX`; after a sync of a single write it is `MIN`, so one client waits
+/// at most that long, and not at all once the runtime parks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Linger {
     /// Writes the previous sync covered.
@@ -122,15 +163,15 @@ pub struct Linger {
 }
 
 impl Linger {
-    const STEP: Duration = Duration::from_micros(25);
-    const MAX: Duration = Duration::from_micros(200);
+    const MIN: Duration = Duration::from_micros(50);
+    const MAX: Duration = Duration::from_micros(500);
 
     /// The longest this sync may wait for more appends in all.
     pub fn budget(&self) -> Duration {
         if self.last_batch < 2 {
-            return Duration::ZERO;
+            return Self::MIN;
         }
-        (self.last_sync / 4).min(Self::MAX)
+        (self.last_sync / 2).clamp(Self::MIN, Self::MAX)
     }
 }
 
@@ -138,20 +179,18 @@ impl Linger {
 fn gather(first: Done, rx: &mpsc::Receiver<Done>, linger: Linger) -> Vec<Done> {
     let mut batch = vec![first];
     batch.extend(rx.try_iter());
-    let budget = linger.budget();
-    if budget.is_zero() {
-        return batch;
-    }
-    let until = Instant::now() + budget;
-    while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
-        match rx.recv_timeout(Linger::STEP.min(left)) {
-            Ok(done) => {
-                batch.push(done);
-                batch.extend(rx.try_iter());
-            }
-            // A step brought nothing (or every sender is gone): sync now.
-            Err(_) => break,
+    let until = Instant::now() + linger.budget();
+    // A sync of one write (one client, a quiet node) is not followed by a
+    // wait: waking this thread twice would cost that client more than a wait saves.
+    while linger.last_batch > 1 && !runtime_idle() {
+        let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else { break };
+        // The runtime's park hook wakes this thread as soon as it idles.
+        *WAITING.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::thread::current());
+        if !runtime_idle() {
+            std::thread::park_timeout(left);
         }
+        *WAITING.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        batch.extend(rx.try_iter());
     }
     batch
 }
@@ -190,10 +229,10 @@ mod tests {
     fn lingering_only_under_load_and_bounded() {
         let ms = Duration::from_millis;
         let cases = [
-            (Linger { last_batch: 0, last_sync: ms(1) }, Duration::ZERO, "first sync"),
-            (Linger { last_batch: 1, last_sync: ms(5) }, Duration::ZERO, "one client never waits"),
-            (Linger { last_batch: 2, last_sync: Duration::from_micros(200) }, Duration::from_micros(50), "a quarter"),
-            (Linger { last_batch: 9, last_sync: ms(10) }, Duration::from_micros(200), "never past the max"),
+            (Linger { last_batch: 0, last_sync: ms(1) }, Duration::from_micros(50), "first sync"),
+            (Linger { last_batch: 1, last_sync: ms(5) }, Duration::from_micros(50), "one client waits the least"),
+            (Linger { last_batch: 2, last_sync: Duration::from_micros(400) }, Duration::from_micros(200), "a half"),
+            (Linger { last_batch: 9, last_sync: ms(10) }, Duration::from_micros(500), "never past the max"),
         ];
         for (linger, want, what) in cases {
             assert_eq!(linger.budget(), want, "{what}");

@@ -57,6 +57,8 @@ struct Session {
 pub struct Sessions {
     map: DashMap<SessionId, Arc<Mutex<Session>>>,
     by_conn: DashMap<ConnId, SessionId>,
+    /// The session each hold is recorded under, so a release finds it at once.
+    by_hold: DashMap<(String, LockKey), SessionId>,
     max: usize,
 }
 
@@ -69,7 +71,7 @@ fn no_session(id: SessionId) -> ApiError {
 
 impl Sessions {
     pub fn new(max: usize) -> Self {
-        Self { map: DashMap::new(), by_conn: DashMap::new(), max }
+        Self { map: DashMap::new(), by_conn: DashMap::new(), by_hold: DashMap::new(), max }
     }
 
     pub fn len(&self) -> usize {
@@ -127,19 +129,26 @@ impl Sessions {
     pub fn add_hold(&self, id: SessionId, hold: Hold) -> Result<(), ApiError> {
         let session = self.get(id)?;
         let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+        let session_id = id;
         let id = (hold.name.clone(), hold.key.clone());
         if hold.auto_refresh {
             s.refresh_at.insert(id.clone(), Instant::now() + Duration::from_millis(hold.ttl_ms / 3));
         }
+        self.by_hold.insert(id.clone(), session_id);
         s.holds.insert(id, hold);
         Ok(())
     }
 
-    /// Forgets a grant (released or lost) wherever it is recorded.
+    /// Forgets a grant (released or lost) wherever it is recorded: one
+    /// lookup, nothing at all when no session holds anything.
     pub fn remove_hold(&self, name: &str, key: &LockKey) {
+        if self.by_hold.is_empty() {
+            return;
+        }
         let id = (name.to_owned(), key.clone());
-        for entry in self.map.iter() {
-            let mut s = entry.value().lock().unwrap_or_else(|p| p.into_inner());
+        let Some((_, session)) = self.by_hold.remove(&id) else { return };
+        if let Some(session) = self.map.get(&session).map(|s| s.clone()) {
+            let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
             s.holds.remove(&id);
             s.refresh_at.remove(&id);
         }
@@ -151,6 +160,9 @@ impl Sessions {
         let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(conn) = s.conn {
             self.by_conn.remove_if(&conn, |_, v| *v == id);
+        }
+        for hold in s.holds.keys() {
+            self.by_hold.remove_if(hold, |_, v| *v == id);
         }
         s.holds.drain().map(|(_, h)| h).collect()
     }

@@ -42,7 +42,6 @@ use self::command::{Refused, Request};
 use self::value::Value;
 use crate::config::Secret;
 use crate::error::{ApiError, ErrorCode};
-use crate::metrics::{API_DURATION, API_REQUESTS};
 use crate::service::ops::acquire::{Granted, InSession};
 use crate::service::query::LockView;
 use crate::service::LockService;
@@ -92,8 +91,8 @@ where
                 }
                 Ok(None) => break,
                 Err(err) => {
-                    let msg = format!("ERR protocol error: {}; closing the connection", err.details());
-                    pending.push_back(ready(Value::Error(msg), false));
+                    let msg = format!("protocol error: {}; closing the connection", err.details());
+                    pending.push_back(ready(redis_err(msg), false));
                     closing = true;
                     break;
                 }
@@ -142,12 +141,12 @@ fn ready(value: Value, resp3: bool) -> Pending {
 
 /// Counts a command by its call and result, and how long it took.
 fn record(call: &'static str, value: &Value, started: Instant) {
-    let code = match value {
-        Value::Error(e) => e.split(' ').next().unwrap_or("ERR").to_owned(),
-        _ => "OK".to_owned(),
-    };
-    metrics::counter!(API_REQUESTS, "surface" => "resp", "call" => call, "code" => code).increment(1);
-    metrics::histogram!(API_DURATION, "surface" => "resp", "call" => call).record(started.elapsed().as_secs_f64());
+    crate::metrics::api_request("resp", call, value.code(), started.elapsed());
+}
+
+/// A reply that is not one of shardlock's own codes (`ERR`, as Redis says).
+fn redis_err(message: impl Into<String>) -> Value {
+    Value::Error { code: "ERR", message: message.into() }
 }
 
 impl Connection {
@@ -157,7 +156,7 @@ impl Connection {
         let request = match Request::parse(frame) {
             Ok(request) => request,
             Err(Refused::Unknown(name)) => {
-                return (ready(Value::Error(format!("ERR unknown command '{name}'")), self.resp3), false, false)
+                return (ready(redis_err(format!("unknown command '{name}'")), self.resp3), false, false)
             }
             Err(Refused::Bad(err)) => return (ready(Value::error(&err), self.resp3), false, false),
         };
@@ -190,13 +189,13 @@ impl Connection {
     fn local(&mut self, request: Request) -> Result<Value, Work> {
         let value = match request {
             Request::Ping(None) => Value::Status("PONG"),
-            Request::Ping(Some(msg)) | Request::Echo(msg) => Value::Bulk(msg.to_vec()),
+            Request::Ping(Some(msg)) | Request::Echo(msg) => Value::Bulk(msg),
             Request::Hello { protocol, token } => self.hello(protocol.as_deref(), token.as_deref()),
             Request::Auth { token } => self.auth(&token),
             Request::ClientAck | Request::Quit => Value::ok(),
             Request::ClientId => Value::Int(self.conn as i64),
             Request::Select(db) if db.as_ref() == b"0" => Value::ok(),
-            Request::Select(_) => Value::Error("ERR DB index is out of range: shardlock has database 0 only".into()),
+            Request::Select(_) => redis_err("DB index is out of range: shardlock has database 0 only"),
             Request::Command => Value::Array(Vec::new()),
             Request::Session => match self.svc.sessions().for_connection(self.conn) {
                 Ok(id) => {
@@ -220,11 +219,14 @@ impl Connection {
             None => self.resp3,
             Some(b"2") => false,
             Some(b"3") => true,
-            Some(_) => return Value::Error("NOPROTO unsupported protocol version: use 2 or 3".into()),
+            Some(_) => {
+                return Value::Error { code: "NOPROTO", message: "unsupported protocol version: use 2 or 3".into() }
+            }
         };
         if let Some(token) = token {
-            if let Value::Error(e) = self.auth(token) {
-                return Value::Error(e);
+            let authed = self.auth(token);
+            if matches!(authed, Value::Error { .. }) {
+                return authed;
             }
         }
         if !self.authed {

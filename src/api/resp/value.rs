@@ -5,9 +5,10 @@
 //! shardlock code (`LOCK_BUSY the lock is held: …`), as Redis's errors start
 //! with `WRONGTYPE`, and holds no line break; encoding is redis-protocol's.
 
-use bytes::BytesMut;
-use redis_protocol::resp2::types::{OwnedFrame as Frame2, Resp2Frame};
-use redis_protocol::resp3::types::{FrameMap, OwnedFrame as Frame3, Resp3Frame};
+use bytes::{Bytes, BytesMut};
+use redis_protocol::bytes_utils::Str;
+use redis_protocol::resp2::types::BytesFrame as Frame2;
+use redis_protocol::resp3::types::{BytesFrame as Frame3, FrameMap};
 
 use crate::error::ApiError;
 
@@ -16,13 +17,16 @@ use crate::error::ApiError;
 pub enum Value {
     /// `+OK`, or another simple status.
     Status(&'static str),
-    Bulk(Vec<u8>),
+    Bulk(Bytes),
     Int(i64),
     Nil,
     Array(Vec<Value>),
     Map(Vec<(&'static str, Value)>),
-    /// An error: its code's name, then the message.
-    Error(String),
+    /// An error: its code (the first word on the wire), then the message.
+    Error {
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl Value {
@@ -31,17 +35,29 @@ impl Value {
     }
 
     pub fn text(s: impl Into<String>) -> Self {
-        Value::Bulk(s.into().into_bytes())
+        Value::Bulk(Bytes::from(s.into()))
     }
 
     /// The error reply of `err`: `CODE message`.
     pub fn error(err: &ApiError) -> Self {
-        Value::Error(format!("{} {}", err.code.as_str_name(), err.message))
+        Value::Error { code: err.code.as_str_name(), message: err.message.clone() }
+    }
+
+    /// The result code, for metrics: "OK" or the error's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Value::Error { code, .. } => code,
+            _ => "OK",
+        }
+    }
+
+    fn error_line(code: &str, message: String) -> Str {
+        Str::from(one_line(format!("{code} {message}")))
     }
 
     fn into_resp2(self) -> Frame2 {
         match self {
-            Value::Status(s) => Frame2::SimpleString(s.as_bytes().to_vec()),
+            Value::Status(s) => Frame2::SimpleString(Bytes::from_static(s.as_bytes())),
             Value::Bulk(b) => Frame2::BulkString(b),
             Value::Int(i) => Frame2::Integer(i),
             Value::Nil => Frame2::Null,
@@ -49,16 +65,16 @@ impl Value {
             Value::Map(fields) => Frame2::Array(
                 fields
                     .into_iter()
-                    .flat_map(|(k, v)| [Frame2::BulkString(k.as_bytes().to_vec()), v.into_resp2()])
+                    .flat_map(|(k, v)| [Frame2::BulkString(Bytes::from_static(k.as_bytes())), v.into_resp2()])
                     .collect(),
             ),
-            Value::Error(e) => Frame2::Error(one_line(e)),
+            Value::Error { code, message } => Frame2::Error(Self::error_line(code, message)),
         }
     }
 
     fn into_resp3(self) -> Frame3 {
         match self {
-            Value::Status(s) => Frame3::SimpleString { data: s.as_bytes().to_vec(), attributes: None },
+            Value::Status(s) => Frame3::SimpleString { data: Bytes::from_static(s.as_bytes()), attributes: None },
             Value::Bulk(b) => Frame3::BlobString { data: b, attributes: None },
             Value::Int(i) => Frame3::Number { data: i, attributes: None },
             Value::Nil => Frame3::Null,
@@ -68,11 +84,14 @@ impl Value {
             Value::Map(fields) => {
                 let mut map = FrameMap::with_capacity(fields.len());
                 for (k, v) in fields {
-                    map.insert(Frame3::BlobString { data: k.as_bytes().to_vec(), attributes: None }, v.into_resp3());
+                    let key = Frame3::BlobString { data: Bytes::from_static(k.as_bytes()), attributes: None };
+                    map.insert(key, v.into_resp3());
                 }
                 Frame3::Map { data: map, attributes: None }
             }
-            Value::Error(e) => Frame3::SimpleError { data: one_line(e), attributes: None },
+            Value::Error { code, message } => {
+                Frame3::SimpleError { data: Self::error_line(code, message), attributes: None }
+            }
         }
     }
 
@@ -80,22 +99,15 @@ impl Value {
     pub fn encode(self, resp3: bool, out: &mut BytesMut) {
         let start = out.len();
         let written = if resp3 {
-            let frame = self.into_resp3();
-            out.resize(start + frame.encode_len(false), 0);
-            redis_protocol::resp3::encode::complete::encode(&mut out[start..], &frame, false)
+            redis_protocol::resp3::encode::complete::extend_encode(out, &self.into_resp3(), false)
         } else {
-            let frame = self.into_resp2();
-            out.resize(start + frame.encode_len(false), 0);
-            redis_protocol::resp2::encode::encode(&mut out[start..], &frame, false)
+            redis_protocol::resp2::encode::extend_encode(out, &self.into_resp2(), false)
         };
-        match written {
-            Ok(n) => out.truncate(start + n),
-            Err(err) => {
-                // Sized by the encoder itself: not expected; say so on the wire.
-                tracing::error!(error = %err, "a reply did not encode");
-                out.truncate(start);
-                out.extend_from_slice(b"-INTERNAL internal error: a reply did not encode; see the server log\r\n");
-            }
+        if let Err(err) = written {
+            // Sized by the encoder itself: not expected; say so on the wire.
+            tracing::error!(error = %err, "a reply did not encode");
+            out.truncate(start);
+            out.extend_from_slice(b"-INTERNAL internal error: a reply did not encode; see the server log\r\n");
         }
     }
 }

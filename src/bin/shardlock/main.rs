@@ -216,7 +216,7 @@ fn main() -> ExitCode {
         },
         _ => (1, None),
     };
-    let runtime = match runtime(threads) {
+    let runtime = match shardlock::node::runtime(threads) {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");
@@ -233,16 +233,6 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// A runtime of `threads` threads: 1 is a single-threaded runtime, 0 one
-/// worker per core.
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    match threads {
-        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
     }
 }
 

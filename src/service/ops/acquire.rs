@@ -2,7 +2,7 @@
 //! once or after waiting in its FIFO queue.
 //!
 //! Every field a client may leave out is an `Option` in [`Acquire`] and
-//! gets its default in [`Acquire::command`] only: size 1, permits 1, the
+//! gets its default in [`Acquire::into_command`] only: size 1, permits 1, the
 //! node's `default_ttl_ms`, no wait, a random key. A blocking acquire waits
 //! on this node, which learns of its grant when it applies it; when this
 //! node holds no replica of the lock's group, the wait runs on a node that
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::faults;
-use crate::lock::{AcquireCmd, Command, Grant, LockKey, Reply};
+use crate::lock::{AcquireCmd, Command, Grant, LockError, LockKey, Reply};
 use crate::routing::GroupId;
 use crate::service::errors::{internal, unavailable};
 use crate::service::forward::call;
@@ -56,10 +56,10 @@ pub struct Granted {
 impl Acquire {
     /// The lock command asked for: defaults filled in from `config` and
     /// checked against its limits, the key drawn if the client gave none.
-    pub fn command(&self, config: &Config) -> Result<AcquireCmd, ApiError> {
+    pub fn into_command(self, config: &Config) -> Result<AcquireCmd, ApiError> {
         let cmd = AcquireCmd {
-            name: self.name.clone(),
-            key: self.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random())),
+            name: self.name,
+            key: self.key.unwrap_or_else(|| LockKey::from_u128(rand::random())),
             size: self.size.unwrap_or(1),
             permits: self.permits.unwrap_or(1),
             ttl_ms: self.ttl_ms.unwrap_or(config.default_ttl_ms),
@@ -76,10 +76,12 @@ impl Acquire {
 
     pub async fn run(self, svc: &Arc<LockService>) -> Result<Granted, ApiError> {
         svc.admit()?;
-        let cmd = self.command(svc.config())?;
-        if let Some(session) = self.session {
+        let session = self.session;
+        if let Some(session) = session {
             svc.sessions().check(session.id)?;
         }
+        let cmd = self.into_command(svc.config())?;
+        let held_name = session.map(|_| cmd.name.clone());
         let (group, size, started) = (svc.group_of(&cmd.name), cmd.size, Instant::now());
         let acquired = if cmd.wait_ms > 0 && !svc.cluster().hosts(group) {
             // No replica here to learn of the grant: the wait runs where one is.
@@ -88,13 +90,8 @@ impl Acquire {
             acquire_here(svc, group, cmd).await
         };
         let (index, grant) = acquired.map_err(answerable)?;
-        if let Some(session) = self.session {
-            let hold = Hold {
-                name: self.name,
-                key: grant.key.clone(),
-                auto_refresh: session.keep_alive,
-                ttl_ms: grant.ttl_ms,
-            };
+        if let (Some(session), Some(name)) = (session, held_name) {
+            let hold = Hold { name, key: grant.key.clone(), auto_refresh: session.keep_alive, ttl_ms: grant.ttl_ms };
             if svc.sessions().add_hold(session.id, hold).is_err() {
                 tracing::debug!(session = session.id, "grant outlived its session; its lease will expire");
             }
@@ -128,6 +125,16 @@ fn answerable(err: ApiError) -> ApiError {
 /// node, cancelled it) queues again for the time left: the client is still
 /// waiting.
 async fn acquire_here(svc: &LockService, group: GroupId, cmd: AcquireCmd) -> Result<(u64, Grant), ApiError> {
+    if cmd.wait_ms == 0 {
+        // A try-lock never queues: it is granted or refused, with no wait to register.
+        let applied = svc.write(group, &Command::Acquire(cmd)).await?;
+        return match applied.outcome.reply? {
+            Reply::Granted(grant) => Ok((applied.index, grant)),
+            // Its key already waits (another request's blocking acquire).
+            Reply::Queued { .. } => Err(LockError::Busy.into()),
+            other => Err(internal(format!("a try-lock answered {other:?}"))),
+        };
+    }
     let deadline = Instant::now() + Duration::from_millis(cmd.wait_ms);
     let mut command = Command::Acquire(cmd);
     loop {
@@ -219,7 +226,7 @@ mod tests {
     #[test]
     fn defaults_and_limits_come_from_one_place() {
         let config = Config { default_ttl_ms: 7_000, ..Config::default() };
-        let cmd = Acquire { name: "a".into(), ..Acquire::default() }.command(&config).unwrap();
+        let cmd = Acquire { name: "a".into(), ..Acquire::default() }.into_command(&config).unwrap();
         assert_eq!((cmd.size, cmd.permits, cmd.ttl_ms, cmd.wait_ms), (1, 1, 7_000, 0));
         assert_eq!(cmd.key.as_str().len(), 32, "a drawn key");
         let asked = Acquire {
@@ -231,11 +238,11 @@ mod tests {
             wait_ms: Some(5),
             ..Acquire::default()
         };
-        let cmd = asked.command(&config).unwrap();
+        let cmd = asked.into_command(&config).unwrap();
         assert_eq!((cmd.size, cmd.permits, cmd.ttl_ms, cmd.wait_ms, cmd.key.as_str()), (8, 2, 900, 5, "k"));
         let too_many = Acquire { name: "a".into(), size: Some(2), permits: Some(3), ..Acquire::default() };
-        assert_eq!(too_many.command(&config).unwrap_err().code, ErrorCode::InvalidPermits);
+        assert_eq!(too_many.into_command(&config).unwrap_err().code, ErrorCode::InvalidPermits);
         let nameless = Acquire::default();
-        assert_eq!(nameless.command(&config).unwrap_err().code, ErrorCode::InvalidName);
+        assert_eq!(nameless.into_command(&config).unwrap_err().code, ErrorCode::InvalidName);
     }
 }
