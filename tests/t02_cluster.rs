@@ -166,6 +166,31 @@ async fn a_full_restart_keeps_holders_and_tokens() {
     assert!(new.fencing_token > old.fencing_token);
 }
 
+/// Every group, the meta group too, snapshots after each entry, and the
+/// whole cluster restarts twice: the elections after the first restart
+/// give every group (the meta group too) entries past its snapshot, so the
+/// second restart installs each one. A node once panicked installing the
+/// meta group's, which holds no locks.
+#[tokio::test]
+async fn nodes_restart_from_the_snapshots_of_every_group() {
+    let mut cluster = Cluster::processes(3, GROUPS, "[raft]\nsnapshot_every_entries = 1\n").await;
+    let client = cluster.client(1).await;
+    let opts = AcquireOptions { ttl_ms: Some(120_000), ..Default::default() };
+    let held = client.acquire("snapshotted", opts).await.unwrap();
+    drop(client);
+    for _ in 0..2 {
+        for id in 1..=3 {
+            cluster.kill(id);
+        }
+        for id in 1..=3 {
+            cluster.restart(id).await;
+        }
+        cluster.wait_ready().await;
+    }
+    let lock = cluster.client(1).await.describe("snapshotted").await.unwrap().lock.expect("the lock after restart");
+    assert_eq!(lock.holders[0].fencing_token, held.fencing_token);
+}
+
 #[tokio::test]
 async fn an_expired_lease_goes_to_the_next_waiter() {
     let cluster = Cluster::start(3, GROUPS).await;

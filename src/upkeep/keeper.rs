@@ -126,8 +126,12 @@ impl Keeper {
         Self { groups, idle_grace_ms, epoch: Instant::now() }
     }
 
-    fn group(&self, group: GroupId) -> std::sync::MutexGuard<'_, GroupDeadlines> {
-        self.groups[group as usize].lock().unwrap_or_else(|p| p.into_inner())
+    /// The deadlines of data group `group`; `None` for any other id: the
+    /// meta group holds no locks, and its snapshots and entries reach the
+    /// keeper like every group's (a node restarting after the meta group
+    /// took a snapshot panicked here once).
+    fn group(&self, group: GroupId) -> Option<std::sync::MutexGuard<'_, GroupDeadlines>> {
+        Some(self.groups.get(group as usize)?.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn ms(&self, at: Instant) -> u64 {
@@ -139,7 +143,7 @@ impl Keeper {
     pub fn on_effects(&self, group: GroupId, effects: &[Effect], now: Instant) -> Vec<Duration> {
         let now_ms = self.ms(now);
         let mut held = Vec::new();
-        let mut g = self.group(group);
+        let Some(mut g) = self.group(group) else { return held };
         for effect in effects {
             match effect {
                 Effect::Granted { name, grant, .. } => {
@@ -176,14 +180,14 @@ impl Keeper {
 
     /// Whether this node led `group` at the keeper's last look.
     pub fn is_leader(&self, group: GroupId) -> bool {
-        self.group(group).leader_since_ms.is_some()
+        self.group(group).is_some_and(|g| g.leader_since_ms.is_some())
     }
 
     /// Rebuilds a group's deadlines from a table installed from a snapshot;
     /// every deadline restarts now (late, never early).
     pub fn restore(&self, group: GroupId, table: &LockTable, now: Instant) {
         let now_ms = self.ms(now);
-        let mut g = self.group(group);
+        let Some(mut g) = self.group(group) else { return };
         let leader_since_ms = g.leader_since_ms;
         let held = table.iter().flat_map(|(name, lock)| {
             lock.holders()
@@ -204,7 +208,7 @@ impl Keeper {
     /// Tells the keeper whether this node leads `group` now.
     pub fn set_leader(&self, group: GroupId, is_leader: bool, now: Instant) {
         let now_ms = self.ms(now);
-        let mut g = self.group(group);
+        let Some(mut g) = self.group(group) else { return };
         match (is_leader, g.leader_since_ms) {
             (true, None) => g.leader_since_ms = Some(now_ms),
             (false, Some(_)) => g.leader_since_ms = None,
@@ -217,7 +221,7 @@ impl Keeper {
     /// ordered by deadline).
     pub fn due(&self, group: GroupId, now: Instant, table: &LockTable) -> Vec<Command> {
         let now_ms = self.ms(now);
-        let mut g = self.group(group);
+        let Some(mut g) = self.group(group) else { return Vec::new() };
         let Some(since) = g.leader_since_ms else {
             return Vec::new();
         };
@@ -235,7 +239,7 @@ impl Keeper {
     /// Time left on the lease of the hold with first token `token`, as this
     /// node would count it if it led.
     pub fn remaining(&self, group: GroupId, token: u64, now: Instant) -> Option<Duration> {
-        let g = self.group(group);
+        let g = self.group(group)?;
         let t = g.leases.timing(token)?;
         let at = t.at(g.leader_since_ms.unwrap_or(t.applied_ms));
         Some(Duration::from_millis(at.saturating_sub(self.ms(now))))
@@ -244,7 +248,7 @@ impl Keeper {
     /// Number of leases tracked in `group`.
     #[cfg(test)]
     fn leases(&self, group: GroupId) -> usize {
-        self.group(group).leases.len()
+        self.group(group).map_or(0, |g| g.leases.len())
     }
 }
 
@@ -293,6 +297,18 @@ mod tests {
     fn granted(name: &str, key: &str, ttl_ms: u64, lease_index: u64) -> Effect {
         let grant = Grant { key: LockKey::new(key).unwrap(), token: 1, permits: 1, ttl_ms, lease_index };
         Effect::Granted { name: name.into(), grant, handoff: false }
+    }
+
+    #[test]
+    fn the_meta_group_has_no_deadlines_and_breaks_nothing() {
+        let keeper = Keeper::new(2, 1000);
+        let (meta, now) = (2, Instant::now());
+        keeper.restore(meta, &LockTable::new(Limits::default()), now);
+        assert!(keeper.on_effects(meta, &[granted("a", "k", 1000, 1)], now).is_empty());
+        keeper.set_leader(meta, true, now);
+        assert!(!keeper.is_leader(meta));
+        assert!(keeper.due_in(meta, now + Duration::from_secs(60)).is_empty());
+        assert_eq!(keeper.remaining(meta, 1, now), None);
     }
 
     #[test]
