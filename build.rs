@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/shardlock/v1/lock.proto",
         "proto/shardlock/v1/admin.proto",
+        "proto/shardlock/v1/election.proto",
         "proto/shardlock/v1/errors.proto",
         "proto/ldlm/ldlm.proto",
         "proto/etcd/v3lock.proto",

@@ -4,12 +4,22 @@
 //! release+acquire.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardlock::lock::{AcquireCmd, Command, Limits, LockKey, LockTable};
+use shardlock::lock::{AcquireCmd, Command, Limits, LockKey, LockTable, Mode};
 
 const NAMES: usize = 1000;
 
 fn acquire(name: &str, key: &LockKey, size: u32, wait_ms: u64) -> Command {
-    Command::Acquire(AcquireCmd { name: name.into(), key: key.clone(), size, permits: 1, ttl_ms: 30_000, wait_ms })
+    let (mode, value) = (Mode::Exclusive, None);
+    Command::Acquire(AcquireCmd {
+        name: name.into(),
+        key: key.clone(),
+        size,
+        permits: 1,
+        ttl_ms: 30_000,
+        wait_ms,
+        mode,
+        value,
+    })
 }
 
 fn uncontended(c: &mut Criterion) {

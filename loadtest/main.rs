@@ -24,6 +24,7 @@ mod etcd;
 mod resp;
 mod stages;
 mod state;
+mod watchers;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -150,6 +151,11 @@ struct Common {
     /// all three.
     #[arg(long, global = true, default_value = "both", value_parser = ["leader", "any", "resp", "both", "all"])]
     routing: String,
+    /// Prefix watches of the run's locks opened beside each leader-routing
+    /// uncontended run; their figures (events/s per watcher, delays) go in
+    /// the run's notes.
+    #[arg(long, global = true, default_value_t = 0)]
+    watchers: usize,
 }
 
 impl Common {
@@ -218,6 +224,8 @@ struct Shared {
     errors: AtomicU64,
     inside: AtomicUsize,
     most_inside: AtomicUsize,
+    /// With watchers: when each grant's reply came (the leader-routing client).
+    replied: Option<watchers::Times>,
 }
 
 /// The same allocator as the server binary (both systems' runs use this
@@ -529,8 +537,17 @@ async fn measure(
         errors: AtomicU64::new(0),
         inside: AtomicUsize::new(0),
         most_inside: AtomicUsize::new(0),
+        replied: (c.watchers > 0 && system == System::Shardlock && workload == Workload::Uncontended)
+            .then(watchers::Times::default),
     });
     let run_id: u64 = rand::random::<u32>() as u64;
+    let watching = match shared.replied {
+        Some(_) => Some((
+            watchers::Watchers::start(addrs, c.watchers, &format!("lt/{run_id}/")).await?,
+            stages::Scrape::take(addrs).await,
+        )),
+        None => None,
+    };
     let mut drivers = Vec::new();
     for i in 0..clients {
         let addr = &addrs[i % addrs.len()];
@@ -585,6 +602,14 @@ async fn measure(
             format!("max holders seen {most} of {}{verdict}", c.size)
         }
         _ => String::new(),
+    };
+    let notes = match (watching, &shared.replied) {
+        (Some((watchers, before)), Some(replied)) => {
+            let watched = watchers.finish(replied, started.elapsed()).await;
+            let server = stages::Scrape::take(addrs).await.watch_delay_since(&before);
+            format!("{notes}{watched}; {server}")
+        }
+        _ => notes,
     };
     Ok(Figures {
         cycles_per_s: cycles as f64 / elapsed,
@@ -654,6 +679,9 @@ impl Driver {
                 let wait_ms = if spec.workload == Workload::Uncontended { 0 } else { 60_000 };
                 let opts = AcquireOptions { size, ttl_ms: Some(spec.ttl_ms), wait_ms, ..Default::default() };
                 let grant = client.acquire(&name, opts).await?;
+                if let Some(replied) = &shared.replied {
+                    replied.lock().unwrap_or_else(|p| p.into_inner()).insert(grant.key.clone(), Instant::now());
+                }
                 shared.hold(spec.hold).await;
                 client.release(&name, &grant.key).await?;
             }
@@ -813,6 +841,7 @@ mod tests {
             errors: AtomicU64::new(0),
             inside: AtomicUsize::new(0),
             most_inside: AtomicUsize::new(0),
+            replied: None,
         }
     }
 

@@ -25,6 +25,24 @@ struct Hist {
 pub struct Scrape(BTreeMap<String, Hist>, BTreeMap<String, f64>);
 
 const PEER_MESSAGES: &str = "shardlock_peer_messages_total";
+const WATCH_DELAY: &str = "shardlock_watch_delay_seconds";
+
+/// One histogram between two scrapes: its count, mean (µs) and a function
+/// giving the upper bound (µs) of the bucket holding a quantile.
+fn since(after: &Hist, prior: &Hist) -> (f64, f64, impl Fn(f64) -> String) {
+    let count = after.count - prior.count;
+    let mean = if count > 0.0 { (after.sum - prior.sum) / count * 1e6 } else { 0.0 };
+    let deltas: Vec<(u64, f64)> =
+        after.buckets.iter().map(|(b, n)| (*b, n - prior.buckets.get(b).copied().unwrap_or(0.0))).collect();
+    let q = move |q: f64| {
+        let want = q * count;
+        match deltas.iter().find(|(_, n)| *n >= want).map_or(u64::MAX, |(b, _)| *b) {
+            u64::MAX => "inf".to_owned(),
+            b => format!("{:.0}", b as f64 / 1e3),
+        }
+    };
+    (count, mean, q)
+}
 
 async fn fetch(addr: &str) -> Option<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -69,21 +87,37 @@ impl Scrape {
                 *self.1.entry(method.to_owned()).or_default() += value;
             }
         }
-        for line in body.lines().filter(|l| l.starts_with(METRIC)) {
+        for line in body.lines() {
+            let (metric, stage) = if line.starts_with(METRIC) {
+                (METRIC, None)
+            } else if line.starts_with(WATCH_DELAY) {
+                (WATCH_DELAY, Some(WATCH_DELAY))
+            } else {
+                continue;
+            };
             let Some((series, value)) = line.rsplit_once(' ') else { continue };
             let Ok(value) = value.parse::<f64>() else { continue };
             let labels = series.split_once('{').map_or("", |(_, l)| l);
-            let Some(stage) = label(labels, "stage") else { continue };
+            let Some(stage) = stage.or_else(|| label(labels, "stage")) else { continue };
             let h = self.0.entry(stage.to_owned()).or_default();
-            if series.starts_with(&format!("{METRIC}_bucket")) {
+            if series.starts_with(&format!("{metric}_bucket")) {
                 let le = label(labels, "le").unwrap_or("+Inf");
                 *h.buckets.entry(bound(le)).or_default() += value;
-            } else if series.starts_with(&format!("{METRIC}_sum")) {
+            } else if series.starts_with(&format!("{metric}_sum")) {
                 h.sum += value;
-            } else if series.starts_with(&format!("{METRIC}_count")) {
+            } else if series.starts_with(&format!("{metric}_count")) {
                 h.count += value;
             }
         }
+    }
+
+    /// The servers' apply-to-send delay of watch events between `before`
+    /// and `self`: count, p50 and p99 (bucket upper bounds), in µs.
+    pub fn watch_delay_since(&self, before: &Scrape) -> String {
+        let empty = Hist::default();
+        let after = self.0.get(WATCH_DELAY).unwrap_or(&empty);
+        let (count, _, q) = since(after, before.0.get(WATCH_DELAY).unwrap_or(&empty));
+        format!("server apply→send µs p50 ≤ {} p99 ≤ {} ({count:.0} sends)", q(0.5), q(0.99))
     }
 
     /// Peer messages sent between `before` and `self`, per cycle, by method.
@@ -103,24 +137,11 @@ impl Scrape {
         let mut out = String::from("| stage | count | mean µs | p50 ≤ µs | p99 ≤ µs |\n|---|---|---|---|---|\n");
         for stage in ORDER {
             let (Some(after), empty) = (self.0.get(stage), Hist::default()) else { continue };
-            let prior = before.0.get(stage).unwrap_or(&empty);
-            let count = after.count - prior.count;
+            let (count, mean, q) = since(after, before.0.get(stage).unwrap_or(&empty));
             if count <= 0.0 {
                 out.push_str(&format!("| {stage} | 0 | | | |\n"));
                 continue;
             }
-            let mean = (after.sum - prior.sum) / count * 1e6;
-            let deltas: Vec<(u64, f64)> =
-                after.buckets.iter().map(|(b, n)| (*b, n - prior.buckets.get(b).copied().unwrap_or(0.0))).collect();
-            let q = |q: f64| {
-                let want = q * count;
-                let b = deltas.iter().find(|(_, n)| *n >= want).map_or(u64::MAX, |(b, _)| *b);
-                if b == u64::MAX {
-                    "inf".to_owned()
-                } else {
-                    format!("{:.0}", b as f64 / 1e3)
-                }
-            };
             out.push_str(&format!("| {stage} | {count:.0} | {mean:.0} | {} | {} |\n", q(0.5), q(0.99)));
         }
         out

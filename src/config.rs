@@ -65,6 +65,11 @@ pub struct Config {
     pub ldlm_rest_session_idle_ms: u64,
     /// Most sessions open on one node.
     pub max_sessions: usize,
+    /// Watch events each group keeps on a node for watches to resume from
+    /// (at least 1 is kept).
+    pub watch_history: usize,
+    /// Watch streams open at once on one node.
+    pub max_watches: usize,
     /// Threads of the node's async runtime: 1 runs every task on one thread
     /// (beside the WAL syncer), N > 1 runs N worker threads, 0 one per core.
     pub runtime_threads: usize,
@@ -200,6 +205,8 @@ impl Default for Config {
             session_ttl_ms: 10_000,
             ldlm_rest_session_idle_ms: 600_000,
             max_sessions: 100_000,
+            watch_history: 10_000,
+            max_watches: 10_000,
             runtime_threads: 1,
             raft: RaftConfig::default(),
             storage: StorageConfig::default(),

@@ -79,6 +79,8 @@ impl From<&LockError> for ErrorCode {
             LockError::NotFound => ErrorCode::NotFound,
             LockError::StaleExpiry | LockError::NotIdle => ErrorCode::Stale,
             LockError::WaitTimedOut => ErrorCode::WaitTimeout,
+            LockError::SharedSemaphore { .. } | LockError::ValueTooLarge { .. } => ErrorCode::InvalidArgument,
+            LockError::ModeInUse { .. } => ErrorCode::KeyInUse,
         }
     }
 }

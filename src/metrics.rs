@@ -63,6 +63,16 @@ pub const WAL_SYNC_DURATION: &str = "shardlock_wal_sync_duration_seconds";
 /// Messages this node sent to peers, by `method` (append_entries, vote, …).
 pub const PEER_MESSAGES: &str = "shardlock_peer_messages_total";
 
+// ---- watch -------------------------------------------------------------------
+/// Watch and Observe streams open on this node.
+pub const WATCHES: &str = "shardlock_watches";
+/// Watch events sent to watchers.
+pub const WATCH_EVENTS: &str = "shardlock_watch_events_total";
+/// Time from an entry's apply on this node to its events going out to a watcher.
+pub const WATCH_DELAY: &str = "shardlock_watch_delay_seconds";
+/// Watch streams ended because the history they needed was gone.
+pub const WATCH_COMPACTED: &str = "shardlock_watch_compacted_total";
+
 // ---- the write path, stage by stage (see [`Stage`]) ------------------------
 /// Time a write spends in each stage, by `stage`.
 pub const WRITE_STAGE: &str = "shardlock_write_stage_seconds";
@@ -93,6 +103,10 @@ pub const ALL: &[&str] = &[
     WAL_SYNC_DURATION,
     WRITE_STAGE,
     PEER_MESSAGES,
+    WATCHES,
+    WATCH_EVENTS,
+    WATCH_DELAY,
+    WATCH_COMPACTED,
 ];
 
 /// Buckets of the write stages: they take microseconds to milliseconds.
@@ -113,6 +127,8 @@ pub fn install() -> bool {
                 .set_buckets(BUCKETS)
                 .ok()?
                 .set_buckets_for_metric(Matcher::Full(WRITE_STAGE.to_owned()), STAGE_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(WATCH_DELAY.to_owned()), STAGE_BUCKETS)
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
             describe();
@@ -168,6 +184,13 @@ fn describe() {
     describe_histogram!(WAL_SYNC_DURATION, Unit::Seconds, "duration of one WAL sync (fsync)");
     describe_counter!(PEER_MESSAGES, Unit::Count, "messages sent to peers, by method");
     describe_histogram!(WRITE_STAGE, Unit::Seconds, "time a write spends in each stage of the write path, by stage");
+    describe_gauge!(WATCHES, Unit::Count, "watch and observe streams open on this node");
+    describe_counter!(WATCH_EVENTS, Unit::Count, "watch events sent to watchers");
+    describe_histogram!(WATCH_DELAY, Unit::Seconds, "time from an entry's apply to its events going out to a watcher");
+    describe_counter!(WATCH_COMPACTED, Unit::Count, "watch streams ended because their history was gone");
+    // Shown from the start, so that an alert on them sees 0 rather than nothing.
+    metrics::gauge!(WATCHES).set(0.0);
+    metrics::counter!(WATCH_COMPACTED).absolute(0);
 }
 
 /// The stages of a replicated write, in the order a write meets them.

@@ -17,3 +17,6 @@ mod t11_readme;
 mod t12_placement;
 mod t13_wait_answers;
 mod t14_resp;
+mod t15_modes;
+mod t16_watch;
+mod t17_election;

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::Value;
-use shardlock::client::{AcquireOptions, Client};
+use shardlock::client::{AcquireOptions, Client, WatchItem, WatchOptions, WatchTarget};
 use shardlock::error::{ApiError, ErrorCode};
 use shardlock::proto::v1 as pb;
 
@@ -60,8 +61,13 @@ async fn metrics_cover_the_grafana_dashboard() {
     let cluster = Cluster::start(3, GROUPS).await;
     let (a, b) = (cluster.client(1).await, cluster.client(2).await);
     // Exercise every kind of event: grants, hand-offs, waits that time out,
-    // expiries, forced releases and sessions.
+    // expiries, forced releases and sessions, under a watch.
+    let mut watch = Box::pin(a.watch(WatchTarget::Name("ops/hot".into()), WatchOptions::default()));
+    let started = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(started, WatchItem::Progress(_)), "{started:?}");
     let first = a.acquire("ops/hot", AcquireOptions { ttl_ms: Some(600), ..Default::default() }).await.unwrap();
+    let granted = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(granted, WatchItem::Events(_)), "{granted:?}");
     let timed_out = b.acquire("ops/hot", AcquireOptions { wait_ms: 100, ..Default::default() }).await.unwrap_err();
     assert_eq!(timed_out.code, ErrorCode::WaitTimeout);
     let handed = b.acquire("ops/hot", AcquireOptions { wait_ms: 20_000, ..Default::default() }).await.unwrap();

@@ -1,6 +1,7 @@
 //! A short fault-injection run: real nodes whose links go through fault
-//! proxies, concurrent clients on a mutex and a semaphore, and every fault
-//! kind in turn — kill -9 of a leader or a follower, SIGSTOP past the lease,
+//! proxies, concurrent clients on a mutex, a semaphore and a readers-writer
+//! lock, campaigners and an observer of an election, and every fault kind
+//! in turn — kill -9 of a leader or a follower, SIGSTOP past the lease,
 //! the leader isolated past the lease, a follower alone (and a 2|3 split
 //! with 5 nodes), a one-way partition, delay with jitter on every link,
 //! leadership transfers (drain and restart), a slow disk on a leader, a
@@ -19,6 +20,7 @@ use shardlock::client::{AcquireOptions, Client};
 use shardlock::testing::SLOW_DISK_SWITCH;
 
 use crate::fixtures::checker::{check, explain, Violation};
+use crate::fixtures::elections::{problems, Elections};
 use crate::fixtures::fault_log::{report, FaultLog, FaultRun};
 use crate::fixtures::harness::{wait_for, Cluster};
 use crate::fixtures::links::Links;
@@ -331,6 +333,7 @@ struct Run {
     cluster: Cluster,
     client: Client,
     work: Workload,
+    elections: Elections,
     durable: Vec<(String, shardlock::proto::v1::AcquireResponse)>,
     log: FaultLog,
 }
@@ -355,15 +358,17 @@ impl Run {
         }
 
         let work = Workload::start(&client, 6);
+        let elections = Elections::start(&client, 3);
         wait_for("the clients to get going", Duration::from_secs(20), work.progress(PROGRESS)).await;
-        Self { t0, cluster, client, work, durable, log: FaultLog::default() }
+        Self { t0, cluster, client, work, elections, durable, log: FaultLog::default() }
     }
 
     /// Stops the workload and judges what the clients saw: no violation,
     /// and the acknowledged grants and releases survived.
     async fn judge(self, faulty: Duration) {
-        let Self { t0, cluster, client, work, durable, log } = self;
+        let Self { t0, cluster, client, work, elections, durable, log } = self;
         let (record, errors) = work.stop().await;
+        let (elected, campaign_errors) = elections.stop().await;
         cluster.wait_ready().await;
 
         // Judge the history.
@@ -414,6 +419,21 @@ impl Run {
         }
         assert_eq!(violations, vec![], "the lock service broke a promise");
         drop(record);
+
+        // Judge the elections.
+        let elected = elected.lock().unwrap();
+        let broken = problems(&elected);
+        let observed: usize = elected.observed.iter().map(Vec::len).sum();
+        eprintln!(
+            "chaos: elections: leaderships won: {}; leader changes observed: {observed} in {} stream(s); \
+             campaign errors: {campaign_errors}; problems: {}",
+            elected.won.len(),
+            elected.observed.len(),
+            broken.len()
+        );
+        assert!(!elected.won.is_empty(), "no campaigner ever led");
+        assert_eq!(broken, Vec::<String>::new(), "an election broke a promise");
+        drop(elected);
 
         // Acknowledged grants and releases survived.
         for (name, grant) in &durable {

@@ -4,8 +4,8 @@
 //! What is mapped, and only this: the README's `localhost:7001` (and
 //! `redis-cli -p 7001`) is the test node; `host4:7001`/`host4:7101` and `--id 4` are a real joining node;
 //! `<key>` and `4c80b9bf…` are the key the README's earlier command got for
-//! the same lock name; `[--key <key>]` is left out; `./backup.sh` is
-//! `true`. A command passes when it exits 0 and prints no error body,
+//! the same lock name (or election); `[--key <key>]` is left out;
+//! `./backup.sh` and `./run-primary.sh` are `true`. A command passes when it exits 0 and prints no error body,
 //! except the few [`EXPECTED_FAILURES`], which must fail for the reason
 //! given (never with a usage error, never with a 404).
 
@@ -45,12 +45,14 @@ fn readme_commands() -> Vec<String> {
 
 /// The lock name a command is about, if any.
 fn lock_name(command: &str) -> Option<String> {
-    if let Some(rest) = command.split("\"name\": \"").nth(1) {
-        return rest.split('"').next().map(str::to_owned);
+    for field in ["\"name\": \"", "\"election\": \""] {
+        if let Some(rest) = command.split(field).nth(1) {
+            return rest.split('"').next().map(str::to_owned);
+        }
     }
     let words: Vec<&str> = command.split_whitespace().collect();
     match words.as_slice() {
-        [_, "acquire" | "unlock", name, ..] => Some((*name).to_owned()),
+        [_, "acquire" | "unlock" | "set-value" | "downgrade", name, ..] => Some((*name).to_owned()),
         [_, "admin", "force-release", name, ..] => Some((*name).to_owned()),
         _ => None,
     }
@@ -116,7 +118,8 @@ async fn every_readme_command_runs_as_written() {
             .replace(" [--key <key>]", "")
             .replace("<key>", &key)
             .replace("4c80b9bf…", &key)
-            .replace("./backup.sh", "true");
+            .replace("./backup.sh", "true")
+            .replace("./run-primary.sh", "true");
         let result = run(&command, dir.path(), &addr).await;
         assert!(!result.text.contains("unrecognized subcommand"), "refused: {written}\n{}", result.text);
         assert!(!result.text.contains("unexpected argument"), "refused: {written}\n{}", result.text);

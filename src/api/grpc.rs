@@ -14,13 +14,16 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Conn;
 
+use super::grpc_watch;
+use super::grpc_wire::{bytes_of, header, key_of, mode_of, name_of, pb_mode, required_key, status};
 use crate::error::{ApiError, ErrorCode};
-use crate::lock::LockKey;
+use crate::lock::Value;
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_server::Admin;
 use crate::proto::v1::lock_server::Lock;
 use crate::service::ops::acquire::{Acquire, InSession};
 use crate::service::ops::describe::Describe;
+use crate::service::ops::downgrade::Downgrade;
 use crate::service::ops::force_release::ForceRelease;
 use crate::service::ops::list::List;
 use crate::service::ops::membership::{AddNode, RemoveNode};
@@ -28,9 +31,10 @@ use crate::service::ops::most_contended::MostContended;
 use crate::service::ops::refresh::Refresh;
 use crate::service::ops::release::Release;
 use crate::service::ops::session::{self, OpenSession, SessionOpened};
+use crate::service::ops::set_value::SetValue;
 use crate::service::ops::status::NodeStatus;
 use crate::service::ops::validate_fence::ValidateFence;
-use crate::service::{LockService, Meta};
+use crate::service::LockService;
 
 #[derive(Clone)]
 pub struct GrpcApi {
@@ -43,36 +47,10 @@ impl GrpcApi {
     }
 }
 
-fn status(err: ApiError) -> Status {
-    err.to_status()
-}
-
-fn name_of(bytes: Vec<u8>) -> Result<String, Status> {
-    String::from_utf8(bytes).map_err(|_| {
-        status(ApiError::new(ErrorCode::InvalidName, "lock name is not valid UTF-8: send the name as UTF-8 bytes"))
-    })
-}
-
-/// The client's key, or `None` when it left the field empty.
-fn key_of(key: String) -> Result<Option<LockKey>, Status> {
-    if key.is_empty() {
-        return Ok(None);
-    }
-    LockKey::new(key).map(Some).map_err(|e| status(e.into()))
-}
-
-fn required_key(key: String) -> Result<LockKey, Status> {
-    key_of(key)?
-        .ok_or_else(|| status(ApiError::new(ErrorCode::InvalidKey, "key is empty: give the key the grant returned")))
-}
-
-fn header(meta: Meta) -> Option<pb::ResponseHeader> {
-    Some(pb::ResponseHeader { group: meta.group, node_id: meta.node_id, index: meta.index })
-}
-
 #[tonic::async_trait]
 impl Lock for GrpcApi {
     type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::SessionResponse, Status>> + Send + 'static>>;
+    type WatchStream = grpc_watch::WatchStream;
 
     async fn acquire(&self, request: Request<pb::AcquireRequest>) -> Result<Response<pb::AcquireResponse>, Status> {
         let req = request.into_inner();
@@ -83,17 +61,43 @@ impl Lock for GrpcApi {
             permits: req.permits,
             ttl_ms: req.ttl_ms,
             wait_ms: Some(req.wait_ms),
+            mode: Some(mode_of(req.mode)?),
+            value: req.value.map(Value::from),
             session: (req.session_id != 0).then_some(InSession { id: req.session_id, keep_alive: true }),
         };
         let granted = asked.run(&self.service).await.map_err(status)?;
+        let grant = granted.grant;
         Ok(Response::new(pb::AcquireResponse {
             header: header(granted.meta),
-            key: granted.grant.key.to_string(),
-            fencing_token: granted.grant.token,
-            permits: granted.grant.permits,
-            ttl_ms: granted.grant.ttl_ms,
+            key: grant.key.to_string(),
+            fencing_token: grant.token,
+            permits: grant.permits,
+            ttl_ms: grant.ttl_ms,
             size: granted.size,
+            mode: pb_mode(grant.mode),
+            value: bytes_of(grant.value),
         }))
+    }
+
+    async fn set_value(&self, request: Request<pb::SetValueRequest>) -> Result<Response<pb::SetValueResponse>, Status> {
+        let req = request.into_inner();
+        let set = SetValue { name: name_of(req.name)?, key: required_key(req.key)?, value: req.value.map(Value::from) };
+        let done = set.run(&self.service).await.map_err(status)?;
+        Ok(Response::new(pb::SetValueResponse { header: header(done.meta), fencing_token: done.grant.token }))
+    }
+
+    async fn downgrade(
+        &self,
+        request: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
+        let req = request.into_inner();
+        let downgrade = Downgrade { name: name_of(req.name)?, key: required_key(req.key)? };
+        let done = downgrade.run(&self.service).await.map_err(status)?;
+        Ok(Response::new(pb::DowngradeResponse { header: header(done.meta), fencing_token: done.grant.token }))
+    }
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        grpc_watch::watch(&self.service, request.into_inner()).map(Response::new)
     }
 
     async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {
@@ -130,6 +134,8 @@ impl Lock for GrpcApi {
                     fencing_token: h.token,
                     ttl_ms: h.ttl_ms,
                     remaining_ttl_ms: h.remaining_ttl_ms,
+                    mode: pb_mode(h.mode),
+                    value: bytes_of(h.value),
                 })
                 .collect(),
             waiters: v
@@ -140,6 +146,8 @@ impl Lock for GrpcApi {
                     permits: w.permits,
                     position: w.position,
                     wait_ms: w.wait_ms,
+                    mode: pb_mode(w.mode),
+                    value: bytes_of(w.value),
                 })
                 .collect(),
         });
@@ -161,6 +169,12 @@ impl Lock for GrpcApi {
                 permits_held: r.held,
                 holders: r.holders,
                 waiters: r.waiters,
+                mode: r.mode.map(pb_mode),
+                values: r
+                    .values
+                    .into_iter()
+                    .map(|v| pb::HolderValue { key: v.key.to_string(), value: v.value.into_vec() })
+                    .collect(),
             })
             .collect();
         Ok(Response::new(pb::ListResponse { locks, next_page_token }))

@@ -6,7 +6,8 @@
 //! the request id, span and per-call metrics ([`Observed`]); the header
 //! limits; the shared token (`authorization`); the body deadline (all but
 //! the Session stream); the service, picked by the path's prefix
-//! (`Lock`, `Admin`, ldlm's `LDLM`; any other answers `UNIMPLEMENTED`);
+//! (`Lock`, `Admin`, `Election`, ldlm's `LDLM`; any other answers
+//! `UNIMPLEMENTED`);
 //! then tonic's own bare answers to undecodable messages are given their
 //! typed code ([`malformed::typed_grpc`]).
 //!
@@ -24,6 +25,7 @@ use tracing::Instrument;
 
 use super::body_deadline::{self, Deadline};
 use super::grpc::GrpcApi;
+use super::grpc_election::ElectionApi;
 use super::ldlm::LdlmApi;
 use super::observe::Observed;
 use super::{auth, malformed};
@@ -31,6 +33,7 @@ use crate::config::Secret;
 use crate::error::{ApiError, ErrorCode};
 use crate::proto::ldlm::ldlm_server::LdlmServer;
 use crate::proto::v1::admin_server::AdminServer;
+use crate::proto::v1::election_server::ElectionServer;
 use crate::proto::v1::lock_server::LockServer;
 use crate::service::LockService;
 
@@ -39,6 +42,7 @@ use crate::service::LockService;
 pub struct GrpcEdge {
     lock: LockServer<GrpcApi>,
     admin: AdminServer<GrpcApi>,
+    election: ElectionServer<ElectionApi>,
     ldlm: LdlmServer<LdlmApi>,
     token: Option<Arc<Secret>>,
     body_timeout: Duration,
@@ -50,8 +54,10 @@ impl GrpcEdge {
         let max = config.max_message_bytes;
         let token = config.auth.token.clone().map(Arc::new);
         let body_timeout = Duration::from_millis(config.body_read_timeout_ms);
+        let election = ElectionApi::new(service.clone());
         let api = GrpcApi::new(service);
         Self {
+            election: ElectionServer::new(election).max_decoding_message_size(max).max_encoding_message_size(max),
             lock: LockServer::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max),
             admin: AdminServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max),
             ldlm: LdlmServer::from_arc(ldlm).max_decoding_message_size(max).max_encoding_message_size(max),
@@ -97,6 +103,7 @@ impl GrpcEdge {
         let resp = match service_of(req.uri().path()) {
             Some(Service::Lock) => self.lock.oneshot(req).await,
             Some(Service::Admin) => self.admin.oneshot(req).await,
+            Some(Service::Election) => self.election.oneshot(req).await,
             Some(Service::Ldlm) => self.ldlm.oneshot(req).await,
             None => {
                 let msg = format!("no grpc method {}: check the service and method name", req.uri().path());
@@ -117,6 +124,7 @@ impl GrpcEdge {
 enum Service {
     Lock,
     Admin,
+    Election,
     Ldlm,
 }
 
@@ -125,6 +133,7 @@ fn service_of(path: &str) -> Option<Service> {
     match service {
         "shardlock.v1.Lock" => Some(Service::Lock),
         "shardlock.v1.Admin" => Some(Service::Admin),
+        "shardlock.v1.Election" => Some(Service::Election),
         "ldlm.LDLM" => Some(Service::Ldlm),
         _ => None,
     }

@@ -3,6 +3,8 @@
 //! they share.
 //!
 //! - [`grpc`]: the `Lock` and `Admin` gRPC services of `proto/shardlock/v1`;
+//!   [`grpc_watch`], its Watch stream; [`grpc_election`], the `Election`
+//!   service; [`grpc_wire`], the wire forms they share;
 //! - [`grpc_edge`]: what every gRPC call checks, done once, then tonic;
 //! - [`rest`]: JSON over HTTP, the same calls as gRPC (axum);
 //! - [`ldlm`], [`ldlm_rest`]: the ldlm v1 gRPC and REST APIs, for existing
@@ -28,6 +30,9 @@ pub mod body_deadline;
 pub mod first_bytes;
 pub mod grpc;
 pub mod grpc_edge;
+pub mod grpc_election;
+pub mod grpc_watch;
+pub mod grpc_wire;
 pub mod ldlm;
 pub mod ldlm_rest;
 pub mod malformed;

@@ -36,6 +36,14 @@ const GRPC_CALLS: &[&str] = &[
     "AddNode",
     "RemoveNode",
     "MostContended",
+    "SetValue",
+    "Downgrade",
+    "Watch",
+    "Campaign",
+    "Proclaim",
+    "Leader",
+    "Resign",
+    "Observe",
 ];
 const LDLM_CALLS: &[&str] = &["Lock", "TryLock", "Unlock", "Renew"];
 

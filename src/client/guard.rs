@@ -42,6 +42,10 @@ impl LockGuard {
         Self { client, name: name.to_owned(), grant, lost, refresher, released: false }
     }
 
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

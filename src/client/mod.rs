@@ -6,7 +6,10 @@
 //! transport errors) for up to [`RETRY_FOR`], refreshing the topology from
 //! any reachable node. An acquire always carries a key — the caller's or one
 //! the client draws before the first attempt — so a retried acquire can
-//! never take a second grant. [`LockGuard`] keeps a lease alive.
+//! never take a second grant. [`LockGuard`] keeps a lease alive;
+//! [`Client::watch`] streams changes and resumes across nodes;
+//! [`Client::campaign`] wins an election and keeps the [`Leadership`];
+//! [`Client::observe`] streams who leads.
 //!
 //! Every failure is an [`ApiError`] with the server's code: match on
 //! `ErrorCode`, never on message text.
@@ -29,14 +32,18 @@
 //! # }
 //! ```
 
+mod election;
 mod guard;
 mod options;
 mod rpc;
 mod session;
 mod topology;
+mod watch;
 
+pub use election::{CampaignOptions, Leadership, Observation};
 pub use guard::LockGuard;
 pub use options::{AcquireOptions, ClientOptions};
 pub use rpc::{Client, RETRY_FOR};
 pub use session::Session;
 pub use topology::Topology;
+pub use watch::{WatchItem, WatchOptions, WatchTarget};

@@ -137,7 +137,7 @@ impl Client {
 
     /// The address to send a request about `name` to: its leader if known
     /// and trusted, else the nodes in turn.
-    fn addr_for(&self, name: &str, attempt: u32, to_leader: bool) -> String {
+    pub(super) fn addr_for(&self, name: &str, attempt: u32, to_leader: bool) -> String {
         let topo = self.topology();
         if to_leader {
             if let Some(addr) = topo.leader_addr(name) {
@@ -149,7 +149,7 @@ impl Client {
     }
 
     /// Runs `call` against the right node, retrying as the module doc says.
-    async fn with_retry<T, F, Fut>(&self, name: &str, mut call: F) -> Result<T, ApiError>
+    pub(super) async fn with_retry<T, F, Fut>(&self, name: &str, mut call: F) -> Result<T, ApiError>
     where
         F: FnMut(Channel, u32) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -198,15 +198,7 @@ impl Client {
     pub async fn acquire(&self, name: &str, opts: AcquireOptions) -> Result<pb::AcquireResponse, ApiError> {
         // The key is fixed before the first attempt: retries are idempotent.
         let key = opts.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random()).to_string());
-        let req = pb::AcquireRequest {
-            name: name.as_bytes().to_vec(),
-            size: opts.size,
-            permits: opts.permits,
-            ttl_ms: opts.ttl_ms,
-            wait_ms: opts.wait_ms,
-            key,
-            session_id: 0,
-        };
+        let req = opts.request(name, key, 0);
         self.with_retry(name, |ch, _| {
             let req = self.request(req.clone());
             async move { Self::lock_client(ch).acquire(req).await.map(|r| r.into_inner()) }
@@ -238,6 +230,31 @@ impl Client {
         self.with_retry(name, |ch, _| {
             let req = self.request(req.clone());
             async move { Self::lock_client(ch).refresh(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    /// Changes (or, with `None`, clears) the value the holder `key` carries.
+    pub async fn set_value(
+        &self,
+        name: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<pb::SetValueResponse, ApiError> {
+        let req = pb::SetValueRequest { name: name.as_bytes().to_vec(), key: key.to_owned(), value };
+        self.with_retry(name, |ch, _| {
+            let req = self.request(req.clone());
+            async move { Self::lock_client(ch).set_value(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    /// Turns the exclusive holder `key` of a lock of size 1 shared.
+    pub async fn downgrade(&self, name: &str, key: &str) -> Result<pb::DowngradeResponse, ApiError> {
+        let req = pb::DowngradeRequest { name: name.as_bytes().to_vec(), key: key.to_owned() };
+        self.with_retry(name, |ch, _| {
+            let req = self.request(req.clone());
+            async move { Self::lock_client(ch).downgrade(req).await.map(|r| r.into_inner()) }
         })
         .await
     }
@@ -323,7 +340,7 @@ impl Client {
 }
 
 /// Reads an error from a status; a transport failure says which node.
-fn unreachable(addr: &str, status: tonic::Status) -> ApiError {
+pub(super) fn unreachable(addr: &str, status: tonic::Status) -> ApiError {
     let mut err = ApiError::from_status(&status);
     if status.metadata().get(crate::error::CODE_METADATA).is_none() && err.code == ErrorCode::Unavailable {
         err.message = format!("node {addr} is unreachable ({}): is it running?", status.message());

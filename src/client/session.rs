@@ -82,16 +82,8 @@ impl Session {
     /// Acquires under this session: the node keeps the grant alive while
     /// the session lives and releases it when the session ends.
     pub async fn acquire(&self, name: &str, opts: AcquireOptions) -> Result<pb::AcquireResponse, ApiError> {
-        let key = opts.key.unwrap_or_else(|| LockKey::from_u128(rand::random()).to_string());
-        let req = pb::AcquireRequest {
-            name: name.as_bytes().to_vec(),
-            size: opts.size,
-            permits: opts.permits,
-            ttl_ms: opts.ttl_ms,
-            wait_ms: opts.wait_ms,
-            key,
-            session_id: self.id,
-        };
+        let key = opts.key.clone().unwrap_or_else(|| LockKey::from_u128(rand::random()).to_string());
+        let req = opts.request(name, key, self.id);
         LockClient::new(self.channel.clone())
             .acquire(self.client.request(req))
             .await

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Mode;
+
 /// Why the table refused a command, or why a wait ended without a grant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum LockError {
@@ -46,4 +48,12 @@ pub enum LockError {
     WaitTimedOut,
     #[error("the wait was cancelled before the lock was granted")]
     WaitCancelled,
+    #[error("shared mode is for locks of size 1 and this one has size {size}: acquire it exclusive")]
+    SharedSemaphore { size: u32 },
+    #[error(
+        "the key holds or waits for this lock {held}, not {asked}: release it first (a shared hold is never upgraded)"
+    )]
+    ModeInUse { held: Mode, asked: Mode },
+    #[error("value of {len} bytes is over the limit of {max}: send a smaller value")]
+    ValueTooLarge { len: usize, max: usize },
 }

@@ -14,12 +14,14 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::LockKey;
+use super::{LockKey, Mode};
 
-/// A holder of some permits of a lock.
+/// A holder of some permits of a lock (its value, if any, is kept in
+/// [`super::Values`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
     pub permits: u32,
+    pub mode: Mode,
     /// First fencing token; the holder owns `token..token + permits`.
     pub token: u64,
     pub ttl_ms: u64,
@@ -142,7 +144,7 @@ mod tests {
     use super::*;
 
     fn holder(token: u64) -> Holder {
-        Holder { permits: 1, token, ttl_ms: 1000, lease_index: token }
+        Holder { permits: 1, mode: Mode::Exclusive, token, ttl_ms: 1000, lease_index: token }
     }
 
     fn key(k: &str) -> LockKey {

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::LockError;
+use super::{LockError, Mode, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +25,10 @@ pub struct Limits {
     pub max_wait_ms: u64,
     /// Most waiters queued on one lock.
     pub max_waiters_per_lock: usize,
+    /// Most shared holders of one lock at once; more wait in the queue.
+    pub max_shared_holders: usize,
+    /// Longest value a holder may carry, in bytes.
+    pub max_value_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +40,8 @@ impl Default for Limits {
             max_ttl_ms: 7 * 24 * 3600 * 1000,
             max_wait_ms: 24 * 3600 * 1000,
             max_waiters_per_lock: 10_000,
+            max_shared_holders: 1_000,
+            max_value_bytes: 1024,
         }
     }
 }
@@ -79,6 +85,23 @@ impl Limits {
         Ok(())
     }
 
+    /// Shared mode is for locks of size 1.
+    pub fn check_mode(&self, mode: Mode, size: u32) -> Result<(), LockError> {
+        if mode == Mode::Shared && size != 1 {
+            return Err(LockError::SharedSemaphore { size });
+        }
+        Ok(())
+    }
+
+    pub fn check_value(&self, value: Option<&Value>) -> Result<(), LockError> {
+        match value {
+            Some(v) if v.len() > self.max_value_bytes => {
+                Err(LockError::ValueTooLarge { len: v.len(), max: self.max_value_bytes })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks that the limits themselves make sense (used by config validation).
     pub fn validate(&self) -> Result<(), String> {
         if self.max_name_bytes == 0 {
@@ -97,6 +120,14 @@ impl Limits {
         }
         if self.max_waiters_per_lock == 0 {
             return Err("limits.max_waiters_per_lock must be at least 1".into());
+        }
+        if self.max_shared_holders == 0 {
+            return Err("limits.max_shared_holders must be at least 1".into());
+        }
+        // Values travel in log entries, snapshots and every watch event.
+        const VALUE_CEILING: usize = 64 * 1024;
+        if self.max_value_bytes > VALUE_CEILING {
+            return Err(format!("limits.max_value_bytes must be at most {VALUE_CEILING}"));
         }
         Ok(())
     }

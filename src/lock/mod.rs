@@ -16,13 +16,17 @@
 //! - [`semaphore`]: one sized lock, its holders and its queue;
 //! - [`waiters`]: the FIFO queue of one lock;
 //! - [`holders`]: the holders of one lock, a small sorted map;
+//! - [`mode`]: exclusive and shared holds;
+//! - [`value`], [`values`]: what a holder may carry, kept beside the locks;
 //! - [`fence`]: the per-group grant counter behind fencing tokens;
 //! - [`key`], [`limits`], [`error`]: holder keys, input bounds, refusals;
-//! - [`snapshot`]: the serialisable image of a table.
+//! - [`snapshot`] (and `snapshot_v1`): the serialisable image of a table.
 //!
 //! Invariants, checked by `table_test.rs` (traces) and `prop_test.rs`
 //! (random command sequences):
 //! - the permits held of a lock never exceed its size;
+//! - an exclusive holder never holds beside a shared one, shared holders
+//!   only hold a lock of size 1, and a downgrade keeps the lock held;
 //! - waiters are granted in FIFO order and nobody barges past a queue;
 //! - every grant takes fresh tokens from the group counter, so the tokens of
 //!   a lock strictly increase across hand-offs, expiry, deletion and snapshots;
@@ -36,24 +40,31 @@ pub mod fence;
 pub mod holders;
 pub mod key;
 pub mod limits;
+pub mod mode;
 pub mod outcome;
 pub mod rules;
 pub mod semaphore;
 pub mod snapshot;
+mod snapshot_v1;
 pub mod table;
+pub mod value;
+pub mod values;
 pub mod waiters;
 
-pub use command::{AcquireCmd, Command};
+pub use command::{AcquireCmd, AcquireV1, Command};
 pub use error::LockError;
 pub use fence::FenceCounter;
 pub use holders::{Holder, Holders};
 pub use key::{LockKey, Name};
 pub use limits::Limits;
+pub use mode::Mode;
 pub use outcome::{Effect, EndReason, Grant, Outcome, Reply};
 pub use rules::Rules;
 pub use semaphore::Lock;
 pub use snapshot::{SnapshotError, TableSnapshot};
 pub use table::{LockSummary, LockTable};
+pub use value::Value;
+pub use values::Values;
 pub use waiters::{WaitQueue, Waiter};
 
 #[cfg(test)]

@@ -8,18 +8,21 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LockError, LockKey, Name};
+use super::{LockError, LockKey, Mode, Name, Value};
 
-/// A granted hold: the key, its fencing tokens and its lease.
+/// A granted hold: the key, its fencing tokens, its mode, its lease and the
+/// value it carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     pub key: LockKey,
     /// First fencing token; the grant owns `token..token + permits`.
     pub token: u64,
     pub permits: u32,
+    pub mode: Mode,
     pub ttl_ms: u64,
     /// Log index of the grant or of the last refresh: the lease runs from it.
     pub lease_index: u64,
+    pub value: Option<Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +43,10 @@ pub enum Reply {
         holders: u32,
     },
     Collected,
+    /// The holder's value changed; the hold as it is now.
+    ValueSet(Grant),
+    /// The holder turned shared; the hold as it is now.
+    Downgraded(Grant),
 }
 
 /// Why a hold or a wait ended.
@@ -64,6 +71,7 @@ pub enum Effect {
         name: Name,
         key: LockKey,
         permits: u32,
+        mode: Mode,
         wait_ms: u64,
         enqueue_index: u64,
     },
@@ -81,12 +89,28 @@ pub enum Effect {
         /// The hold's first fencing token: names it within the group.
         token: u64,
         permits: u32,
+        mode: Mode,
         reason: EndReason,
+        /// The value the holder carried.
+        value: Option<Value>,
     },
     WaitEnded {
         name: Name,
         key: LockKey,
         reason: EndReason,
+    },
+    /// A holder's value changed (`None`: cleared).
+    ValueChanged {
+        name: Name,
+        key: LockKey,
+        token: u64,
+        value: Option<Value>,
+    },
+    /// An exclusive holder turned shared.
+    Downgraded {
+        name: Name,
+        key: LockKey,
+        token: u64,
     },
     /// The lock has no holder and no waiter since log index `since`.
     Idle {

@@ -13,7 +13,7 @@ use std::ops::Bound;
 
 use super::semaphore::Step;
 use super::{AcquireCmd, Command, EndReason, FenceCounter, Limits, Lock, LockError, Outcome, Reply};
-use super::{Effect, Holder, LockKey, Name, Rules, SnapshotError, TableSnapshot};
+use super::{Effect, Holder, LockKey, Mode, Name, Rules, SnapshotError, TableSnapshot, Value, Values};
 
 /// Where an apply step runs: the entry's rules and log index.
 #[derive(Clone, Copy)]
@@ -27,6 +27,8 @@ pub struct LockTable {
     limits: Limits,
     fence: FenceCounter,
     locks: BTreeMap<Name, Lock>,
+    /// The holders' values, by lock and key.
+    values: Values,
 }
 
 /// One row of a listing.
@@ -37,11 +39,15 @@ pub struct LockSummary {
     pub held: u32,
     pub holders: usize,
     pub waiters: usize,
+    /// The holders' mode, `None` when nobody holds.
+    pub mode: Option<Mode>,
+    /// The values holders carry, by key.
+    pub values: Vec<(LockKey, Value)>,
 }
 
 impl LockTable {
     pub fn new(limits: Limits) -> Self {
-        Self { limits, fence: FenceCounter::default(), locks: BTreeMap::new() }
+        Self { limits, fence: FenceCounter::default(), locks: BTreeMap::new(), values: Values::default() }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -70,6 +76,7 @@ impl LockTable {
         let at = At { rules, index };
         match cmd {
             Command::Acquire(a) => self.acquire(index, a, fx),
+            Command::AcquireV1(a) => self.acquire(index, &AcquireCmd::from(a), fx),
             Command::Release { name, key } => self
                 .with_lock(name, at, fx, |lock, step| lock.end_hold(key, None, EndReason::Released, step))
                 .map(|()| Reply::Released),
@@ -92,6 +99,13 @@ impl LockTable {
                 .map(|()| Reply::WaitEnded),
             Command::ForceRelease { name, key } => self.force_release(at, name, key.as_ref(), fx),
             Command::GcIdle { name, idle_since } => self.gc(name, *idle_since, fx),
+            Command::SetValue { name, key, value } => {
+                self.limits.check_value(value.as_ref())?;
+                self.with_lock(name, at, fx, |lock, step| lock.set_value(key, value.clone(), step)).map(Reply::ValueSet)
+            }
+            Command::Downgrade { name, key } => {
+                self.with_lock(name, at, fx, |lock, step| lock.downgrade(key, step)).map(Reply::Downgraded)
+            }
         }
     }
 
@@ -100,12 +114,15 @@ impl LockTable {
         self.limits.check_permits(cmd.permits, cmd.size)?;
         self.limits.check_ttl(cmd.ttl_ms)?;
         self.limits.check_wait(cmd.wait_ms)?;
+        self.limits.check_mode(cmd.mode, cmd.size)?;
+        self.limits.check_value(cmd.value.as_ref())?;
         let known = self.locks.get_key_value(cmd.name.as_str()).map(|(name, _)| name.clone());
         let created = known.is_none();
         let name = known.unwrap_or_else(|| Name::from(cmd.name.as_str()));
         let lock = self.locks.entry(name.clone()).or_insert_with(|| Lock::new(cmd.size));
-        let mut step = Step { name: &name, index, fence: &mut self.fence, effects };
-        let reply = lock.acquire(cmd, &self.limits, &mut step);
+        let (limits, fence, values) = (&self.limits, &mut self.fence, &mut self.values);
+        let mut step = Step { name: &name, index, limits, fence, values, effects };
+        let reply = lock.acquire(cmd, &mut step);
         if reply.is_err() && created {
             self.locks.remove(cmd.name.as_str());
         }
@@ -149,7 +166,8 @@ impl LockTable {
     ) -> Result<T, LockError> {
         let shared = self.locks.get_key_value(name).map(|(n, _)| n.clone()).ok_or(LockError::NotFound)?;
         let lock = self.locks.get_mut(name).ok_or(LockError::NotFound)?;
-        let mut step = Step { name: &shared, index: at.index, fence: &mut self.fence, effects };
+        let (limits, fence, values) = (&self.limits, &mut self.fence, &mut self.values);
+        let mut step = Step { name: &shared, index: at.index, limits, fence, values, effects };
         let value = f(lock, &mut step)?;
         // Only a mutator's hand-off leaves a lock idle after a success.
         if lock.is_idle() {
@@ -198,8 +216,15 @@ impl LockTable {
                 held: lock.held(),
                 holders: lock.holders().len(),
                 waiters: lock.waiters().len(),
+                mode: lock.mode(),
+                values: self.values.of_lock(name).map(|(k, v)| (k.clone(), v.clone())).collect(),
             })
             .collect()
+    }
+
+    /// The value holder `key` of lock `name` carries, if any.
+    pub fn value_of(&self, name: &str, key: &LockKey) -> Option<&Value> {
+        self.values.get(name, key)
     }
 
     /// The live holder of lock `name` that owns fencing token `token`.
@@ -214,15 +239,21 @@ impl LockTable {
 
     /// The serialisable image of this table (limits are configuration).
     pub fn snapshot(&self) -> TableSnapshot {
-        TableSnapshot::new(self.fence.clone(), self.locks.clone())
+        TableSnapshot::new(self.fence.clone(), self.locks.clone(), self.values.clone())
     }
 
     /// Rebuilds a table from a snapshot, checking its invariants.
     pub fn restore(snapshot: TableSnapshot, limits: Limits) -> Result<Self, SnapshotError> {
-        let (fence, locks) = snapshot.into_parts()?;
+        let (fence, locks, values) = snapshot.into_parts()?;
         for (name, lock) in &locks {
             lock.check(fence.peek()).map_err(|why| SnapshotError::Corrupt { name: name.to_string(), why })?;
         }
-        Ok(Self { limits, fence, locks })
+        for (name, key) in values.entries() {
+            if !locks.get(name).is_some_and(|lock| lock.holders().contains_key(key)) {
+                let why = format!("a value of key {key}, which holds nothing");
+                return Err(SnapshotError::Corrupt { name: name.to_string(), why });
+            }
+        }
+        Ok(Self { limits, fence, locks, values })
     }
 }

@@ -12,7 +12,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use super::{AcquireCmd, Command, Effect, Limits, LockKey, LockTable, Outcome, Reply, Rules};
+use super::{AcquireCmd, Command, Effect, Grant, Limits, LockKey, LockTable, Mode, Outcome, Reply, Rules, Value};
 
 fn test_limits() -> Limits {
     Limits {
@@ -22,6 +22,8 @@ fn test_limits() -> Limits {
         max_ttl_ms: 100_000,
         max_wait_ms: 60_000,
         max_waiters_per_lock: 3,
+        max_shared_holders: 3,
+        max_value_bytes: 8,
     }
 }
 
@@ -70,6 +72,25 @@ impl Args {
     fn text(&self, k: &str) -> Option<String> {
         self.opts.iter().find(|(o, _)| o == k).map(|(_, v)| v.clone())
     }
+    fn mode(&self) -> Mode {
+        self.text("mode").map_or(Mode::Exclusive, |m| Mode::parse(&m).expect("exclusive or shared"))
+    }
+    fn value(&self) -> Option<Value> {
+        self.text("value").map(|v| Value::from(v.as_str()))
+    }
+}
+
+/// ` shared` for a shared hold, nothing for an exclusive one.
+fn mode_suffix(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Exclusive => "",
+        Mode::Shared => " shared",
+    }
+}
+
+/// ` value=…` when there is one.
+fn value_suffix(value: Option<&Value>) -> String {
+    value.map_or(String::new(), |v| format!(" value={}", String::from_utf8_lossy(v.as_bytes())))
 }
 
 impl Trace {
@@ -84,7 +105,19 @@ impl Trace {
                 permits: args.num("permits", 1) as u32,
                 ttl_ms: args.num("ttl", 1000),
                 wait_ms: args.num("wait", 0),
+                mode: args.mode(),
+                value: args.value(),
             }),
+            "acquire-v1" => Command::AcquireV1(super::AcquireV1 {
+                name: args.name(),
+                key: args.key(),
+                size: args.num("size", 1) as u32,
+                permits: args.num("permits", 1) as u32,
+                ttl_ms: args.num("ttl", 1000),
+                wait_ms: args.num("wait", 0),
+            }),
+            "set-value" => Command::SetValue { name: args.name(), key: args.key(), value: args.value() },
+            "downgrade" => Command::Downgrade { name: args.name(), key: args.key() },
             "release" => Command::Release { name: args.name(), key: args.key() },
             "refresh" => Command::Refresh {
                 name: args.name(),
@@ -123,12 +156,15 @@ impl Trace {
         let idle = lock.idle_since().map_or("-".into(), |i| i.to_string());
         let mut out = format!("lock {name} size={} held={} idle_since={idle}\n", lock.size(), lock.held());
         for (key, h) in lock.holders() {
-            let (p, t, ttl, l) = (h.permits, h.token, h.ttl_ms, h.lease_index);
-            writeln!(out, "holder {key} permits={p} token={t} ttl={ttl} lease={l}").unwrap();
+            let (p, t, ttl, l, m) = (h.permits, h.token, h.ttl_ms, h.lease_index, mode_suffix(h.mode));
+            let v = value_suffix(self.table.value_of(name, key));
+            writeln!(out, "holder {key} permits={p} token={t} ttl={ttl} lease={l}{m}{v}").unwrap();
         }
         for w in lock.waiters().iter() {
-            let (k, p, ttl, wait, e) = (&w.key, w.permits, w.ttl_ms, w.wait_ms, w.enqueue_index);
-            writeln!(out, "waiter {k} permits={p} ttl={ttl} wait={wait} enqueued={e}").unwrap();
+            let (k, p, ttl, wait, e, m) =
+                (&w.key, w.permits, w.ttl_ms, w.wait_ms, w.enqueue_index, mode_suffix(w.mode));
+            let v = value_suffix(w.value.as_ref());
+            writeln!(out, "waiter {k} permits={p} ttl={ttl} wait={wait} enqueued={e}{m}{v}").unwrap();
         }
         out
     }
@@ -140,7 +176,9 @@ impl Trace {
         let mut out = String::new();
         for r in &rows {
             let (n, s, h, hs, ws) = (&r.name, r.size, r.held, r.holders, r.waiters);
-            writeln!(out, "{n} size={s} held={h} holders={hs} waiters={ws}").unwrap();
+            let m = r.mode.map_or("", mode_suffix);
+            let vs: String = r.values.iter().map(|(k, v)| format!(" {k}{}", value_suffix(Some(v)))).collect();
+            writeln!(out, "{n} size={s} held={h} holders={hs} waiters={ws}{m}{vs}").unwrap();
         }
         if rows.is_empty() {
             out.push_str("empty\n");
@@ -156,11 +194,16 @@ impl Trace {
         }
     }
 
+    /// Both encodings the table's snapshots are read from give it back.
     fn roundtrip(&self) -> String {
         let json = serde_json::to_string(&self.table.snapshot()).expect("encode");
         let snap = serde_json::from_str(&json).expect("decode");
         let restored = LockTable::restore(snap, self.table.limits().clone()).expect("restore");
-        assert_eq!(restored, self.table, "restored table differs");
+        assert_eq!(restored, self.table, "restored table differs (JSON)");
+        let bin = postcard::to_allocvec(&self.table.snapshot()).expect("encode");
+        let snap = postcard::from_bytes(&bin).expect("decode");
+        let restored = LockTable::restore(snap, self.table.limits().clone()).expect("restore");
+        assert_eq!(restored, self.table, "restored table differs (postcard)");
         format!("ok locks={} next_token={}\n", restored.len(), restored.next_token())
     }
 }
@@ -176,14 +219,24 @@ fn render(outcome: &Outcome) -> String {
     out
 }
 
+fn render_grant(g: &Grant) -> String {
+    format!(
+        "key={} token={} permits={} ttl={} lease={}{}{}",
+        g.key,
+        g.token,
+        g.permits,
+        g.ttl_ms,
+        g.lease_index,
+        mode_suffix(g.mode),
+        value_suffix(g.value.as_ref())
+    )
+}
+
 fn render_reply(reply: &Reply) -> String {
     match reply {
-        Reply::Granted(g) => {
-            format!(
-                "granted key={} token={} permits={} ttl={} lease={}",
-                g.key, g.token, g.permits, g.ttl_ms, g.lease_index
-            )
-        }
+        Reply::Granted(g) => format!("granted {}", render_grant(g)),
+        Reply::ValueSet(g) => format!("value-set {}", render_grant(g)),
+        Reply::Downgraded(g) => format!("downgraded {}", render_grant(g)),
         Reply::Refreshed(g) => {
             format!("refreshed key={} token={} ttl={} lease={}", g.key, g.token, g.ttl_ms, g.lease_index)
         }
@@ -199,16 +252,23 @@ fn render_reply(reply: &Reply) -> String {
 fn render_effect(effect: &Effect) -> String {
     match effect {
         Effect::Granted { name, grant: g, handoff } => {
-            format!("granted {name} {} token={} permits={} handoff={handoff}", g.key, g.token, g.permits)
+            let (m, v) = (mode_suffix(g.mode), value_suffix(g.value.as_ref()));
+            format!("granted {name} {} token={} permits={} handoff={handoff}{m}{v}", g.key, g.token, g.permits)
         }
-        Effect::Queued { name, key, permits, wait_ms, enqueue_index } => {
-            format!("queued {name} {key} permits={permits} wait={wait_ms} enqueued={enqueue_index}")
+        Effect::Queued { name, key, permits, mode, wait_ms, enqueue_index } => {
+            let m = mode_suffix(*mode);
+            format!("queued {name} {key} permits={permits} wait={wait_ms} enqueued={enqueue_index}{m}")
         }
+        Effect::ValueChanged { name, key, token, value } => {
+            format!("value-changed {name} {key} token={token}{}", value_suffix(value.as_ref()))
+        }
+        Effect::Downgraded { name, key, token } => format!("downgraded {name} {key} token={token}"),
         Effect::Refreshed { name, key, ttl_ms, lease_index, .. } => {
             format!("refreshed {name} {key} ttl={ttl_ms} lease={lease_index}")
         }
-        Effect::HoldEnded { name, key, permits, reason, .. } => {
-            format!("hold-ended {name} {key} permits={permits} reason={reason:?}")
+        Effect::HoldEnded { name, key, permits, reason, mode, value, .. } => {
+            let (m, v) = (mode_suffix(*mode), value_suffix(value.as_ref()));
+            format!("hold-ended {name} {key} permits={permits} reason={reason:?}{m}{v}")
         }
         Effect::WaitEnded { name, key, reason } => {
             format!("wait-ended {name} {key} reason={reason:?}")

@@ -9,18 +9,21 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::LockKey;
+use super::{LockKey, Mode, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiter {
     pub key: LockKey,
     pub permits: u32,
+    pub mode: Mode,
     /// Lease TTL of the grant this waiter will receive.
     pub ttl_ms: u64,
     /// How long it may wait, counted by the leader from `enqueue_index`.
     pub wait_ms: u64,
     /// Log index of the acquire that queued it: names this wait exactly.
     pub enqueue_index: u64,
+    /// The value its grant will carry.
+    pub value: Option<Value>,
 }
 
 /// The queue lives in a box made on the first push and dropped when it

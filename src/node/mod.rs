@@ -28,6 +28,7 @@ use crate::raft::{bootstrap, liveness, quiesce, Cluster, Groups, NodeId};
 use crate::service::effects::EffectSink;
 use crate::service::forward::call::announce;
 use crate::service::waits::Waits;
+use crate::service::watch::History;
 use crate::service::{LockService, Parts};
 use crate::storage::identity::{self, IdentityError};
 use crate::storage::syncer::Syncer;
@@ -127,8 +128,13 @@ impl Node {
         let (waits, keeper) =
             (Arc::new(Waits::default()), Arc::new(Keeper::new(config.groups, config.idle_lock_grace_ms)));
         let contention = Arc::new(crate::metrics::Contention::new(10_000));
-        let sink =
-            Arc::new(EffectSink { waits: waits.clone(), keeper: keeper.clone(), contention: contention.clone() });
+        let history = Arc::new(History::new(config.groups, config.watch_history));
+        let sink = Arc::new(EffectSink {
+            waits: waits.clone(),
+            keeper: keeper.clone(),
+            contention: contention.clone(),
+            history: history.clone(),
+        });
         let cluster = Arc::new(Cluster::start(&config, db, syncer.clone(), sink).await?);
         let sessions = Arc::new(Sessions::new(config.max_sessions));
         let service = LockService::new(Parts {
@@ -138,6 +144,7 @@ impl Node {
             keeper: keeper.clone(),
             sessions: sessions.clone(),
             contention,
+            history,
             syncer: syncer.clone(),
         });
         let (shutdown, rx) = watch::channel(false);

@@ -5,15 +5,20 @@
 //!   snapshot), in log order, so every replica holds the same table;
 //! - an entry's commands apply in their batch order, under the rules the
 //!   entry carries, all at the entry's log index;
-//! - effects of each apply are handed to the [`ApplyObserver`] synchronously,
-//!   before the next entry, so waiters and the lease keeper see every change
-//!   in order; the observer must not block;
+//! - every entry's outcomes (none for a blank or membership entry) are
+//!   handed to the [`ApplyObserver`] synchronously, before the next entry,
+//!   so waiters, the lease keeper and watchers see every change in order;
+//!   the observer must not block;
+//! - `GroupState::index` is the index of the last lock command the table
+//!   applied, changed under the table's write lock, so a reader sees a
+//!   table and the index it reflects together;
 //! - the table lives in memory; after a restart openraft rebuilds it from the
 //!   latest snapshot plus the log up to the persisted commit index;
 //! - a snapshot is written (synced) before it becomes current
 //!   (`store::snapshot`).
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -30,15 +35,18 @@ use crate::metrics::Stage;
 use crate::routing::GroupId;
 use crate::storage::Db;
 
-/// Told of every applied lock command and every installed snapshot.
+/// Told of every applied entry (with the outcomes of its lock commands)
+/// and every installed snapshot.
 pub trait ApplyObserver: Send + Sync + 'static {
-    fn applied(&self, group: GroupId, index: u64, outcome: &Outcome);
-    fn restored(&self, group: GroupId, table: &LockTable);
+    fn applied(&self, group: GroupId, index: u64, outcomes: &[Outcome]);
+    fn restored(&self, group: GroupId, index: u64, table: &LockTable);
 }
 
 /// The part of a group's state that readers share with the state machine.
 pub struct GroupState {
     pub table: RwLock<LockTable>,
+    /// The log index the table reflects (see the module doc).
+    index: AtomicU64,
 }
 
 impl GroupState {
@@ -46,6 +54,12 @@ impl GroupState {
     pub fn read<T>(&self, f: impl FnOnce(&LockTable) -> T) -> T {
         let table = self.table.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&table)
+    }
+
+    /// Runs `f` on the table and says which log index the table reflects.
+    pub fn read_at<T>(&self, f: impl FnOnce(&LockTable) -> T) -> (T, u64) {
+        let table = self.table.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (f(&table), self.index.load(Ordering::Acquire))
     }
 }
 
@@ -68,7 +82,8 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 
 impl StateMachine {
     pub fn new(group: GroupId, db: Db, limits: Limits, observer: Arc<dyn ApplyObserver>) -> Self {
-        let shared = Arc::new(GroupState { table: RwLock::new(LockTable::new(limits.clone())) });
+        let table = RwLock::new(LockTable::new(limits.clone()));
+        let shared = Arc::new(GroupState { table, index: AtomicU64::new(0) });
         let snapshots = SnapshotStore::new(db, group);
         Self { group, shared, snapshots, limits, observer, last_applied: None, membership: StoredMembership::default() }
     }
@@ -79,6 +94,7 @@ impl StateMachine {
 
     fn apply_one(&mut self, index: u64, payload: &EntryPayload<Proposal, u64, NodeInfo>) -> Committed {
         let EntryPayload::Normal(proposal) = payload else {
+            self.observer.applied(self.group, index, &[]);
             return Committed { index, ..Committed::default() };
         };
         let started = Instant::now();
@@ -90,16 +106,16 @@ impl StateMachine {
             Err(why) => {
                 // Every replica refuses the same bytes the same way.
                 tracing::error!(group = self.group, index, %why, "a log entry does not decode; it changes nothing");
+                self.observer.applied(self.group, index, &[]);
                 return Committed { index, ..Committed::default() };
             }
         };
         let outcomes: Vec<Outcome> = {
             let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
+            self.shared.index.store(index, Ordering::Release);
             batch.commands.iter().map(|cmd| table.apply_under(batch.rules, index, cmd)).collect()
         };
-        for outcome in &outcomes {
-            self.observer.applied(self.group, index, outcome);
-        }
+        self.observer.applied(self.group, index, &outcomes);
         crate::metrics::stage(Stage::Apply, started.elapsed());
         Committed { index, outcomes, applied_at: Some(Instant::now()) }
     }
@@ -140,8 +156,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let image: TableSnapshot = decode(&snapshot)?;
         let table = LockTable::restore(image, self.limits.clone()).map_err(io_err)?;
         self.snapshots.save(meta.clone(), snapshot)?;
-        self.observer.restored(self.group, &table);
-        *self.shared.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+        let index = meta.last_log_id.map_or(0, |id| id.index);
+        self.observer.restored(self.group, index, &table);
+        let mut current = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
+        *current = table;
+        self.shared.index.store(index, Ordering::Release);
+        drop(current);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())

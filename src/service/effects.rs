@@ -1,12 +1,14 @@
 //! The runtime side of apply: performs the effects the pure table returns.
 //!
 //! Invariant: runs inside each group's apply, synchronously and without
-//! blocking: it only answers local waiters and records deadlines.
+//! blocking: it only answers local waiters, records deadlines and appends
+//! the entry's watch events to the group's history.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::waits::Waits;
+use super::watch::{event::events_of, History};
 use crate::lock::{Effect, EndReason, LockTable, Outcome};
 use crate::metrics::{Contention, GRANTS, HOLDS_ENDED, HOLD_DURATION, QUEUED, WAITS_ENDED};
 use crate::raft::ApplyObserver;
@@ -17,6 +19,7 @@ pub struct EffectSink {
     pub waits: Arc<Waits>,
     pub keeper: Arc<Keeper>,
     pub contention: Arc<Contention>,
+    pub history: Arc<History>,
 }
 
 fn reason_label(reason: EndReason) -> &'static str {
@@ -55,7 +58,21 @@ impl EffectSink {
 }
 
 impl ApplyObserver for EffectSink {
-    fn applied(&self, group: GroupId, _index: u64, outcome: &Outcome) {
+    fn applied(&self, group: GroupId, index: u64, outcomes: &[Outcome]) {
+        for outcome in outcomes {
+            self.apply_effects(group, outcome);
+        }
+        self.history.record(group, index, events_of(group, index, outcomes));
+    }
+
+    fn restored(&self, group: GroupId, index: u64, table: &LockTable) {
+        self.keeper.restore(group, table, Instant::now());
+        self.history.reset(group, index);
+    }
+}
+
+impl EffectSink {
+    fn apply_effects(&self, group: GroupId, outcome: &Outcome) {
         if outcome.effects.is_empty() {
             return;
         }
@@ -70,9 +87,5 @@ impl ApplyObserver for EffectSink {
                 self.contention.record(name);
             }
         }
-    }
-
-    fn restored(&self, group: GroupId, table: &LockTable) {
-        self.keeper.restore(group, table, Instant::now());
     }
 }

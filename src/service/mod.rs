@@ -12,6 +12,7 @@
 //! - [`query`]: the linearizable read queries and their answers;
 //! - [`waits`], [`wait`]: blocking acquires waiting on this node;
 //! - [`effects`]: what each apply's effects do on this node;
+//! - [`watch`]: the events of applied entries, kept and fed to watchers;
 //! - [`errors`]: the request path's own refusals.
 //!
 //! Invariants:
@@ -33,8 +34,9 @@ pub mod query;
 pub mod routing;
 pub mod wait;
 pub mod waits;
+pub mod watch;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +47,7 @@ use self::errors::{draining, refused, removed, unavailable};
 use self::query::{answer, ReadAnswer, ReadQuery};
 use self::routing::Routing;
 use self::waits::Waits;
+use self::watch::History;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::lock::{Command, Outcome};
@@ -73,6 +76,7 @@ pub struct Parts {
     pub keeper: Arc<Keeper>,
     pub sessions: Arc<Sessions>,
     pub contention: Arc<Contention>,
+    pub history: Arc<History>,
     pub syncer: Syncer,
 }
 
@@ -85,6 +89,9 @@ pub struct LockService {
     keeper: Arc<Keeper>,
     sessions: Arc<Sessions>,
     contention: Arc<Contention>,
+    history: Arc<History>,
+    /// Watch and Observe streams open on this node.
+    watches: Arc<AtomicUsize>,
     syncer: Syncer,
     /// Set once when the node starts draining; new requests are refused.
     draining: AtomicBool,
@@ -92,11 +99,13 @@ pub struct LockService {
 
 impl LockService {
     pub fn new(parts: Parts) -> Arc<Self> {
-        let Parts { cluster, config, waits, keeper, sessions, contention, syncer } = parts;
+        let Parts { cluster, config, waits, keeper, sessions, contention, history, syncer } = parts;
         let retry_window = Duration::from_millis(config.raft.election_timeout_max_ms * 4);
         let routing = Arc::new(Routing::new(cluster.clone(), retry_window));
-        let draining = AtomicBool::new(false);
-        Arc::new(Self { cluster, config, routing, waits, keeper, sessions, contention, syncer, draining })
+        let (draining, watches) = (AtomicBool::new(false), Arc::new(AtomicUsize::new(0)));
+        let service =
+            Self { cluster, config, routing, waits, keeper, sessions, contention, history, watches, syncer, draining };
+        Arc::new(service)
     }
 
     /// Refuses new requests and answers local waiters with `DRAINING`, so
@@ -144,6 +153,15 @@ impl LockService {
 
     pub fn contention(&self) -> &Contention {
         &self.contention
+    }
+
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
+    }
+
+    /// The count of open watch streams (`max_watches` bounds it).
+    pub fn watches(&self) -> &Arc<AtomicUsize> {
+        &self.watches
     }
 
     /// WAL syncs done and log writes they covered, since start.

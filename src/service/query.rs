@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lock::{Lock, LockKey, LockTable};
+use crate::lock::{Lock, LockKey, LockTable, Mode, Value};
 use crate::routing::GroupId;
 use crate::upkeep::keeper::Keeper;
 
@@ -29,6 +29,8 @@ pub struct HolderView {
     pub token: u64,
     pub ttl_ms: u64,
     pub remaining_ttl_ms: u64,
+    pub mode: Mode,
+    pub value: Option<Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +39,15 @@ pub struct WaiterView {
     pub permits: u32,
     pub position: u32,
     pub wait_ms: u64,
+    pub mode: Mode,
+    pub value: Option<Value>,
+}
+
+/// The value one holder carries (a listing shows those that carry one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderValue {
+    pub key: LockKey,
+    pub value: Value,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +66,9 @@ pub struct LockRow {
     pub held: u32,
     pub holders: u32,
     pub waiters: u32,
+    /// The holders' mode; `None` when nobody holds.
+    pub mode: Option<Mode>,
+    pub values: Vec<HolderValue>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,7 +83,7 @@ pub enum ReadAnswer {
 pub fn answer(group: GroupId, table: &LockTable, keeper: &Keeper, query: &ReadQuery) -> ReadAnswer {
     match query {
         ReadQuery::Describe { name } => {
-            ReadAnswer::Describe(table.get(name).map(|lock| view(group, name, lock, keeper)))
+            ReadAnswer::Describe(table.get(name).map(|lock| view(group, name, lock, table, keeper)))
         }
         ReadQuery::List { prefix, after, limit } => ReadAnswer::List(
             table
@@ -81,6 +95,8 @@ pub fn answer(group: GroupId, table: &LockTable, keeper: &Keeper, query: &ReadQu
                     held: s.held,
                     holders: s.holders as u32,
                     waiters: s.waiters as u32,
+                    mode: s.mode,
+                    values: s.values.into_iter().map(|(key, value)| HolderValue { key, value }).collect(),
                 })
                 .collect(),
         ),
@@ -90,7 +106,8 @@ pub fn answer(group: GroupId, table: &LockTable, keeper: &Keeper, query: &ReadQu
     }
 }
 
-fn view(group: GroupId, name: &str, lock: &Lock, keeper: &Keeper) -> LockView {
+/// The lock `name` as Describe shows it.
+pub fn view(group: GroupId, name: &str, lock: &Lock, table: &LockTable, keeper: &Keeper) -> LockView {
     let now = Instant::now();
     let holders = lock
         .holders()
@@ -101,13 +118,22 @@ fn view(group: GroupId, name: &str, lock: &Lock, keeper: &Keeper) -> LockView {
             token: h.token,
             ttl_ms: h.ttl_ms,
             remaining_ttl_ms: keeper.remaining(group, h.token, now).map_or(h.ttl_ms, |d| d.as_millis() as u64),
+            mode: h.mode,
+            value: table.value_of(name, key).cloned(),
         })
         .collect();
     let waiters = lock
         .waiters()
         .iter()
         .enumerate()
-        .map(|(i, w)| WaiterView { key: w.key.clone(), permits: w.permits, position: i as u32, wait_ms: w.wait_ms })
+        .map(|(i, w)| WaiterView {
+            key: w.key.clone(),
+            permits: w.permits,
+            position: i as u32,
+            wait_ms: w.wait_ms,
+            mode: w.mode,
+            value: w.value.clone(),
+        })
         .collect();
     LockView { name: name.to_owned(), size: lock.size(), held: lock.held(), holders, waiters }
 }

@@ -5,8 +5,8 @@
 //! acquire is queued the guard is armed, and dropping an armed guard (the
 //! client went away) proposes `CancelWait` — unless another request of this
 //! node still waits for the same lock and key (a client's retry), whose
-//! wait it would end; a wait that runs out cancels itself in the log, and a
-//! cancel that finds the key no longer waiting (or its lock gone) settles
+//! wait it would end; a wait that runs out times itself out in the log, and a
+//! timeout that finds the key no longer waiting (or its lock gone) settles
 //! on what this node applies (the grant, or the leader's timeout).
 
 use std::sync::Arc;
@@ -47,8 +47,10 @@ impl WaitGuard {
         self.armed = false;
     }
 
-    /// Waits for the grant; at the deadline, cancels the wait in the log.
-    pub async fn wait(&mut self, wait: Duration) -> Result<Grant, ApiError> {
+    /// Waits for the grant; at the deadline, ends the wait queued at
+    /// `enqueue_index` in the log, as the leader's timeout would (so a
+    /// watcher sees `timed_out` whichever of the two comes first).
+    pub async fn wait(&mut self, wait: Duration, enqueue_index: u64) -> Result<Grant, ApiError> {
         let Some(mut rx) = self.rx.take() else {
             return Err(internal("wait polled twice"));
         };
@@ -63,8 +65,8 @@ impl WaitGuard {
                     self.disarm();
                     return Err(LockError::WaitTimedOut.into());
                 }
-                let cancel = Command::CancelWait { name: self.name.clone(), key: self.key.clone() };
-                let cancelled = self.routing.propose(self.group, &cancel).await;
+                let end = Command::WaitTimeout { name: self.name.clone(), key: self.key.clone(), enqueue_index };
+                let cancelled = self.routing.propose(self.group, &end).await;
                 self.disarm();
                 match cancelled.map(|a| a.outcome.reply) {
                     Ok(Ok(_)) => Err(LockError::WaitTimedOut.into()),

@@ -134,7 +134,8 @@ mod tests {
         let (k1, k2) = (LockKey::new("k1").unwrap(), LockKey::new("k2").unwrap());
         let (_, mut rx1) = waits.register(3, "a", &k1);
         let (_, mut rx2) = waits.register(3, "a", &k2);
-        let grant = Grant { key: k1.clone(), token: 9, permits: 1, ttl_ms: 1000, lease_index: 4 };
+        let (mode, value) = (crate::lock::Mode::Exclusive, None);
+        let grant = Grant { key: k1.clone(), token: 9, permits: 1, mode, ttl_ms: 1000, lease_index: 4, value };
         waits.on_effects(2, &[Effect::Granted { name: "a".into(), grant: grant.clone(), handoff: true }]);
         assert!(rx1.try_recv().is_err(), "another group's grant must not answer");
         waits.on_effects(3, &[Effect::Granted { name: "a".into(), grant: grant.clone(), handoff: true }]);
@@ -155,7 +156,8 @@ mod tests {
         assert!(waits.unregister(&first), "the second request still waits");
         assert!(rx2.try_recv().is_err(), "ending the first leaves the second registered");
         let (third, mut rx3) = waits.register(0, "a", &key);
-        let grant = Grant { key: key.clone(), token: 1, permits: 1, ttl_ms: 1000, lease_index: 2 };
+        let (mode, value) = (crate::lock::Mode::Exclusive, None);
+        let grant = Grant { key: key.clone(), token: 1, permits: 1, mode, ttl_ms: 1000, lease_index: 2, value };
         waits.on_effects(0, &[Effect::Granted { name: "a".into(), grant: grant.clone(), handoff: true }]);
         assert_eq!((rx2.try_recv().unwrap(), rx3.try_recv().unwrap()), (Ok(grant.clone()), Ok(grant)));
         assert!(!waits.unregister(&second) && !waits.unregister(&third), "answered: nothing left");

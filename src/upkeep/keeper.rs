@@ -173,6 +173,8 @@ impl Keeper {
                 Effect::Removed { name } => {
                     g.idle.remove(name);
                 }
+                // A value or a mode changes no deadline.
+                Effect::ValueChanged { .. } | Effect::Downgraded { .. } => {}
             }
         }
         held
@@ -279,7 +281,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::{AcquireCmd, Grant, Limits};
+    use crate::lock::{AcquireCmd, Grant, Limits, Mode};
 
     impl Keeper {
         /// `due` against a table where "a" is held by "k" with token 1.
@@ -288,14 +290,25 @@ mod tests {
             let key = LockKey::new("k").unwrap();
             table.apply(
                 1,
-                &Command::Acquire(AcquireCmd { name: "a".into(), key, size: 1, permits: 1, ttl_ms: 1000, wait_ms: 0 }),
+                &Command::Acquire(AcquireCmd {
+                    name: "a".into(),
+                    key,
+                    size: 1,
+                    permits: 1,
+                    ttl_ms: 1000,
+                    wait_ms: 0,
+                    mode: Mode::Exclusive,
+                    value: None,
+                }),
             );
             self.due(group, now, &table)
         }
     }
 
     fn granted(name: &str, key: &str, ttl_ms: u64, lease_index: u64) -> Effect {
-        let grant = Grant { key: LockKey::new(key).unwrap(), token: 1, permits: 1, ttl_ms, lease_index };
+        let key = LockKey::new(key).unwrap();
+        let (mode, value) = (Mode::Exclusive, None);
+        let grant = Grant { key, token: 1, permits: 1, mode, ttl_ms, lease_index, value };
         Effect::Granted { name: name.into(), grant, handoff: false }
     }
 
@@ -341,7 +354,8 @@ mod tests {
         let due = keeper.due_in(0, t0 + Duration::from_millis(1900));
         assert_eq!(due, vec![Command::Expire { name: "a".into(), key: key.clone(), lease_index: 9 }]);
         let reason = crate::lock::EndReason::Released;
-        let ended = Effect::HoldEnded { name: "a".into(), key, token: 1, permits: 1, reason };
+        let (mode, value) = (Mode::Exclusive, None);
+        let ended = Effect::HoldEnded { name: "a".into(), key, token: 1, permits: 1, mode, reason, value };
         keeper.on_effects(0, &[ended], t0 + Duration::from_millis(2000));
         assert_eq!(keeper.leases(0), 0);
     }
@@ -352,7 +366,9 @@ mod tests {
         let t0 = Instant::now();
         keeper.set_leader(0, true, t0);
         let key = LockKey::new("w").unwrap();
-        let queued = Effect::Queued { name: "a".into(), key: key.clone(), permits: 1, wait_ms: 300, enqueue_index: 7 };
+        let mode = Mode::Exclusive;
+        let queued =
+            Effect::Queued { name: "a".into(), key: key.clone(), permits: 1, mode, wait_ms: 300, enqueue_index: 7 };
         keeper.on_effects(0, &[queued, Effect::Idle { name: "b".into(), since: 3 }], t0);
         let mut due = keeper.due_in(0, t0 + Duration::from_millis(600));
         due.sort_by_key(|c| c.to_string());

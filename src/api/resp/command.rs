@@ -4,9 +4,11 @@
 //!
 //! Lock commands take the lock name, then options as name-value pairs in
 //! any order and case, times in milliseconds:
-//! `LOCK name [TTL ms] [WAIT ms] [SIZE n] [PERMITS k] [KEY key]`,
-//! `UNLOCK name key`, `REFRESH name key [TTL ms]`, `DESCRIBE name`,
-//! `VALIDATE name token`, `LIST prefix [LIMIT n] [AFTER name]`, `SESSION`.
+//! `LOCK name [TTL ms] [WAIT ms] [SIZE n] [PERMITS k] [KEY key] [MODE
+//! exclusive|shared] [VALUE v]`, `UNLOCK name key`, `REFRESH name key [TTL
+//! ms]`, `SETVALUE name key [value]`, `DOWNGRADE name key`, `DESCRIBE
+//! name`, `VALIDATE name token`, `LIST prefix [LIMIT n] [AFTER name]`,
+//! `SESSION`.
 //!
 //! Invariant: decoding never fails the connection; a malformed command is
 //! an error reply (`INVALID_ARGUMENT …`, or `ERR unknown command` as Redis
@@ -16,12 +18,14 @@ use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::lock::LockKey;
+use crate::lock::{LockKey, Mode, Value};
 use crate::service::ops::acquire::Acquire;
 use crate::service::ops::describe::Describe;
+use crate::service::ops::downgrade::Downgrade;
 use crate::service::ops::list::List;
 use crate::service::ops::refresh::Refresh;
 use crate::service::ops::release::Release;
+use crate::service::ops::set_value::SetValue;
 use crate::service::ops::validate_fence::ValidateFence;
 
 /// What a request frame asks for.
@@ -30,6 +34,8 @@ pub enum Request {
     Lock(Acquire),
     Unlock(Release),
     Refresh(Refresh),
+    SetValue(SetValue),
+    Downgrade(Downgrade),
     Describe(Describe),
     Validate(ValidateFence),
     List(List),
@@ -70,6 +76,8 @@ impl Request {
             Request::Lock(_) => "LOCK",
             Request::Unlock(_) => "UNLOCK",
             Request::Refresh(_) => "REFRESH",
+            Request::SetValue(_) => "SETVALUE",
+            Request::Downgrade(_) => "DOWNGRADE",
             Request::Describe(_) => "DESCRIBE",
             Request::Validate(_) => "VALIDATE",
             Request::List(_) => "LIST",
@@ -105,6 +113,12 @@ impl Request {
             "LOCK" => lock(&mut args).map(Request::Lock),
             "UNLOCK" => Ok(Request::Unlock(Release { name: args.name()?, key: args.key()? })),
             "REFRESH" => refresh(&mut args),
+            "SETVALUE" => {
+                let (name, key) = (args.name()?, args.key()?);
+                let value = args.next().map(|v| Value::from(v.as_ref()));
+                Ok(Request::SetValue(SetValue { name, key, value }))
+            }
+            "DOWNGRADE" => Ok(Request::Downgrade(Downgrade { name: args.name()?, key: args.key()? })),
             "DESCRIBE" => Ok(Request::Describe(Describe { name: args.name()? })),
             "VALIDATE" => Ok(Request::Validate(ValidateFence { name: args.name()?, token: args.number("token")? })),
             "LIST" => list(&mut args),
@@ -196,7 +210,12 @@ fn lock(args: &mut Args) -> Result<Acquire, Refused> {
             "SIZE" => asked.size = Some(parse_number(&value, "SIZE")?),
             "PERMITS" => asked.permits = Some(parse_number(&value, "PERMITS")?),
             "KEY" => asked.key = Some(key_of(&value)?),
-            other => return Err(unknown_option(other, "TTL, WAIT, SIZE, PERMITS or KEY")),
+            "MODE" => {
+                let mode = Mode::parse(&String::from_utf8_lossy(&value));
+                asked.mode = Some(mode.ok_or_else(|| bad("MODE is exclusive or shared"))?);
+            }
+            "VALUE" => asked.value = Some(Value::from(value.as_ref())),
+            other => return Err(unknown_option(other, "TTL, WAIT, SIZE, PERMITS, KEY, MODE or VALUE")),
         }
     }
     Ok(asked)

@@ -42,6 +42,7 @@ use self::command::{Refused, Request};
 use self::value::Value;
 use crate::config::Secret;
 use crate::error::{ApiError, ErrorCode};
+use crate::lock::Grant;
 use crate::service::ops::acquire::{Granted, InSession};
 use crate::service::query::LockView;
 use crate::service::LockService;
@@ -279,6 +280,8 @@ impl Work {
                     ("ttl_ms", Value::Int(g.ttl_ms as i64)),
                 ])
             }),
+            Request::SetValue(set) => set.run(svc).await.map(|d| hold(&d.grant)),
+            Request::Downgrade(downgrade) => downgrade.run(svc).await.map(|d| hold(&d.grant)),
             Request::Describe(describe) => describe.run(svc).await.map(|d| d.lock.map_or(Value::Nil, lock_view)),
             Request::Validate(validate) => validate.run(svc).await.map(|f| Value::Int(f.holder.is_some().into())),
             Request::List(list) => list.run(svc).await.map(|l| {
@@ -308,7 +311,23 @@ fn granted(g: Granted) -> Value {
         ("permits", Value::Int(g.grant.permits.into())),
         ("ttl_ms", Value::Int(g.grant.ttl_ms as i64)),
         ("size", Value::Int(g.size.into())),
+        ("mode", Value::Status(g.grant.mode.as_str())),
+        ("value", held_value(g.grant.value.as_ref())),
     ])
+}
+
+/// A hold after SETVALUE or DOWNGRADE.
+fn hold(g: &Grant) -> Value {
+    Value::Map(vec![
+        ("key", Value::text(g.key.as_str())),
+        ("fencing_token", Value::Int(g.token as i64)),
+        ("mode", Value::Status(g.mode.as_str())),
+        ("value", held_value(g.value.as_ref())),
+    ])
+}
+
+fn held_value(value: Option<&crate::lock::Value>) -> Value {
+    value.map_or(Value::Nil, |v| Value::Bulk(bytes::Bytes::copy_from_slice(v.as_bytes())))
 }
 
 fn lock_view(v: LockView) -> Value {
@@ -319,6 +338,8 @@ fn lock_view(v: LockView) -> Value {
             ("fencing_token", Value::Int(h.token as i64)),
             ("ttl_ms", Value::Int(h.ttl_ms as i64)),
             ("remaining_ttl_ms", Value::Int(h.remaining_ttl_ms as i64)),
+            ("mode", Value::Status(h.mode.as_str())),
+            ("value", held_value(h.value.as_ref())),
         ])
     });
     let waiters = v.waiters.into_iter().map(|w| {
@@ -327,6 +348,7 @@ fn lock_view(v: LockView) -> Value {
             ("permits", Value::Int(w.permits.into())),
             ("position", Value::Int(w.position.into())),
             ("wait_ms", Value::Int(w.wait_ms as i64)),
+            ("mode", Value::Status(w.mode.as_str())),
         ])
     });
     Value::Map(vec![

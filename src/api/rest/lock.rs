@@ -1,4 +1,5 @@
-//! Lock calls: acquire, release, refresh, describe, list, validate-fence.
+//! Lock calls: acquire, release, refresh, set-value, downgrade, describe,
+//! list, validate-fence.
 
 use axum::extract::State;
 use axum::Json;
@@ -6,11 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use super::error::Reply;
 use super::{key, parse, Header, RawBody, Svc};
+use crate::lock::{Mode, Value};
 use crate::service::ops::acquire::{Acquire, InSession};
 use crate::service::ops::describe::Describe;
+use crate::service::ops::downgrade::Downgrade;
 use crate::service::ops::list::List;
 use crate::service::ops::refresh::Refresh;
 use crate::service::ops::release::Release;
+use crate::service::ops::set_value::SetValue;
 use crate::service::ops::validate_fence::ValidateFence;
 use crate::service::query::{LockRow, LockView};
 
@@ -24,6 +28,10 @@ pub struct AcquireBody {
     pub wait_ms: Option<u64>,
     pub key: Option<String>,
     pub session_id: Option<u64>,
+    /// `exclusive` (the default) or `shared`.
+    pub mode: Option<Mode>,
+    /// A string (or an array of byte values).
+    pub value: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -35,6 +43,8 @@ pub struct GrantReply {
     pub permits: u32,
     pub ttl_ms: u64,
     pub size: u32,
+    pub mode: Mode,
+    pub value: Option<Value>,
 }
 
 pub async fn acquire(State(svc): Svc, RawBody(body): RawBody) -> Reply<GrantReply> {
@@ -46,6 +56,8 @@ pub async fn acquire(State(svc): Svc, RawBody(body): RawBody) -> Reply<GrantRepl
         permits: b.permits,
         ttl_ms: b.ttl_ms,
         wait_ms: b.wait_ms,
+        mode: b.mode,
+        value: b.value,
         session: b.session_id.map(|id| InSession { id, keep_alive: true }),
     };
     let granted = asked.run(&svc).await?;
@@ -57,7 +69,42 @@ pub async fn acquire(State(svc): Svc, RawBody(body): RawBody) -> Reply<GrantRepl
         permits: g.permits,
         ttl_ms: g.ttl_ms,
         size: granted.size,
+        mode: g.mode,
+        value: g.value,
     }))
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SetValueBody {
+    pub name: String,
+    pub key: String,
+    /// The new value; absent (or null) clears it.
+    pub value: Option<Value>,
+}
+
+/// A hold after a set-value or a downgrade.
+#[derive(Serialize, Deserialize)]
+pub struct HoldReply {
+    #[serde(flatten)]
+    pub header: Header,
+    pub fencing_token: u64,
+    pub mode: Mode,
+    pub value: Option<Value>,
+}
+
+pub async fn set_value(State(svc): Svc, RawBody(body): RawBody) -> Reply<HoldReply> {
+    let b: SetValueBody = parse(&body)?;
+    let done = SetValue { name: b.name, key: key(b.key)?, value: b.value }.run(&svc).await?;
+    let g = done.grant;
+    Ok(Json(HoldReply { header: done.meta.into(), fencing_token: g.token, mode: g.mode, value: g.value }))
+}
+
+pub async fn downgrade(State(svc): Svc, RawBody(body): RawBody) -> Reply<HoldReply> {
+    let b: KeyBody = parse(&body)?;
+    let done = Downgrade { name: b.name, key: key(b.key)? }.run(&svc).await?;
+    let g = done.grant;
+    Ok(Json(HoldReply { header: done.meta.into(), fencing_token: g.token, mode: g.mode, value: g.value }))
 }
 
 #[derive(Deserialize, Serialize, Default)]

@@ -6,8 +6,9 @@
 //! numbers and malformed JSON get `400` with code `INVALID_ARGUMENT` and
 //! serde's reason. Every error body is `{"code", "message", "leader"}` with
 //! the HTTP status of the one code table (`crate::error::row`, see
-//! [`error`]). The calls live by domain in [`lock`], [`session`] and
-//! [`admin`].
+//! [`error`]). The calls live by domain in [`lock`], [`watch`],
+//! [`election`], [`session`] and [`admin`]. Watch and Observe are `GET`s
+//! answered with server-sent events.
 //!
 //! Invariant: [`ROUTES`] is the one route table. The router is built from
 //! it ([`handler`] gives each entry its handler), and a test checks it
@@ -16,9 +17,11 @@
 //! route cannot be served and not documented, nor the other way round.
 
 pub mod admin;
+pub mod election;
 pub mod error;
 pub mod lock;
 pub mod session;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -46,6 +49,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/lock/describe"),
     ("post", "/v1/lock/list"),
     ("post", "/v1/lock/validate-fence"),
+    ("post", "/v1/lock/set-value"),
+    ("post", "/v1/lock/downgrade"),
+    ("get", "/v1/lock/watch"),
+    ("post", "/v1/election/campaign"),
+    ("post", "/v1/election/proclaim"),
+    ("post", "/v1/election/leader"),
+    ("post", "/v1/election/resign"),
+    ("get", "/v1/election/observe"),
     ("post", "/v1/admin/force-release"),
     ("get", "/v1/admin/status"),
     ("post", "/v1/admin/most-contended"),
@@ -69,6 +80,14 @@ pub fn handler(method: &str, path: &str) -> Option<MethodRouter<Arc<LockService>
         ("post", "/v1/lock/describe") => post(lock::describe),
         ("post", "/v1/lock/list") => post(lock::list),
         ("post", "/v1/lock/validate-fence") => post(lock::validate_fence),
+        ("post", "/v1/lock/set-value") => post(lock::set_value),
+        ("post", "/v1/lock/downgrade") => post(lock::downgrade),
+        ("get", "/v1/lock/watch") => get(watch::watch),
+        ("post", "/v1/election/campaign") => post(election::campaign),
+        ("post", "/v1/election/proclaim") => post(election::proclaim),
+        ("post", "/v1/election/leader") => post(election::leader),
+        ("post", "/v1/election/resign") => post(election::resign),
+        ("get", "/v1/election/observe") => get(election::observe),
         ("post", "/v1/admin/force-release") => post(admin::force_release),
         ("get", "/v1/admin/status") => get(admin::status),
         ("post", "/v1/admin/most-contended") => post(admin::most_contended),
@@ -200,6 +219,11 @@ mod tests {
         assert_eq!(documented("SessionOpenRequest"), fields::<SessionOpenBody>());
         assert_eq!(documented("SessionRequest"), fields::<SessionBody>());
         assert_eq!(documented("MostContendedRequest"), fields::<ContendedBody>());
+        assert_eq!(documented("SetValueRequest"), fields::<SetValueBody>());
+        assert_eq!(documented("CampaignRequest"), fields::<super::election::CampaignBody>());
+        assert_eq!(documented("ProclaimRequest"), fields::<super::election::ProclaimBody>());
+        assert_eq!(documented("ElectionRequest"), fields::<super::election::ElectionBody>());
+        assert_eq!(documented("ResignRequest"), fields::<super::election::ResignBody>());
     }
 
     proptest::proptest! {

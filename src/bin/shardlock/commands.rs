@@ -8,15 +8,18 @@ use clap::Args;
 use serde_json::json;
 use shardlock::client::{AcquireOptions, Client, ClientOptions};
 use shardlock::config::Config;
+use shardlock::lock::Mode;
 use shardlock::node::Node;
 
 use super::output::{json, table};
+use super::supervise::{exit_code, supervise, Ended};
 use super::{LockArgs, Target};
 
 pub const TEMPLATE: &str = include_str!("../../../config/shardlock.example.toml");
 
-/// Exit code of `lock` when the lock was lost while the command ran.
-const EXIT_LOCK_LOST: u8 = 75;
+/// Exit code of `lock` (and `elect`) when the lock (leadership) was lost
+/// while the command ran.
+pub const EXIT_LOCK_LOST: u8 = 75;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -36,7 +39,7 @@ pub struct ServeArgs {
     log_format: String,
 }
 
-async fn connect(target: &Target) -> anyhow::Result<Client> {
+pub async fn connect(target: &Target) -> anyhow::Result<Client> {
     let tls = match &target.ca_file {
         Some(ca) => Some(shardlock::tls::client(ca, target.cert_file.as_deref(), target.key_file.as_deref())?),
         None => None,
@@ -45,13 +48,32 @@ async fn connect(target: &Target) -> anyhow::Result<Client> {
     Ok(Client::connect_opts(&[target.addr.as_str()], &opts).await?)
 }
 
-fn options(lock: &LockArgs) -> AcquireOptions {
-    AcquireOptions {
+fn options(lock: &LockArgs) -> anyhow::Result<AcquireOptions> {
+    let mode = Mode::parse(&lock.mode).ok_or_else(|| anyhow::anyhow!("--mode is exclusive or shared"))?;
+    Ok(AcquireOptions {
         size: lock.size,
         permits: lock.permits,
         ttl_ms: lock.ttl,
         wait_ms: lock.wait,
         key: lock.key.clone(),
+        mode,
+        value: lock.value.as_ref().map(|v| v.as_bytes().to_vec()),
+    })
+}
+
+/// A value as the CLI prints it: the text, or its bytes in hex.
+pub fn shown(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) => text.to_owned(),
+        Err(_) => value.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+fn mode_name(mode: i32) -> &'static str {
+    if mode == shardlock::proto::v1::Mode::Shared as i32 {
+        "shared"
+    } else {
+        "exclusive"
     }
 }
 
@@ -128,35 +150,19 @@ async fn wait_for_signal() {
 
 pub async fn lock(target: &Target, name: &str, lock: &LockArgs, cmd: &[String]) -> anyhow::Result<ExitCode> {
     let client = connect(target).await?;
-    let guard = client.lock(name, options(lock)).await?;
-    let mut child = tokio::process::Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .env("SHARDLOCK_NAME", name)
-        .env("SHARDLOCK_KEY", guard.key())
-        .env("SHARDLOCK_FENCING_TOKEN", guard.fencing_token().to_string())
-        .env("SHARDLOCK_PERMITS", guard.permits().to_string())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", cmd[0]))?;
-    let pid = child.id();
-    let outcome = tokio::select! {
-        status = child.wait() => Ok(status?),
-        reason = guard.lost() => Err(reason),
-        _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
-    };
-    match outcome {
-        Ok(status) => {
+    let guard = client.lock(name, options(lock)?).await?;
+    let env = [
+        ("SHARDLOCK_NAME", name.to_owned()),
+        ("SHARDLOCK_KEY", guard.key().to_owned()),
+        ("SHARDLOCK_FENCING_TOKEN", guard.fencing_token().to_string()),
+        ("SHARDLOCK_PERMITS", guard.permits().to_string()),
+    ];
+    match supervise(cmd, &env, guard.lost()).await? {
+        Ended::Exited(status) => {
             guard.release().await?;
-            Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+            Ok(ExitCode::from(exit_code(status)))
         }
-        Err(reason) => {
-            eprintln!("shardlock: {reason}; stopping the command");
-            if let Some(pid) = pid {
-                // SAFETY: sends a signal to our own child process by pid.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-            }
-            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
-                let _ = child.kill().await;
-            }
+        Ended::Stopped => {
             drop(guard);
             Ok(ExitCode::from(EXIT_LOCK_LOST))
         }
@@ -164,15 +170,42 @@ pub async fn lock(target: &Target, name: &str, lock: &LockArgs, cmd: &[String]) 
 }
 
 pub async fn acquire(target: &Target, name: &str, lock: &LockArgs) -> anyhow::Result<()> {
-    let grant = connect(target).await?.acquire(name, options(lock)).await?;
+    let grant = connect(target).await?.acquire(name, options(lock)?).await?;
+    let value = grant.value.as_deref().map(shown);
     if target.json {
         json(&json!({"name": name, "key": grant.key, "fencing_token": grant.fencing_token,
-            "permits": grant.permits, "ttl_ms": grant.ttl_ms, "size": grant.size}));
+            "permits": grant.permits, "ttl_ms": grant.ttl_ms, "size": grant.size,
+            "mode": mode_name(grant.mode), "value": value}));
     } else {
+        let value = value.map(|v| format!(" value={v}")).unwrap_or_default();
         println!(
-            "key={} fencing_token={} permits={} ttl_ms={}",
-            grant.key, grant.fencing_token, grant.permits, grant.ttl_ms
+            "key={} fencing_token={} permits={} ttl_ms={} mode={}{value}",
+            grant.key,
+            grant.fencing_token,
+            grant.permits,
+            grant.ttl_ms,
+            mode_name(grant.mode)
         );
+    }
+    Ok(())
+}
+
+pub async fn set_value(target: &Target, name: &str, key: &str, value: Option<&str>) -> anyhow::Result<()> {
+    let set = connect(target).await?.set_value(name, key, value.map(|v| v.as_bytes().to_vec())).await?;
+    if target.json {
+        json(&json!({"name": name, "key": key, "fencing_token": set.fencing_token, "value": value}));
+    } else {
+        println!("value {}", if value.is_some() { "set" } else { "cleared" });
+    }
+    Ok(())
+}
+
+pub async fn downgrade(target: &Target, name: &str, key: &str) -> anyhow::Result<()> {
+    let done = connect(target).await?.downgrade(name, key).await?;
+    if target.json {
+        json(&json!({"name": name, "key": key, "fencing_token": done.fencing_token, "mode": "shared"}));
+    } else {
+        println!("key={key} fencing_token={} mode=shared", done.fencing_token);
     }
     Ok(())
 }
@@ -203,7 +236,8 @@ pub async fn describe(target: &Target, name: &str) -> anyhow::Result<()> {
             .iter()
             .map(|h| {
                 json!({"key": h.key, "permits": h.permits,
-            "fencing_token": h.fencing_token, "ttl_ms": h.ttl_ms, "remaining_ttl_ms": h.remaining_ttl_ms})
+            "fencing_token": h.fencing_token, "ttl_ms": h.ttl_ms, "remaining_ttl_ms": h.remaining_ttl_ms,
+            "mode": mode_name(h.mode), "value": h.value.as_deref().map(shown)})
             })
             .collect();
         let waiters: Vec<_> = lock
@@ -211,7 +245,7 @@ pub async fn describe(target: &Target, name: &str) -> anyhow::Result<()> {
             .iter()
             .map(|w| {
                 json!({"key": w.key, "permits": w.permits,
-            "position": w.position, "wait_ms": w.wait_ms})
+            "position": w.position, "wait_ms": w.wait_ms, "mode": mode_name(w.mode)})
             })
             .collect();
         json(&json!({"name": name, "size": lock.size, "permits_held": lock.permits_held,
@@ -227,15 +261,18 @@ pub async fn describe(target: &Target, name: &str) -> anyhow::Result<()> {
                 "holder".into(),
                 h.key.clone(),
                 h.permits.to_string(),
+                mode_name(h.mode).into(),
                 h.fencing_token.to_string(),
                 format!("{}ms", h.remaining_ttl_ms),
+                h.value.as_deref().map(shown).unwrap_or_default(),
             ]
         })
         .collect();
     rows.extend(lock.waiters.iter().map(|w| {
-        vec![format!("waiter #{}", w.position), w.key.clone(), w.permits.to_string(), "-".into(), "-".into()]
+        let (role, permits, mode) = (format!("waiter #{}", w.position), w.permits.to_string(), mode_name(w.mode));
+        vec![role, w.key.clone(), permits, mode.into(), "-".into(), "-".into(), String::new()]
     }));
-    table(&["ROLE", "KEY", "PERMITS", "TOKEN", "TTL LEFT"], &rows);
+    table(&["ROLE", "KEY", "PERMITS", "MODE", "TOKEN", "TTL LEFT", "VALUE"], &rows);
     Ok(())
 }
 
@@ -248,8 +285,9 @@ pub async fn list(target: &Target, prefix: &str, limit: u32) -> anyhow::Result<(
             .iter()
             .zip(&names)
             .map(|(l, n)| {
-                json!({"name": n, "size": l.size,
-            "permits_held": l.permits_held, "holders": l.holders, "waiters": l.waiters})
+                let values: Vec<_> = l.values.iter().map(|v| json!({"key": v.key, "value": shown(&v.value)})).collect();
+                json!({"name": n, "size": l.size, "permits_held": l.permits_held, "holders": l.holders,
+                    "waiters": l.waiters, "mode": l.mode.map(mode_name), "values": values})
             })
             .collect();
         json(&json!({"locks": locks, "more": !resp.next_page_token.is_empty()}));
@@ -266,10 +304,11 @@ pub async fn list(target: &Target, prefix: &str, limit: u32) -> anyhow::Result<(
                 l.permits_held.to_string(),
                 l.holders.to_string(),
                 l.waiters.to_string(),
+                l.mode.map_or("-", mode_name).to_owned(),
             ]
         })
         .collect();
-    table(&["NAME", "SIZE", "HELD", "HOLDERS", "WAITERS"], &rows);
+    table(&["NAME", "SIZE", "HELD", "HOLDERS", "WAITERS", "MODE"], &rows);
     if !resp.next_page_token.is_empty() {
         println!("(more locks: raise --limit or narrow the prefix)");
     }

@@ -6,6 +6,8 @@
 
 mod commands;
 mod output;
+mod supervise;
+mod watching;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +60,12 @@ pub struct LockArgs {
     /// Holder key to use (default: a random one).
     #[arg(long)]
     pub key: Option<String>,
+    /// exclusive, or shared (holders share a lock of size 1; for readers).
+    #[arg(long, default_value = "exclusive")]
+    pub mode: String,
+    /// A value the holder carries (shown by describe, list and watch).
+    #[arg(long)]
+    pub value: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -90,6 +98,76 @@ enum Command {
     Unlock {
         name: String,
         key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Change (or, without VALUE, clear) the value the holder KEY carries.
+    SetValue {
+        name: String,
+        key: String,
+        value: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Turn the exclusive holder KEY of a lock of size 1 shared (same token).
+    Downgrade {
+        name: String,
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a lock's changes as they happen (or, with --prefix, those of
+    /// every lock whose name starts with NAME): granted, released, expired,
+    /// force_released, queued, wait_ended, value_changed, downgraded.
+    /// Exits 3 if the node no longer has the history asked for.
+    Watch {
+        name: String,
+        /// Watch every lock whose name starts with NAME.
+        #[arg(long)]
+        prefix: bool,
+        /// Start at this log index of the lock's group (resume after the
+        /// last index printed); default: now.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Exit after printing this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Campaign in an election; once leading, run a command while leadership
+    /// lasts (it gets SIGTERM if leadership is lost), then resign. The
+    /// command sees SHARDLOCK_ELECTION, SHARDLOCK_KEY, SHARDLOCK_TERM and
+    /// SHARDLOCK_VALUE.
+    Elect {
+        election: String,
+        /// The leader's value (where it can be reached, say).
+        #[arg(long, default_value = "")]
+        value: String,
+        /// Lease TTL of the leadership (e.g. 10s).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<u64>,
+        /// How long to wait for leadership (default: as long as the cluster allows).
+        #[arg(long, value_parser = parse_duration, default_value = "0")]
+        wait: u64,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print an election's leader now, then every change (or "no leader").
+    Observe {
+        election: String,
+        /// Exit after printing this many leaders.
+        #[arg(long)]
+        count: Option<usize>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print an election's leader.
+    Leader {
+        election: String,
         #[command(flatten)]
         target: Target,
     },
@@ -242,6 +320,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lock { name, lock, cmd, target } => return commands::lock(&target, &name, &lock, &cmd).await,
         Command::Acquire { name, lock, target } => commands::acquire(&target, &name, &lock).await?,
         Command::Unlock { name, key, target } => commands::unlock(&target, &name, &key).await?,
+        Command::SetValue { name, key, value, target } => {
+            commands::set_value(&target, &name, &key, value.as_deref()).await?
+        }
+        Command::Downgrade { name, key, target } => commands::downgrade(&target, &name, &key).await?,
+        Command::Watch { name, prefix, from, count, target } => {
+            return watching::watch(&target, &name, prefix, from, count).await
+        }
+        Command::Elect { election, value, ttl, wait, cmd, target } => {
+            let opts = shardlock::client::CampaignOptions { ttl_ms: ttl, wait_ms: wait, key: None };
+            return watching::elect(&target, &election, &value, opts, &cmd).await;
+        }
+        Command::Observe { election, count, target } => return watching::observe(&target, &election, count).await,
+        Command::Leader { election, target } => watching::leader(&target, &election).await?,
         Command::Describe { name, target } => commands::describe(&target, &name).await?,
         Command::List { prefix, limit, target } => commands::list(&target, &prefix, limit).await?,
         Command::Status { target } => commands::status(&target).await?,

@@ -17,8 +17,8 @@ use crate::storage::Db;
 struct Ignore;
 
 impl ApplyObserver for Ignore {
-    fn applied(&self, _: GroupId, _: u64, _: &Outcome) {}
-    fn restored(&self, _: GroupId, _: &LockTable) {}
+    fn applied(&self, _: GroupId, _: u64, _: &[Outcome]) {}
+    fn restored(&self, _: GroupId, _: u64, _: &LockTable) {}
 }
 
 struct Builder;

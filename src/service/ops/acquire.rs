@@ -3,7 +3,7 @@
 //!
 //! Every field a client may leave out is an `Option` in [`Acquire`] and
 //! gets its default in [`Acquire::into_command`] only: size 1, permits 1, the
-//! node's `default_ttl_ms`, no wait, a random key. A blocking acquire waits
+//! node's `default_ttl_ms`, no wait, a random key, exclusive, no value. A blocking acquire waits
 //! on this node, which learns of its grant when it applies it; when this
 //! node holds no replica of the lock's group, the wait runs on a node that
 //! does ([`serve_forwarded`] there). An abandoned or timed-out wait
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::faults;
-use crate::lock::{AcquireCmd, Command, Grant, LockError, LockKey, Reply};
+use crate::lock::{AcquireCmd, Command, Grant, LockError, LockKey, Mode, Reply, Value};
 use crate::routing::GroupId;
 use crate::service::errors::{internal, unavailable};
 use crate::service::forward::call;
@@ -33,6 +33,10 @@ pub struct Acquire {
     pub permits: Option<u32>,
     pub ttl_ms: Option<u64>,
     pub wait_ms: Option<u64>,
+    /// Shared or exclusive (the default); shared only for a lock of size 1.
+    pub mode: Option<Mode>,
+    /// The value the holder carries (at most `max_value_bytes`).
+    pub value: Option<Value>,
     /// The session to hold the grant under.
     pub session: Option<InSession>,
 }
@@ -64,6 +68,8 @@ impl Acquire {
             permits: self.permits.unwrap_or(1),
             ttl_ms: self.ttl_ms.unwrap_or(config.default_ttl_ms),
             wait_ms: self.wait_ms.unwrap_or(0),
+            mode: self.mode.unwrap_or_default(),
+            value: self.value,
         };
         let limits = &config.limits;
         limits.check_name(&cmd.name)?;
@@ -71,6 +77,8 @@ impl Acquire {
         limits.check_permits(cmd.permits, cmd.size)?;
         limits.check_ttl(cmd.ttl_ms)?;
         limits.check_wait(cmd.wait_ms)?;
+        limits.check_mode(cmd.mode, cmd.size)?;
+        limits.check_value(cmd.value.as_ref())?;
         Ok(cmd)
     }
 
@@ -152,10 +160,16 @@ async fn acquire_here(svc: &LockService, group: GroupId, cmd: AcquireCmd) -> Res
                     return Ok((enqueue_index, admitted(&command, enqueue_index)));
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
-                match wait.wait(left).await {
+                match wait.wait(left, enqueue_index).await {
                     Ok(grant) => return Ok((grant.lease_index, grant)),
-                    Err(err) if err.code == ErrorCode::WaitCancelled && Instant::now() < deadline => {
-                        tracing::debug!(group, "a wait was cancelled by another request with its key; queueing again");
+                    // The wait ended before this request's deadline: another
+                    // request with its key (an earlier try of a client's
+                    // retry) cancelled it or ran out; this one queues again.
+                    Err(err)
+                        if matches!(err.code, ErrorCode::WaitCancelled | ErrorCode::WaitTimeout)
+                            && Instant::now() < deadline =>
+                    {
+                        tracing::debug!(group, "a wait was ended by another request with its key; queueing again");
                         if let Command::Acquire(cmd) = &mut command {
                             cmd.wait_ms = deadline.saturating_duration_since(Instant::now()).as_millis().max(1) as u64;
                         }
@@ -180,15 +194,19 @@ fn admitted(command: &Command, enqueue_index: u64) -> Grant {
             key: c.key.clone(),
             token: enqueue_index,
             permits: c.permits,
+            mode: c.mode,
             ttl_ms: c.ttl_ms,
             lease_index: enqueue_index,
+            value: c.value.clone(),
         },
         _ => Grant {
             key: LockKey::from_u128(0),
             token: enqueue_index,
             permits: 1,
+            mode: Mode::Exclusive,
             ttl_ms: 0,
             lease_index: enqueue_index,
+            value: None,
         },
     }
 }
@@ -242,6 +260,12 @@ mod tests {
         assert_eq!((cmd.size, cmd.permits, cmd.ttl_ms, cmd.wait_ms, cmd.key.as_str()), (8, 2, 900, 5, "k"));
         let too_many = Acquire { name: "a".into(), size: Some(2), permits: Some(3), ..Acquire::default() };
         assert_eq!(too_many.into_command(&config).unwrap_err().code, ErrorCode::InvalidPermits);
+        let shared_semaphore =
+            Acquire { name: "a".into(), size: Some(2), mode: Some(Mode::Shared), ..Acquire::default() };
+        assert_eq!(shared_semaphore.into_command(&config).unwrap_err().code, ErrorCode::InvalidArgument);
+        let big = Value::from(vec![0; config.limits.max_value_bytes + 1]);
+        let too_big = Acquire { name: "a".into(), value: Some(big), ..Acquire::default() };
+        assert_eq!(too_big.into_command(&config).unwrap_err().code, ErrorCode::InvalidArgument);
         let nameless = Acquire::default();
         assert_eq!(nameless.into_command(&config).unwrap_err().code, ErrorCode::InvalidName);
     }

@@ -13,6 +13,8 @@
 
 pub mod acquire;
 pub mod describe;
+pub mod downgrade;
+pub mod election;
 pub mod force_release;
 pub mod list;
 pub mod membership;
@@ -20,5 +22,7 @@ pub mod most_contended;
 pub mod refresh;
 pub mod release;
 pub mod session;
+pub mod set_value;
 pub mod status;
 pub mod validate_fence;
+pub mod watch;
