@@ -223,3 +223,90 @@ async fn a_prefix_watch_spans_groups_and_a_lost_history_says_compacted() {
     }
     assert_eq!(last, "compacted");
 }
+
+/// A watch opened on a node without a replica of the group: the node
+/// relays the group's events from one that holds it.
+async fn raw_watch(
+    cluster: &Cluster,
+    node: u64,
+    target: pb::watch_request::Target,
+    start: BTreeMap<u32, u64>,
+) -> tonic::Streaming<pb::WatchResponse> {
+    let req = pb::WatchRequest { target: Some(target), start_index: start.into_iter().collect(), progress_ms: 0 };
+    cluster.raw(node).await.watch(req).await.expect("the node serves the watch").into_inner()
+}
+
+/// Events from a raw stream until `n` of them arrived, within 20 s.
+async fn raw_take(stream: &mut tonic::Streaming<pb::WatchResponse>, n: usize) -> Vec<pb::WatchEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let resp = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.expect("in time");
+        let resp = resp.expect("no error").expect("the stream goes on");
+        assert!(resp.compacted.is_none(), "{resp:?}");
+        out.extend(resp.events);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_node_without_a_replica_relays_the_groups_it_lacks() {
+    let cluster = Cluster::start_with(4, GROUPS, "replication_factor = 3\n").await;
+    let voters = cluster.wait_placed(&[1, 2, 3, 4]).await;
+    // A node that holds no replica of some group, and a lock of that group.
+    let (group, node) = (0..GROUPS)
+        .find_map(|g| (1..=4).find(|n| !voters[g as usize].contains(n)).map(|n| (g, n)))
+        .expect("with 4 nodes and 3 replicas, each group lacks a node");
+    let name = (0..).map(|i| format!("relay/{i}")).find(|n| group_of(n.as_bytes(), GROUPS) == group).unwrap();
+    let client = cluster.client(1).await;
+
+    // One lock, and a prefix spanning held and relayed groups, watched on
+    // that node, pinned (no client-side routing).
+    let mut one =
+        raw_watch(&cluster, node, pb::watch_request::Target::Name(name.clone().into_bytes()), BTreeMap::new()).await;
+    let mut all =
+        raw_watch(&cluster, node, pb::watch_request::Target::Prefix(b"relay/".to_vec()), BTreeMap::new()).await;
+    for stream in [&mut one, &mut all] {
+        let first = stream.message().await.unwrap().unwrap();
+        assert!(first.events.is_empty() && first.progress.len() >= 1, "first, where it starts: {first:?}");
+    }
+    let names: Vec<String> = (0..8).map(|i| format!("relay/{i}")).chain([name.clone()]).collect();
+    for n in &names {
+        let g = client.acquire(n, key(&format!("k-{n}").replace('/', "-"), 0)).await.unwrap();
+        client.release(n, &g.key).await.unwrap();
+    }
+    let seen = raw_take(&mut one, 2).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            (Kind::Granted, format!("k-{name}").replace('/', "-")),
+            (Kind::Released, format!("k-{name}").replace('/', "-"))
+        ]
+    );
+    assert!(seen.iter().all(|e| e.group == group));
+    let spanned = raw_take(&mut all, 2 * names.len()).await;
+    in_order_without_repeats(&spanned);
+    let groups: BTreeSet<u32> = spanned.iter().map(|e| e.group).collect();
+    assert!(groups.contains(&group), "the relayed group's events came: {groups:?}");
+
+    // Resumed on the same node from the first event's index, the relay
+    // replays the same events.
+    let start = BTreeMap::from([(group, seen[0].index)]);
+    let mut again = raw_watch(&cluster, node, pb::watch_request::Target::Name(name.clone().into_bytes()), start).await;
+    assert_eq!(raw_take(&mut again, 2).await, seen, "the same events at the same indexes");
+
+    // The election of that group, observed there: who leads now, then each change.
+    let mut elections =
+        shardlock::proto::v1::election_client::ElectionClient::connect(format!("http://{}", cluster.addr(node)))
+            .await
+            .unwrap();
+    let mut observed = elections
+        .observe(pb::ObserveRequest { election: name.clone().into_bytes(), start_index: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let now = tokio::time::timeout(Duration::from_secs(20), observed.message()).await.unwrap().unwrap().unwrap();
+    assert!(now.leader.is_none(), "nobody leads yet: {now:?}");
+    let leading = client.campaign(&name, b"primary", Default::default()).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(20), observed.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(next.leader.map(|l| l.term), Some(leading.term()), "the new leader, relayed");
+}

@@ -97,7 +97,7 @@ impl Lock for GrpcApi {
     }
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
-        grpc_watch::watch(&self.service, request.into_inner()).map(Response::new)
+        grpc_watch::watch(&self.service, request.into_inner()).await.map(Response::new)
     }
 
     async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::ReleaseResponse>, Status> {

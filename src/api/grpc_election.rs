@@ -95,7 +95,7 @@ impl Election for ElectionApi {
     async fn observe(&self, request: Request<pb::ObserveRequest>) -> Result<Response<Self::ObserveStream>, Status> {
         let req = request.into_inner();
         let observe = Observe { election: name_of(req.election)?, start_index: req.start_index };
-        let items = observe.run(&self.service).map_err(status)?;
+        let items = observe.run(&self.service).await.map_err(status)?;
         let stream = futures::stream::unfold(items, |mut items| async move {
             let item = items.recv().await?;
             Some((Ok(observed(item)), items))

@@ -18,7 +18,7 @@ use crate::service::LockService;
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send + 'static>>;
 
-pub fn watch(svc: &LockService, req: pb::WatchRequest) -> Result<WatchStream, Status> {
+pub async fn watch(svc: &LockService, req: pb::WatchRequest) -> Result<WatchStream, Status> {
     let filter = match req.target {
         Some(pb::watch_request::Target::Name(name)) => Filter::Name(name_of(name)?),
         Some(pb::watch_request::Target::Prefix(prefix)) => Filter::Prefix(name_of(prefix)?),
@@ -29,7 +29,7 @@ pub fn watch(svc: &LockService, req: pb::WatchRequest) -> Result<WatchStream, St
     };
     let progress_ms = (req.progress_ms != 0).then_some(u64::from(req.progress_ms));
     let watch = Watch { filter, start: req.start_index.into_iter().collect(), progress_ms };
-    let watching = watch.run(svc).map_err(status)?;
+    let watching = watch.run(svc).await.map_err(status)?;
     let stream = futures::stream::unfold(watching, |mut watching| async move {
         let item = watching.items.recv().await?;
         Some((Ok(watch_response(item)), watching))

@@ -86,7 +86,7 @@ pub(super) fn event(e: Event) -> pb::WatchEvent {
         permits: e.permits,
         mode: pb_mode(e.mode),
         value: bytes_of(e.value),
-        reason: e.reason.to_owned(),
+        reason: e.reason.as_str().to_owned(),
     }
 }
 

@@ -51,10 +51,12 @@ pub enum Method {
     Draining = 10,
     /// A blocking acquire waited out on a node holding the group.
     Acquire = 11,
+    /// A watch's events of a group, read from a node holding it (a relay).
+    WatchRead = 12,
 }
 
 impl Method {
-    pub const ALL: [Method; 11] = [
+    pub const ALL: [Method; 12] = [
         Method::AppendEntries,
         Method::Vote,
         Method::PreVote,
@@ -66,6 +68,7 @@ impl Method {
         Method::Membership,
         Method::Draining,
         Method::Acquire,
+        Method::WatchRead,
     ];
 
     /// The metric label of the method.
@@ -82,6 +85,7 @@ impl Method {
             Method::Membership => "membership",
             Method::Draining => "draining",
             Method::Acquire => "acquire",
+            Method::WatchRead => "watch_read",
         }
     }
 

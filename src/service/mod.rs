@@ -194,8 +194,9 @@ impl LockService {
     /// One read attempt on this node; `NotLeader` unless it leads the group.
     pub async fn read_local(&self, group: GroupId, query: &ReadQuery) -> Result<(u64, ReadAnswer), ApiError> {
         let index = self.groups().read_index(group).await.map_err(|e| refused(group, e))?;
-        let ans = self.groups().state(group).read(|table| answer(group, table, &self.keeper, query));
-        Ok((index, ans))
+        // The index the answer reflects (at least the read index).
+        let (ans, applied) = self.groups().state(group).read_at(|table| answer(group, table, &self.keeper, query));
+        Ok((applied.max(index), ans))
     }
 
     /// Applies `change` to `group` through its leader (one hop if need be),

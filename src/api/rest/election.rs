@@ -142,7 +142,7 @@ pub async fn observe(
     q: Result<Query<ObserveQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, super::RestError> {
     let q = query(q)?;
-    let items = Observe { election: q.election, start_index: q.start_index }.run(&svc)?;
+    let items = Observe { election: q.election, start_index: q.start_index }.run(&svc).await?;
     let stream = futures::stream::unfold(items, |mut items| async move {
         let item = items.recv().await?;
         Some((Ok(sse_event(item)), items))

@@ -58,7 +58,7 @@ impl From<Event> for EventView {
             permits: e.permits,
             mode: e.mode,
             value: e.value,
-            reason: e.reason.to_owned(),
+            reason: e.reason.as_str().to_owned(),
         }
     }
 }
@@ -121,7 +121,7 @@ pub async fn watch(
         _ => return Err(bad("give one of name (one lock) or prefix (empty for every lock)")),
     };
     let start = starts(q.start.as_deref().unwrap_or(""))?;
-    let watching = Watch { filter, start, progress_ms: q.progress_ms }.run(&svc)?;
+    let watching = Watch { filter, start, progress_ms: q.progress_ms }.run(&svc).await?;
     let stream = futures::stream::unfold(watching, |mut watching| async move {
         let item = watching.items.recv().await?;
         Some((Ok(sse_event(item)), watching))

@@ -18,6 +18,7 @@ use crate::raft::NodeId;
 use crate::routing::GroupId;
 use crate::service::batcher::Applied;
 use crate::service::query::{ReadAnswer, ReadQuery};
+use crate::service::watch::relay::{RelayRead, RelayRequest};
 
 /// Longest a forwarded request may take (covers a commit under load).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +64,18 @@ pub async fn acquire(
 ) -> Result<(u64, Grant), ApiError> {
     let ttl = Duration::from_millis(cmd.wait_ms) + FORWARD_TIMEOUT;
     call(router.links(), node, Method::Acquire, group, &encode(cmd), ttl).await
+}
+
+/// Reads the watched events of `group` from `req.from` on at node `node`,
+/// which holds the group (a long poll of up to `req.wait_ms`).
+pub async fn watch_read(
+    router: &PeerRouter,
+    node: NodeId,
+    group: GroupId,
+    req: &RelayRequest,
+) -> Result<RelayRead, ApiError> {
+    let ttl = Duration::from_millis(req.wait_ms) + FORWARD_TIMEOUT;
+    call(router.links(), node, Method::WatchRead, group, &encode(req), ttl).await
 }
 
 /// Runs a linearizable read on node `leader`.

@@ -1,7 +1,8 @@
 //! The receiving side of forwarding: serves forwarded work on this node.
 //!
 //! Invariant: forwarded work is served by this node's own Raft only
-//! (`propose_local`, `read_local`, a local membership change), never
+//! (`propose_local`, `read_local`, a local membership change, its own
+//! watch history), never
 //! forwarded again; a refusal goes back as this node's `ApiError`.
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::raft::NodeId;
 use crate::routing::GroupId;
 use crate::service::ops::acquire::serve_forwarded;
 use crate::service::query::ReadQuery;
+use crate::service::watch::relay::{self, RelayRequest};
 use crate::service::LockService;
 
 /// The receiving end: serves forwarded work on this node only.
@@ -63,6 +65,14 @@ impl ForwardService {
                 self.check_group(group)?;
                 let query: ReadQuery = decode(&body).map_err(bad_body)?;
                 Ok(encode(&svc.read_local(group, &query).await?))
+            }
+            Method::WatchRead => {
+                self.check_group(group)?;
+                if !svc.cluster().hosts(group) {
+                    return Err(ApiError::not_leader(None));
+                }
+                let req: RelayRequest = decode(&body).map_err(bad_body)?;
+                Ok(encode(&relay::serve(svc.history(), group, &req).await))
             }
             Method::Membership => {
                 if group != svc.groups().meta_id() {

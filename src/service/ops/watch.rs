@@ -4,11 +4,13 @@
 //! Each watched group starts at the index the client asked for (to resume)
 //! or after the index this node has applied; a quiet stream gets progress
 //! every `progress_ms` (default 1000, 100 to 60000); `max_watches` bounds
-//! the streams open on a node. The node must hold a replica of every group
-//! watched; one that does not refuses with a retryable `NOT_LEADER` naming
-//! the group's leader, which does.
+//! the streams open on a node. A group this node holds a replica of is read
+//! from its own history; any other is relayed from a node that holds it
+//! (`watch::relay`), into a copy the feed reads the same way.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::routing::GroupId;
-use crate::service::watch::{Feed, Filter, Item};
+use crate::service::forward::call;
+use crate::service::watch::relay::{Relay, RelayRead, RelayRequest};
+use crate::service::watch::{Cursor, Feed, Filter, History, Item};
 use crate::service::LockService;
 
 /// Progress interval when the client names none.
@@ -52,7 +56,7 @@ impl Drop for Slot {
 impl Watch {
     /// Opens the stream; it runs until the client drops it or it ends with
     /// `Item::Compacted`.
-    pub fn run(self, svc: &LockService) -> Result<Watching, ApiError> {
+    pub async fn run(self, svc: &LockService) -> Result<Watching, ApiError> {
         svc.admit()?;
         let config = svc.config();
         let groups: Vec<GroupId> = match &self.filter {
@@ -71,27 +75,55 @@ impl Watch {
             let why = format!("group {group} does not exist: this cluster has groups 0 to {}", config.groups - 1);
             return Err(ApiError::new(ErrorCode::InvalidArgument, why));
         }
-        for &group in &groups {
-            if !svc.cluster().hosts(group) {
-                return Err(ApiError::not_leader(host_addr(svc, group)));
-            }
-        }
         let slot = take_slot(svc)?;
-        let history = svc.history();
-        let from: Vec<(GroupId, u64)> = groups
-            .iter()
-            .map(|&g| (g, self.start.get(&g).copied().unwrap_or_else(|| history.applied(g) + 1)))
-            .collect();
+        let remote: Vec<GroupId> = groups.iter().copied().filter(|g| !svc.cluster().hosts(*g)).collect();
+        let copy = (!remote.is_empty()).then(|| Arc::new(History::new(config.groups, config.watch_history)));
+        let mut cursors = Vec::with_capacity(groups.len());
+        for group in groups {
+            let (history, next) = match &copy {
+                Some(copy) if remote.contains(&group) => {
+                    let next = match self.start.get(&group) {
+                        Some(next) => *next,
+                        None => now_elsewhere(svc, group, &self.filter).await? + 1,
+                    };
+                    Relay { group, filter: self.filter.clone(), from: next }.spawn(copy, fetcher(svc, group));
+                    (copy.clone(), next)
+                }
+                _ => {
+                    let history = svc.history().clone();
+                    let next = self.start.get(&group).copied().unwrap_or_else(|| history.applied(group) + 1);
+                    (history, next)
+                }
+            };
+            cursors.push(Cursor { group, next, history });
+        }
         let progress = self.progress_ms.unwrap_or(DEFAULT_PROGRESS_MS).clamp(100, 60_000);
-        let feed = Feed { filter: self.filter, cursors: from, progress_every: Duration::from_millis(progress) };
-        Ok(Watching { items: feed.spawn(history.clone(), BUFFER), _slot: slot })
+        let feed = Feed { filter: self.filter, cursors, progress_every: Duration::from_millis(progress) };
+        Ok(Watching { items: feed.spawn(BUFFER), _slot: slot })
     }
 }
 
-/// The client address of a node that holds `group` (its leader if known).
-fn host_addr(svc: &LockService, group: GroupId) -> Option<String> {
-    let node = svc.cluster().route(group)?;
-    svc.cluster().nodes().nodes.get(&node).map(|n| n.client_addr.clone())
+type RelayFetch = Pin<Box<dyn Future<Output = Result<RelayRead, ApiError>> + Send>>;
+
+/// Sends relay requests for `group` to a node that holds it, retrying (and
+/// following leader changes) for the routing's retry window.
+fn fetcher(svc: &LockService, group: GroupId) -> impl Fn(RelayRequest) -> RelayFetch + Send + 'static {
+    let (routing, cluster) = (svc.routing().clone(), svc.cluster().clone());
+    move |req| {
+        let (routing, cluster) = (routing.clone(), cluster.clone());
+        Box::pin(async move {
+            let not_here = || async { Err(ApiError::not_leader(None)) };
+            routing.on_leader(group, not_here, |node| call::watch_read(cluster.router(), node, group, &req)).await
+        })
+    }
+}
+
+/// The index `group` is at on a node that holds it.
+async fn now_elsewhere(svc: &LockService, group: GroupId, filter: &Filter) -> Result<u64, ApiError> {
+    let ask = RelayRequest { filter: filter.clone(), from: 0, wait_ms: 0 };
+    match fetcher(svc, group)(ask).await? {
+        RelayRead::Entries { applied, .. } | RelayRead::Compacted { applied, .. } => Ok(applied),
+    }
 }
 
 fn take_slot(svc: &LockService) -> Result<Slot, ApiError> {

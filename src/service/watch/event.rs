@@ -6,10 +6,12 @@
 //! refreshes are not changes a watcher sees; neither is a lock's removal
 //! (its last hold or wait ending is).
 
+use serde::{Deserialize, Serialize};
+
 use crate::lock::{Effect, EndReason, LockKey, Mode, Name, Outcome, Value};
 use crate::routing::GroupId;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
     Granted,
     Released,
@@ -37,8 +39,8 @@ impl Kind {
     }
 }
 
-/// One change of one lock.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One change of one lock (sent between nodes by a watch relay).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: Kind,
     pub group: GroupId,
@@ -55,9 +57,31 @@ pub struct Event {
     pub ttl_ms: u64,
     /// The holder's value (granted, changed, or carried when the hold ended).
     pub value: Option<Value>,
-    /// Granted: `handoff` or `immediate`; a wait ended: `timed_out` or
-    /// `cancelled`; otherwise empty.
-    pub reason: &'static str,
+    pub reason: Reason,
+}
+
+/// Why: granted by a hand-off or at once; a wait that timed out or was
+/// cancelled; `None` for other events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reason {
+    None,
+    Handoff,
+    Immediate,
+    TimedOut,
+    Cancelled,
+}
+
+impl Reason {
+    /// The reason's name on every surface (empty for `None`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::None => "",
+            Reason::Handoff => "handoff",
+            Reason::Immediate => "immediate",
+            Reason::TimedOut => "timed_out",
+            Reason::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// The events of the outcomes of the entry applied at `index`, in order.
@@ -83,7 +107,7 @@ fn event_of(group: GroupId, index: u64, effect: &Effect) -> Option<Event> {
         mode: Mode::Exclusive,
         ttl_ms: 0,
         value: None,
-        reason: "",
+        reason: Reason::None,
     };
     Some(match effect {
         Effect::Granted { name, grant, handoff } => Event {
@@ -92,7 +116,7 @@ fn event_of(group: GroupId, index: u64, effect: &Effect) -> Option<Event> {
             mode: grant.mode,
             ttl_ms: grant.ttl_ms,
             value: grant.value.clone(),
-            reason: if *handoff { "handoff" } else { "immediate" },
+            reason: if *handoff { Reason::Handoff } else { Reason::Immediate },
             ..at(Kind::Granted, name, &grant.key)
         },
         Effect::HoldEnded { name, key, token, permits, mode, reason, value } => {
@@ -107,7 +131,7 @@ fn event_of(group: GroupId, index: u64, effect: &Effect) -> Option<Event> {
             Event { permits: *permits, mode: *mode, ..at(Kind::Queued, name, key) }
         }
         Effect::WaitEnded { name, key, reason } => {
-            let reason = if *reason == EndReason::TimedOut { "timed_out" } else { "cancelled" };
+            let reason = if *reason == EndReason::TimedOut { Reason::TimedOut } else { Reason::Cancelled };
             Event { reason, ..at(Kind::WaitEnded, name, key) }
         }
         Effect::ValueChanged { name, key, token, value } => {
@@ -148,6 +172,6 @@ mod tests {
         let seen: Vec<_> = events.iter().map(|e| (e.kind, e.key.as_str(), e.token, e.index, e.group)).collect();
         assert_eq!(seen, [(Kind::Released, "k1", 1, 3, 7), (Kind::Granted, "k2", 2, 3, 7)]);
         assert_eq!(events[0].value, Some(Value::from("v1")), "an ended hold shows the value it carried");
-        assert_eq!(events[1].reason, "handoff");
+        assert_eq!(events[1].reason, Reason::Handoff);
     }
 }

@@ -5,7 +5,8 @@
 //! point (the index before its cursor), so a client knows where to resume
 //! every group from its first message on; it reads every watched group
 //! from its cursor with no gap (it moves a cursor only past what it read);
-//! it sends the events of one entry in one item; it says `Progress` when
+//! it sends the events of one entry in one item; it ends without a word
+//! when a history it reads is closed (a relay lost its source); it says `Progress` when
 //! nothing it watches
 //! changed for `progress_every`; it ends after `Compacted` when a group's
 //! history no longer reaches its cursor, or when its receiver is gone; it
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{select_all, FutureExt};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::history::{Entry, History, Read};
@@ -23,7 +25,7 @@ use crate::metrics::{WATCHES, WATCH_COMPACTED, WATCH_DELAY, WATCH_EVENTS};
 use crate::routing::GroupId;
 
 /// Which locks a feed watches.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Filter {
     Name(String),
     /// Every lock whose name starts with it (all locks when empty).
@@ -54,9 +56,16 @@ pub enum Item {
 
 pub struct Feed {
     pub filter: Filter,
-    /// Per watched group, the next index to read.
-    pub cursors: Vec<(GroupId, u64)>,
+    /// Per watched group, the next index to read, and the history read: the
+    /// node's own, or a relay's copy.
+    pub cursors: Vec<Cursor>,
     pub progress_every: Duration,
+}
+
+pub struct Cursor {
+    pub group: GroupId,
+    pub next: u64,
+    pub history: Arc<History>,
 }
 
 /// Counts an open feed in the `WATCHES` gauge while it lives.
@@ -78,15 +87,15 @@ impl Drop for Open {
 impl Feed {
     /// Runs the feed in its own task; its items arrive on the receiver,
     /// which may hold up to `buffer` of them.
-    pub fn spawn(self, history: Arc<History>, buffer: usize) -> mpsc::Receiver<Item> {
+    pub fn spawn(self, buffer: usize) -> mpsc::Receiver<Item> {
         let (tx, rx) = mpsc::channel(buffer.max(1));
-        tokio::spawn(self.run(history, tx));
+        tokio::spawn(self.run(tx));
         rx
     }
 
-    async fn run(mut self, history: Arc<History>, tx: mpsc::Sender<Item>) {
+    async fn run(mut self, tx: mpsc::Sender<Item>) {
         let _open = Open::new();
-        let mut wakers: Vec<_> = self.cursors.iter().filter_map(|(g, _)| history.subscribe(*g)).collect();
+        let mut wakers: Vec<_> = self.cursors.iter().filter_map(|c| c.history.subscribe(c.group)).collect();
         let mut quiet_since = Instant::now();
         if tx.send(Item::Progress(self.reached())).await.is_err() {
             return;
@@ -94,8 +103,9 @@ impl Feed {
         loop {
             let mut sent = false;
             for i in 0..self.cursors.len() {
-                let (group, cursor) = self.cursors[i];
-                match history.read(group, cursor) {
+                let (group, cursor) = (self.cursors[i].group, self.cursors[i].next);
+                match self.cursors[i].history.read(group, cursor) {
+                    Read::Closed => return, // The stream ends; its client resumes elsewhere.
                     Read::Compacted { oldest, applied } => {
                         metrics::counter!(WATCH_COMPACTED).increment(1);
                         let _ = tx.send(Item::Compacted { group, oldest, applied }).await;
@@ -110,7 +120,7 @@ impl Feed {
                                 }
                             }
                         }
-                        self.cursors[i].1 = cursor.max(applied + 1);
+                        self.cursors[i].next = cursor.max(applied + 1);
                     }
                 }
             }
@@ -149,7 +159,7 @@ impl Feed {
 
     /// Per watched group, the last index read.
     fn reached(&self) -> Vec<(GroupId, u64)> {
-        self.cursors.iter().map(|(g, c)| (*g, c.saturating_sub(1))).collect()
+        self.cursors.iter().map(|c| (c.group, c.next.saturating_sub(1))).collect()
     }
 }
 
@@ -157,6 +167,7 @@ impl Feed {
 mod tests {
     use super::*;
     use crate::lock::{LockKey, Mode};
+    use crate::service::watch::event::Reason;
     use crate::service::watch::Kind;
 
     fn event(name: &str, index: u64) -> Event {
@@ -171,7 +182,7 @@ mod tests {
             mode: Mode::Exclusive,
             ttl_ms: 1000,
             value: None,
-            reason: "immediate",
+            reason: Reason::Immediate,
         }
     }
 
@@ -179,12 +190,9 @@ mod tests {
     async fn sends_what_it_watches_in_order_then_progress_then_compacted() {
         let history = Arc::new(History::new(1, 4));
         history.record(0, 1, vec![event("a", 1), event("b", 1)]);
-        let feed = Feed {
-            filter: Filter::Prefix("a".into()),
-            cursors: vec![(0, 1)],
-            progress_every: Duration::from_millis(50),
-        };
-        let mut rx = feed.spawn(history.clone(), 8);
+        let cursors = vec![Cursor { group: 0, next: 1, history: history.clone() }];
+        let feed = Feed { filter: Filter::Prefix("a".into()), cursors, progress_every: Duration::from_millis(50) };
+        let mut rx = feed.spawn(8);
         assert_eq!(rx.recv().await, Some(Item::Progress(vec![(0, 0)])), "first, where each group starts");
         assert_eq!(rx.recv().await, Some(Item::Events(vec![event("a", 1)])));
         history.record(0, 2, vec![event("b", 2)]);
@@ -196,9 +204,9 @@ mod tests {
         for i in 4..9 {
             history.record(0, i, vec![event("z", i)]);
         }
-        let late =
-            Feed { filter: Filter::Name("a".into()), cursors: vec![(0, 1)], progress_every: Duration::from_secs(9) };
-        let mut rx = late.spawn(history, 8);
+        let cursors = vec![Cursor { group: 0, next: 1, history }];
+        let late = Feed { filter: Filter::Name("a".into()), cursors, progress_every: Duration::from_secs(9) };
+        let mut rx = late.spawn(8);
         assert!(matches!(rx.recv().await, Some(Item::Progress(_))));
         assert!(matches!(rx.recv().await, Some(Item::Compacted { group: 0, applied: 8, .. })));
         assert_eq!(rx.recv().await, None, "the feed ends after compacted");

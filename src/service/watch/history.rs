@@ -9,6 +9,8 @@
 //!   dropping the oldest entry moves `complete_from` past it;
 //! - an installed snapshot replaces what came before: `complete_from`
 //!   moves past the snapshot's index;
+//! - a closed history (a relay's copy whose source is lost) reads as
+//!   `Closed`;
 //! - recording never blocks on a watcher: it appends under a short mutex
 //!   and bumps the group's applied index, which wakes the watchers.
 
@@ -38,6 +40,8 @@ pub enum Read {
     Entries { entries: Vec<Entry>, applied: u64 },
     /// The index asked for is older than the oldest kept.
     Compacted { oldest: u64, applied: u64 },
+    /// The history will grow no more (a relay lost the group's nodes).
+    Closed,
 }
 
 struct Log {
@@ -45,6 +49,7 @@ struct Log {
     events: usize,
     complete_from: u64,
     applied: u64,
+    closed: bool,
 }
 
 struct GroupLog {
@@ -61,7 +66,7 @@ impl History {
     /// Histories of groups `0..groups`, each keeping up to `capacity` events.
     pub fn new(groups: u32, capacity: usize) -> Self {
         let group = || GroupLog {
-            log: Mutex::new(Log { entries: VecDeque::new(), events: 0, complete_from: 0, applied: 0 }),
+            log: Mutex::new(Log { entries: VecDeque::new(), events: 0, complete_from: 0, applied: 0, closed: false }),
             applied: watch::channel(0).0,
         };
         Self { groups: (0..groups).map(|_| group()).collect(), capacity: capacity.max(1) }
@@ -105,11 +110,23 @@ impl History {
         self.groups[group as usize].applied.send_replace(applied);
     }
 
+    /// Ends `group`'s history: its readers are told `Closed`.
+    pub fn close(&self, group: GroupId) {
+        let Some(mut log) = self.log(group) else { return };
+        log.closed = true;
+        let applied = log.applied;
+        drop(log);
+        self.groups[group as usize].applied.send_replace(applied);
+    }
+
     /// The entries of `group` from index `from` on.
     pub fn read(&self, group: GroupId, from: u64) -> Read {
         let Some(log) = self.log(group) else {
             return Read::Compacted { oldest: 0, applied: 0 };
         };
+        if log.closed {
+            return Read::Closed;
+        }
         if from < log.complete_from {
             return Read::Compacted { oldest: log.complete_from, applied: log.applied };
         }
@@ -132,6 +149,7 @@ impl History {
 mod tests {
     use super::*;
     use crate::lock::{LockKey, Mode};
+    use crate::service::watch::event::Reason;
     use crate::service::watch::Kind;
 
     fn event(index: u64) -> Event {
@@ -146,7 +164,7 @@ mod tests {
             mode: Mode::Exclusive,
             ttl_ms: 1000,
             value: None,
-            reason: "immediate",
+            reason: Reason::Immediate,
         }
     }
 
@@ -154,6 +172,7 @@ mod tests {
         match read {
             Read::Entries { entries, .. } => entries.iter().map(|e| e.index).collect(),
             Read::Compacted { oldest, .. } => vec![u64::MAX, oldest],
+            Read::Closed => vec![u64::MAX],
         }
     }
 

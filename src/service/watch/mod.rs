@@ -7,7 +7,9 @@
 //!   bounded (`watch_history`) and without gaps;
 //! - [`feed`]: one watcher's stream: the events of its locks, in log
 //!   order per group, from the index it asked for, with progress while
-//!   nothing changes and `Compacted` when its history is gone.
+//!   nothing changes and `Compacted` when its history is gone;
+//! - [`relay`]: for a group this node holds no replica of, a copy of its
+//!   history fed from a node that does.
 //!
 //! Invariants: every replica derives the same events from the same entries
 //! (apply is deterministic), so a watcher that resumes on another node
@@ -18,7 +20,8 @@
 pub mod event;
 pub mod feed;
 pub mod history;
+pub mod relay;
 
 pub use event::{Event, Kind};
-pub use feed::{Feed, Filter, Item};
+pub use feed::{Cursor, Feed, Filter, Item};
 pub use history::History;

@@ -8,13 +8,15 @@
 //! release that hands the lock to the next campaigner is one entry: the
 //! next leader follows with no "no leader" between, because there was none
 //! at any index. Without `start_index` the stream starts with the leader in
-//! this node's replica, at the index that replica reflects; a resumed
+//! this node's replica, at the index that replica reflects (on a node
+//! without one, with a linearizable read at the index it reflects); a resumed
 //! stream starts not knowing who leads, and learns from the first change.
 
 use std::collections::BTreeMap;
 
 use tokio::sync::mpsc;
 
+use super::leader::Leader;
 use super::Leadership;
 use crate::error::ApiError;
 use crate::lock::{LockTable, Mode};
@@ -41,7 +43,7 @@ pub enum Observed {
 }
 
 impl Observe {
-    pub fn run(self, svc: &LockService) -> Result<mpsc::Receiver<Observed>, ApiError> {
+    pub async fn run(self, svc: &LockService) -> Result<mpsc::Receiver<Observed>, ApiError> {
         svc.config().limits.check_name(&self.election)?;
         let group = svc.group_of(&self.election);
         let mut first = None;
@@ -53,15 +55,20 @@ impl Observe {
                 first = Some(Observed::Leader { index, leader });
                 index + 1
             }
-            // Not held here: the watch below refuses, naming a node that holds it.
-            None => 0,
+            // Not held here: who leads, read where the group is (the watch
+            // below is relayed from there).
+            None => {
+                let now = Leader { election: self.election.clone() }.run(svc).await?;
+                first = Some(Observed::Leader { index: now.meta.index, leader: now.leader });
+                now.meta.index + 1
+            }
         };
         let watch = Watch {
             filter: Filter::Name(self.election.clone()),
             start: BTreeMap::from([(group, start)]),
             progress_ms: Some(60_000),
         };
-        let watching = watch.run(svc)?;
+        let watching = watch.run(svc).await?;
         let (tx, rx) = mpsc::channel(64);
         let known = match &first {
             Some(Observed::Leader { leader, .. }) => Some(leader.clone()),
