@@ -153,8 +153,14 @@ impl Client {
     /// The leaders of `election` as a stream: the current one (or none),
     /// then every change; see the module doc.
     pub fn observe(&self, election: &str) -> impl Stream<Item = Result<Observation, ApiError>> + Send + 'static {
-        let observer =
-            Observer { client: self.clone(), election: election.to_owned(), next: None, stream: None, done: false };
+        let observer = Observer {
+            client: self.clone(),
+            election: election.to_owned(),
+            last: None,
+            skip: 0,
+            stream: None,
+            done: false,
+        };
         futures::stream::unfold(observer, |mut o| async move {
             if o.done {
                 return None;
@@ -169,8 +175,11 @@ impl Client {
 struct Observer {
     client: Client,
     election: String,
-    /// The index to resume from, once one was delivered.
-    next: Option<u64>,
+    /// The index of the last item delivered, and how many items of that
+    /// index were delivered (an entry may change the leader more than once).
+    last: Option<(u64, usize)>,
+    /// Items of `last`'s index a resumed stream repeats, still to drop.
+    skip: usize,
     stream: Option<Streaming<pb::ObserveResponse>>,
     done: bool,
 }
@@ -184,8 +193,10 @@ impl Observer {
                 None => {
                     let addr =
                         redirect.take().unwrap_or_else(|| self.client.addr_for(&self.election, attempt, attempt == 0));
-                    let req =
-                        pb::ObserveRequest { election: self.election.as_bytes().to_vec(), start_index: self.next };
+                    // Resume at the last index delivered, dropping what of it was delivered.
+                    let start_index = self.last.map(|(index, _)| index);
+                    self.skip = self.last.map_or(0, |(_, n)| n);
+                    let req = pb::ObserveRequest { election: self.election.as_bytes().to_vec(), start_index };
                     match self.client.election_client(&addr)?.observe(self.client.request(req)).await {
                         Ok(stream) => {
                             self.stream = Some(stream.into_inner());
@@ -195,6 +206,7 @@ impl Observer {
                     }
                 }
                 Some(stream) => match stream.message().await {
+                    Ok(Some(resp)) if self.repeated(&resp) => continue,
                     Ok(Some(resp)) => return Ok(self.take(resp)),
                     Ok(None) => ApiError::new(ErrorCode::Unavailable, "the observe stream ended: resuming"),
                     Err(status) => ApiError::from_status(&status),
@@ -221,7 +233,21 @@ impl Observer {
             self.done = true;
             return Observation::Compacted(compacted);
         }
-        self.next = Some(resp.index + 1);
+        self.last = match self.last {
+            Some((index, n)) if index == resp.index => Some((index, n + 1)),
+            _ => Some((resp.index, 1)),
+        };
         Observation::Leader { index: resp.index, leader: resp.leader }
+    }
+
+    /// Whether a resumed stream's `resp` was delivered already.
+    fn repeated(&mut self, resp: &pb::ObserveResponse) -> bool {
+        let again = self.skip > 0 && resp.compacted.is_none() && self.last.is_some_and(|(i, _)| i == resp.index);
+        if again {
+            self.skip -= 1;
+        } else {
+            self.skip = 0;
+        }
+        again
     }
 }

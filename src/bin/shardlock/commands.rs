@@ -10,6 +10,7 @@ use shardlock::client::{AcquireOptions, Client, ClientOptions};
 use shardlock::config::Config;
 use shardlock::lock::Mode;
 use shardlock::node::Node;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::output::{json, table};
 use super::supervise::{exit_code, supervise, Ended};
@@ -114,11 +115,13 @@ pub async fn serve(config: Config, json: bool) -> anyhow::Result<()> {
         logs.init();
     }
     let data_dir = config.data_dir.clone();
+    // Before the start lines: a signal right after them must drain, not kill.
+    let signals = [SignalKind::terminate(), SignalKind::interrupt()].map(|kind| signal(kind).ok());
     let node = Node::start(config).await?;
     println!("shardlock node listening: client={} peer={}", node.client_addr(), node.peer_addr());
     println!("  data in {}", data_dir.display());
     println!("  try it: shardlock lock demo --addr {} -- echo hi", node.client_addr());
-    wait_for_signal().await;
+    wait_for_signal(signals).await;
     let report = node.drain(Duration::from_secs(15)).await;
     eprintln!(
         "shardlock: drained in {} ms: moved {} of {} group leaders; stopping",
@@ -131,21 +134,13 @@ pub async fn serve(config: Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminated => {}
+/// Waits for SIGTERM or SIGINT (^C), on the streams the caller registered.
+async fn wait_for_signal(signals: [Option<Signal>; 2]) {
+    let waits: Vec<_> = signals.into_iter().flatten().map(|mut s| Box::pin(async move { s.recv().await })).collect();
+    if waits.is_empty() {
+        std::future::pending::<()>().await;
     }
+    futures::future::select_all(waits).await;
 }
 
 pub async fn lock(target: &Target, name: &str, lock: &LockArgs, cmd: &[String]) -> anyhow::Result<ExitCode> {

@@ -144,6 +144,24 @@ fn event_of(group: GroupId, index: u64, effect: &Effect) -> Option<Event> {
     })
 }
 
+/// A grant of `name` at `index` in group 0, for tests.
+#[cfg(test)]
+pub fn sample(name: &str, index: u64) -> Event {
+    Event {
+        kind: Kind::Granted,
+        group: 0,
+        index,
+        name: name.into(),
+        key: LockKey::new("k").unwrap(),
+        token: index,
+        permits: 1,
+        mode: Mode::Exclusive,
+        ttl_ms: 1000,
+        value: None,
+        reason: Reason::Immediate,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,25 +166,7 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::{LockKey, Mode};
-    use crate::service::watch::event::Reason;
-    use crate::service::watch::Kind;
-
-    fn event(name: &str, index: u64) -> Event {
-        Event {
-            kind: Kind::Granted,
-            group: 0,
-            index,
-            name: name.into(),
-            key: LockKey::new("k").unwrap(),
-            token: index,
-            permits: 1,
-            mode: Mode::Exclusive,
-            ttl_ms: 1000,
-            value: None,
-            reason: Reason::Immediate,
-        }
-    }
+    use crate::service::watch::event::sample as event;
 
     #[tokio::test]
     async fn sends_what_it_watches_in_order_then_progress_then_compacted() {

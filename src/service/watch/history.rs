@@ -148,24 +148,10 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::{LockKey, Mode};
-    use crate::service::watch::event::Reason;
-    use crate::service::watch::Kind;
+    use crate::service::watch::event::sample;
 
     fn event(index: u64) -> Event {
-        Event {
-            kind: Kind::Granted,
-            group: 0,
-            index,
-            name: "a".into(),
-            key: LockKey::new("k").unwrap(),
-            token: index,
-            permits: 1,
-            mode: Mode::Exclusive,
-            ttl_ms: 1000,
-            value: None,
-            reason: Reason::Immediate,
-        }
+        sample("a", index)
     }
 
     fn indexes(read: Read) -> Vec<u64> {

@@ -3,11 +3,14 @@
 //!
 //! Built on the watch of the election's lock: the events of each applied
 //! entry move the leadership (a grant, an end of the leader's hold, a
-//! value change of the leader); after each entry that changed it, one
-//! item says who leads from that index on, `None` when nobody does. A
-//! release that hands the lock to the next campaigner is one entry: the
-//! next leader follows with no "no leader" between, because there was none
-//! at any index. Without `start_index` the stream starts with the leader in
+//! value change of the leader); each change is one item saying who leads
+//! from that index on, `None` when nobody does. Commands are batched, so an
+//! entry may change the leader more than once: each change is its own item
+//! (never skipped), all with the entry's index, in order; a client that
+//! resumes from that index skips the items of it it already had. A release
+//! that hands the lock to the next campaigner is one entry: the next leader
+//! follows with no "no leader" between, because there was none at any
+//! index. Without `start_index` the stream starts with the leader in
 //! this node's replica, at the index that replica reflects (on a node
 //! without one, with a linearizable read at the index it reflects); a resumed
 //! stream starts not knowing who leads, and learns from the first change.
@@ -112,25 +115,42 @@ async fn relay(
     }
     while let Some(item) = watching.items.recv().await {
         let out = match item {
-            Item::Events(events) => {
-                let before = leader.clone();
-                for event in &events {
-                    step(&election, &mut leader, event);
-                }
-                if leader == before {
-                    continue;
-                }
-                let index = events.first().map_or(0, |e| e.index);
-                Observed::Leader { index, leader: leader.clone().flatten() }
-            }
+            Item::Events(events) => changes(&election, &mut leader, &events),
             Item::Progress(_) => continue,
-            Item::Compacted { group, oldest, applied } => Observed::Compacted { group, oldest, applied },
+            Item::Compacted { group, oldest, applied } => vec![Observed::Compacted { group, oldest, applied }],
         };
-        let last = matches!(out, Observed::Compacted { .. });
-        if tx.send(out).await.is_err() || last {
-            return;
+        for out in out {
+            let last = matches!(out, Observed::Compacted { .. });
+            if tx.send(out).await.is_err() || last {
+                return;
+            }
         }
     }
+}
+
+/// The changes of leadership in one entry's events, in order. An entry may
+/// hold several commands, so several leaders may follow each other in it:
+/// each is an item (all of that entry's index). A leader's end is "no
+/// leader" only if nobody was granted after it in the same entry (a
+/// hand-off has no moment without a leader).
+fn changes(election: &str, leader: &mut Known, events: &[Event]) -> Vec<Observed> {
+    let (mut out, mut ended) = (Vec::new(), false);
+    for event in events {
+        let before = leader.clone();
+        step(election, leader, event);
+        match leader {
+            _ if *leader == before => {}
+            Some(Some(now)) => {
+                ended = false;
+                out.push(Observed::Leader { index: event.index, leader: Some(now.clone()) });
+            }
+            _ => ended = true,
+        }
+    }
+    if ended {
+        out.push(Observed::Leader { index: events.first().map_or(0, |e| e.index), leader: None });
+    }
+    out
 }
 
 /// Moves the leadership by one event of the election's lock. The lock has
@@ -154,5 +174,48 @@ fn step(election: &str, leader: &mut Known, event: &Event) {
             _ => *leader = Some(Some(elected(0))),
         },
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::LockKey;
+    use crate::service::watch::event::sample;
+
+    fn event(kind: Kind, key: &str, token: u64) -> Event {
+        Event { kind, key: LockKey::new(key).unwrap(), token, ..sample("e", 7) }
+    }
+
+    fn terms(items: &[Observed]) -> Vec<Option<u64>> {
+        items
+            .iter()
+            .map(|o| match o {
+                Observed::Leader { index: 7, leader } => leader.as_ref().map(|l| l.term),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_leader_of_an_entry_is_an_item_and_a_hand_off_has_no_gap() {
+        let mut leader: Known = Some(None);
+        // One entry of several commands: a grant, a hand-off, a forced end
+        // and a hand-off again.
+        let entry = [
+            event(Kind::Granted, "a", 1),
+            event(Kind::Released, "a", 1),
+            event(Kind::Granted, "b", 2),
+            event(Kind::ForceReleased, "b", 2),
+            event(Kind::Granted, "c", 3),
+        ];
+        assert_eq!(terms(&changes("e", &mut leader, &entry)), [Some(1), Some(2), Some(3)]);
+        // The leader goes with nobody queued: no leader.
+        assert_eq!(terms(&changes("e", &mut leader, &[event(Kind::Expired, "c", 3)])), [None]);
+        // Queued and ended waits change nothing.
+        assert!(changes("e", &mut leader, &[event(Kind::Queued, "d", 0), event(Kind::WaitEnded, "d", 0)]).is_empty());
+        // Granted and gone in one entry: the leader, then no leader.
+        let brief = [event(Kind::Granted, "d", 4), event(Kind::Released, "d", 4)];
+        assert_eq!(terms(&changes("e", &mut leader, &brief)), [Some(4), None]);
     }
 }
