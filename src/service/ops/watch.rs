@@ -58,8 +58,27 @@ impl Watch {
     /// `Item::Compacted`.
     pub async fn run(self, svc: &LockService) -> Result<Watching, ApiError> {
         svc.admit()?;
+        let groups = self.groups(svc)?;
+        let slot = take_slot(svc)?;
+        let remote: Vec<GroupId> = groups.iter().copied().filter(|g| !svc.cluster().hosts(*g)).collect();
         let config = svc.config();
-        let groups: Vec<GroupId> = match &self.filter {
+        let copy = (!remote.is_empty()).then(|| Arc::new(History::new(config.groups, config.watch_history)));
+        let mut cursors = Vec::with_capacity(groups.len());
+        for group in groups {
+            cursors.push(match &copy {
+                Some(copy) if remote.contains(&group) => self.relayed(svc, group, copy).await?,
+                _ => self.local(svc, group),
+            });
+        }
+        let progress = self.progress_ms.unwrap_or(DEFAULT_PROGRESS_MS).clamp(100, 60_000);
+        let feed = Feed { filter: self.filter, cursors, progress_every: Duration::from_millis(progress) };
+        Ok(Watching { items: feed.spawn(BUFFER), _slot: slot })
+    }
+
+    /// The groups watched, once the request is checked.
+    fn groups(&self, svc: &LockService) -> Result<Vec<GroupId>, ApiError> {
+        let config = svc.config();
+        let groups = match &self.filter {
             Filter::Name(name) => {
                 config.limits.check_name(name)?;
                 vec![svc.group_of(name)]
@@ -75,31 +94,24 @@ impl Watch {
             let why = format!("group {group} does not exist: this cluster has groups 0 to {}", config.groups - 1);
             return Err(ApiError::new(ErrorCode::InvalidArgument, why));
         }
-        let slot = take_slot(svc)?;
-        let remote: Vec<GroupId> = groups.iter().copied().filter(|g| !svc.cluster().hosts(*g)).collect();
-        let copy = (!remote.is_empty()).then(|| Arc::new(History::new(config.groups, config.watch_history)));
-        let mut cursors = Vec::with_capacity(groups.len());
-        for group in groups {
-            let (history, next) = match &copy {
-                Some(copy) if remote.contains(&group) => {
-                    let next = match self.start.get(&group) {
-                        Some(next) => *next,
-                        None => now_elsewhere(svc, group, &self.filter).await? + 1,
-                    };
-                    Relay { group, filter: self.filter.clone(), from: next }.spawn(copy, fetcher(svc, group));
-                    (copy.clone(), next)
-                }
-                _ => {
-                    let history = svc.history().clone();
-                    let next = self.start.get(&group).copied().unwrap_or_else(|| history.applied(group) + 1);
-                    (history, next)
-                }
-            };
-            cursors.push(Cursor { group, next, history });
-        }
-        let progress = self.progress_ms.unwrap_or(DEFAULT_PROGRESS_MS).clamp(100, 60_000);
-        let feed = Feed { filter: self.filter, cursors, progress_every: Duration::from_millis(progress) };
-        Ok(Watching { items: feed.spawn(BUFFER), _slot: slot })
+        Ok(groups)
+    }
+
+    /// A group this node holds a replica of, read from its own history.
+    fn local(&self, svc: &LockService, group: GroupId) -> Cursor {
+        let history = svc.history().clone();
+        let next = self.start.get(&group).copied().unwrap_or_else(|| history.applied(group) + 1);
+        Cursor { group, next, history }
+    }
+
+    /// A group relayed from a node that holds it, into `copy`.
+    async fn relayed(&self, svc: &LockService, group: GroupId, copy: &Arc<History>) -> Result<Cursor, ApiError> {
+        let next = match self.start.get(&group) {
+            Some(next) => (*next).max(1), // Log indexes start at 1.
+            None => now_elsewhere(svc, group, &self.filter).await? + 1,
+        };
+        Relay { group, filter: self.filter.clone(), from: next }.spawn(copy, fetcher(svc, group));
+        Ok(Cursor { group, next, history: copy.clone() })
     }
 }
 
