@@ -94,6 +94,8 @@ impl StateMachine {
 
     fn apply_one(&mut self, index: u64, payload: &EntryPayload<Proposal, u64, NodeInfo>) -> Committed {
         let EntryPayload::Normal(proposal) = payload else {
+            // The table is as it was: it now reflects this index too.
+            self.shared.index.store(index, Ordering::Release);
             self.observer.applied(self.group, index, &[]);
             return Committed { index, ..Committed::default() };
         };
@@ -106,6 +108,7 @@ impl StateMachine {
             Err(why) => {
                 // Every replica refuses the same bytes the same way.
                 tracing::error!(group = self.group, index, %why, "a log entry does not decode; it changes nothing");
+                self.shared.index.store(index, Ordering::Release);
                 self.observer.applied(self.group, index, &[]);
                 return Committed { index, ..Committed::default() };
             }
