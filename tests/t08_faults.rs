@@ -46,8 +46,11 @@ async fn healed(log: &mut FaultLog, kind: &str, injected: Instant, work: &Worklo
         work.probe(client, LOCKS[1].0, LOCKS[1].1, bound)
     );
     let regrant = healed.elapsed();
-    for probe in [a, b] {
-        probe.unwrap_or_else(|e| panic!("a lock was not grantable after healing {kind}: {e}"));
+    for (probe, (lock, _)) in [a, b].into_iter().zip(LOCKS) {
+        if let Err(e) = probe {
+            let now = client.describe(lock).await.map(|d| format!("{:?}", d.lock)).unwrap_or_else(|e| e.message);
+            panic!("{lock} was not grantable after healing {kind}: {e}; it is now {now}");
+        }
     }
     assert!(regrant <= bound, "the locks took {regrant:?} to be granted after healing {kind}");
     wait_for(&format!("progress after {kind}"), Duration::from_secs(60), work.progress(work.done() + PROGRESS)).await;
