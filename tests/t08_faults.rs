@@ -49,7 +49,18 @@ async fn healed(log: &mut FaultLog, kind: &str, injected: Instant, work: &Worklo
     for (probe, (lock, _)) in [a, b].into_iter().zip(LOCKS) {
         if let Err(e) = probe {
             let now = client.describe(lock).await.map(|d| format!("{:?}", d.lock)).unwrap_or_else(|e| e.message);
-            panic!("{lock} was not grantable after healing {kind}: {e}; it is now {now}");
+            let failed = work.failed_acquires_since(injected).join("\n  ");
+            let holds = work.holds_since(lock, injected).join("\n  ");
+            panic!(
+                "{lock} was not grantable after healing {kind}: {e}; it is now {now}; \
+                 the workers' acquires that failed since the fault:\n  {failed}\n\
+                 its holds since the fault, healed at +{} ms:\n  {holds}\nin flight at +{} ms:\n  {}\n\
+                 the client's view: {:?}",
+                (healed - injected).as_millis(),
+                injected.elapsed().as_millis(),
+                work.in_flight(injected).join("\n  "),
+                client.topology()
+            );
         }
     }
     assert!(regrant <= bound, "the locks took {regrant:?} to be granted after healing {kind}");

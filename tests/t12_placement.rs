@@ -180,3 +180,90 @@ async fn a_seventh_node_takes_replicas_and_a_removed_node_gives_its_own_away() {
         client.release(name, &grant.key).await.unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+/// A node applies none of a group's entries once its replica moves away, so
+/// a blocking acquire waiting there would never hear of its grant. It is
+/// answered at once with a retryable error instead, and the client's retry
+/// with the same key, on a node that holds a replica, keeps its place.
+#[tokio::test]
+async fn a_wait_on_a_node_whose_replica_moves_away_is_answered_and_its_retry_keeps_its_place() {
+    let mut cluster = Cluster::processes(4, GROUPS, EXTRA).await;
+    let (four, five): (Vec<u64>, Vec<u64>) = ((1..=4).collect(), (1..=5).collect());
+    cluster.wait_placed(&four).await;
+    let (before, after) = (Placement::new(GROUPS, &four, 3), Placement::new(GROUPS, &five, 3));
+    let (group, leaving) = (0..GROUPS)
+        .find_map(|g| before.replicas(g).iter().find(|n| !after.replicas(g).contains(n)).map(|n| (g, *n)))
+        .expect("adding a fifth node moves a replica");
+    let name = names()[group as usize].clone();
+    let staying = *after.replicas(group).iter().find(|n| four.contains(n)).expect("a replica stays");
+
+    let holder = cluster.client(staying).await;
+    let held = holder.acquire(&name, AcquireOptions { ttl_ms: Some(60_000), ..Default::default() }).await.unwrap();
+    let wait = |key: &str| pb::AcquireRequest {
+        name: name.as_bytes().to_vec(),
+        key: key.to_owned(),
+        ttl_ms: Some(60_000),
+        wait_ms: 40_000,
+        ..Default::default()
+    };
+    let mut on_leaving = cluster.raw(leaving).await;
+    let first = wait("mover");
+    let waiting = tokio::spawn(async move { on_leaving.acquire(first).await });
+    let waiters = |n: usize| {
+        let (holder, name) = (&holder, &name);
+        move || async move { (holder.describe(name).await.ok()?.lock?.waiters.len() == n).then_some(()) }
+    };
+    wait_for("the wait on the leaving replica to queue", Duration::from_secs(10), waiters(1)).await;
+
+    let joiner = cluster.spawn_joiner().await;
+    let (c, p) = (cluster.addr(joiner), cluster.peer_addr(joiner));
+    holder.add_node(joiner, &c, &p).await.unwrap();
+    cluster.wait_placed(&five).await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the wait on the node that left the group is answered, not left hanging")
+        .unwrap()
+        .expect_err("no grant was made yet");
+    assert_eq!(answer.code(), tonic::Code::Unavailable, "a retryable answer: {answer:?}");
+
+    // Someone queues after the mover; the mover's retry keeps its place.
+    let mut later = cluster.raw(staying).await;
+    let second = wait("later");
+    let later = tokio::spawn(async move { later.acquire(second).await });
+    wait_for("the later wait to queue", Duration::from_secs(10), waiters(2)).await;
+    let mut retry = cluster.raw(staying).await;
+    let again = wait("mover");
+    let retried = tokio::spawn(async move { retry.acquire(again).await });
+    holder.release(&name, &held.key).await.unwrap();
+    let granted = tokio::time::timeout(Duration::from_secs(10), retried).await.expect("granted").unwrap().unwrap();
+    assert_eq!(granted.into_inner().key, "mover", "the retry kept its place ahead of the later waiter");
+    holder.release(&name, "mover").await.unwrap();
+    let granted = tokio::time::timeout(Duration::from_secs(10), later).await.expect("granted").unwrap().unwrap();
+    holder.release(&name, &granted.into_inner().key).await.unwrap();
+}
+
+/// A replica removed while its node was down (so nobody could tell it)
+/// learns it left from the group's leader once it is back, through the
+/// node pings: it stops claiming the group and placement settles.
+#[tokio::test]
+async fn a_replica_removed_while_its_node_was_down_learns_it_left() {
+    let mut cluster = Cluster::processes(4, GROUPS, EXTRA).await;
+    let (four, five): (Vec<u64>, Vec<u64>) = ((1..=4).collect(), (1..=5).collect());
+    cluster.wait_placed(&four).await;
+    let (before, after) = (Placement::new(GROUPS, &four, 3), Placement::new(GROUPS, &five, 3));
+    let leaving = (1..=4)
+        .find(|n| (0..GROUPS).any(|g| before.replicas(g).contains(n) && !after.replicas(g).contains(n)))
+        .expect("adding a fifth node moves a replica");
+    let admin_node = *four.iter().find(|n| **n != leaving).unwrap();
+    cluster.kill(leaving);
+    let joiner = cluster.spawn_joiner().await;
+    let admin = cluster.client(admin_node).await;
+    admin.add_node(joiner, &cluster.addr(joiner), &cluster.peer_addr(joiner)).await.unwrap();
+    let up: Vec<u64> = five.iter().copied().filter(|n| *n != leaving).collect();
+    cluster.wait_placed(&up).await;
+    cluster.restart(leaving).await;
+    // Every node, the one that was down included, sees every group on its
+    // placement: the returning node no longer claims what it lost.
+    cluster.wait_placed(&five).await;
+    every_group_serves(&cluster.client(leaving).await).await;
+}

@@ -268,14 +268,12 @@ fn spawn_loops(
     let groups = cluster.groups().clone();
     let heartbeat = Duration::from_millis(config.raft.heartbeat_interval_ms);
     let timing = quiesce::Timing::from_config(&config.raft);
-    let woken = cluster.clone();
     let pings = liveness::run(
         cluster.router().clone(),
         groups.count(),
         cluster.liveness().clone(),
-        heartbeat,
-        timing.live_within,
-        move |_peer| woken.wake_led_groups(),
+        (heartbeat, timing.live_within),
+        cluster.clone(),
         rx.clone(),
     );
     vec![

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use super::groups::{Groups, GroupsError};
-use super::liveness::Liveness;
-use super::network::PeerRouter;
+use super::liveness::{Liveness, PingHooks};
+use super::network::{PeerRouter, Ping};
 use super::nodes::NodeList;
 use super::state_machine::ApplyObserver;
 use super::types::{LogId, NodeId, NodeInfo};
@@ -65,6 +65,8 @@ pub struct Cluster {
     moving: DashMap<GroupId, String>,
     /// The cluster removed this node (see `removed`).
     removed: AtomicBool,
+    /// Told when this node's replica of a group is removed.
+    observer: Arc<dyn ApplyObserver>,
 }
 
 impl Cluster {
@@ -81,7 +83,7 @@ impl Cluster {
             crate::peer::Links::new(config.node_id, config.raft.dial_overrides(), tls, peer_frame_limit(config));
         let min_append_ttl = Duration::from_millis(config.raft.election_timeout_min_ms);
         let router = PeerRouter::new(config.node_id, peers, links, min_append_ttl);
-        let groups = Arc::new(Groups::start(config, db, syncer, &router, observer).await?);
+        let groups = Arc::new(Groups::start(config, db, syncer, &router, observer.clone()).await?);
         let departed = groups.departures()?.into_iter().collect();
         let configured = config
             .voters()
@@ -100,6 +102,7 @@ impl Cluster {
             draining_peers: DashMap::new(),
             moving: DashMap::new(),
             removed: AtomicBool::new(false),
+            observer,
         };
         cluster.nodes();
         Ok(cluster)
@@ -167,6 +170,7 @@ impl Cluster {
             tracing::warn!(group, error = %err, "cannot record the removal; a restart will show the group as held");
         }
         self.departed.insert(group, at);
+        self.observer.departed(group);
         if group == self.groups.meta_id() {
             self.note_removed(&self.nodes());
         }
@@ -248,6 +252,27 @@ impl Cluster {
         }
     }
 
+    /// The groups (the meta group too) this node holds a replica of, with
+    /// the membership each replica knows: sent with every ping, so a leader
+    /// can tell a replica it removed while it was unreachable.
+    pub fn hosted(&self) -> Vec<(GroupId, Option<LogId>)> {
+        let all = 0..=self.groups.meta_id();
+        all.filter(|&g| self.hosts(g)).map(|g| (g, self.groups.membership_id(g))).collect()
+    }
+
+    /// `leader` says it removed this node from `left`'s groups, each under
+    /// the membership given: this replica missed being told (it was down or
+    /// cut off), unless it knows a newer membership (it was added back).
+    pub fn told_left(&self, leader: NodeId, left: &[(GroupId, LogId)]) {
+        for (group, at) in left {
+            let ours = self.groups.membership_id(*group);
+            if self.hosts(*group) && ours.as_ref().is_none_or(|o| o < at) {
+                tracing::info!(group, leader, "the group's leader says this node's replica was removed");
+                self.mark_departed(*group);
+            }
+        }
+    }
+
     /// Records a peer's draining notice (forgotten after `DRAINING_FOR`,
     /// or when the peer says it is back).
     pub fn mark_draining(&self, node: NodeId, draining: bool) {
@@ -272,5 +297,21 @@ impl Cluster {
         let voters = self.groups.voter_ids(group);
         let preferred = self.nodes().placement.preferred_leader(group).filter(|p| voters.contains(p) && ok(p));
         preferred.or_else(|| voters.iter().copied().find(ok))
+    }
+}
+
+/// The ping loop's view of the node (see `liveness::run`).
+impl PingHooks for Arc<Cluster> {
+    fn ping(&self) -> Ping {
+        Ping { from: self.me(), hosted: self.hosted() }
+    }
+
+    fn revived(&self, _peer: NodeId) {
+        // A follower came back: it needs heartbeats to find its leader.
+        self.wake_led_groups();
+    }
+
+    fn told_left(&self, peer: NodeId, left: &[(GroupId, LogId)]) {
+        Cluster::told_left(self, peer, left);
     }
 }

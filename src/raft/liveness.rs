@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use tokio::sync::watch;
 
-use super::network::PeerRouter;
-use super::types::NodeId;
+use super::network::{PeerRouter, Ping};
+use super::types::{LogId, NodeId};
 use crate::routing::GroupId;
 
 #[derive(Default)]
@@ -122,18 +122,28 @@ impl Liveness {
     }
 }
 
-/// Pings every known peer each `every`, until `shutdown` turns true; calls
-/// `revived` with each peer that comes back to life. `groups` is how many
-/// groups this node hosts.
+/// What the ping loop asks of and tells the rest of the node.
+pub trait PingHooks: Send + Sync {
+    /// The ping to send this round (the groups this node holds).
+    fn ping(&self) -> Ping;
+    /// `peer` answers pings again after being dead.
+    fn revived(&self, peer: NodeId);
+    /// `peer`, leading these groups, says this node was removed from them.
+    fn told_left(&self, peer: NodeId, left: &[(GroupId, LogId)]);
+}
+
+/// Pings every known peer each `every`, until `shutdown` turns true, and
+/// tells `hooks` what the answers say. `groups` is how many lock groups
+/// there are.
 pub async fn run(
     router: PeerRouter,
     groups: u32,
     liveness: std::sync::Arc<Liveness>,
-    every: Duration,
-    live_within: Duration,
-    revived: impl Fn(NodeId) + Send + Sync,
+    timing: (Duration, Duration),
+    hooks: impl PingHooks,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (every, live_within) = timing;
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -145,14 +155,17 @@ pub async fn run(
             return;
         }
         let peers = router.peers();
-        let router = &router;
-        let pings = peers.iter().map(|&peer| async move { (peer, router.ping(peer, every).await) });
+        let (router, ping) = (&router, &crate::codec::encode(&hooks.ping()));
+        let pings = peers.iter().map(|&peer| async move { (peer, router.ping(peer, ping, every).await) });
         for (peer, answer) in futures::future::join_all(pings).await {
-            let Some(leads) = answer else { continue };
-            liveness.record_leads(peer, leads.as_deref(), groups);
+            let Some(answer) = answer else { continue };
+            liveness.record_leads(peer, answer.leads.as_deref(), groups);
             if liveness.record_ok(peer, live_within) {
                 tracing::info!(peer, "peer answers pings again");
-                revived(peer);
+                hooks.revived(peer);
+            }
+            if !answer.left.is_empty() {
+                hooks.told_left(peer, &answer.left);
             }
         }
     }

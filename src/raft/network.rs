@@ -25,17 +25,55 @@ use openraft_multi::GroupRouter;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::types::{NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
+use super::types::{LogId, NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::codec::{decode, encode, BytesRef};
 use crate::metrics::Stage;
 use crate::peer::{CallError, Kind, Links, Method};
 use crate::routing::GroupId;
 
-/// A ping's answer: who answered and which groups it leads right now.
+/// A ping: the groups the pinging node holds a replica of, each with the
+/// log id of the membership its replica knows. (Older nodes send nothing.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    pub from: NodeId,
+    pub hosted: Vec<(GroupId, Option<LogId>)>,
+}
+
+/// A ping's answer: who answered, which groups it leads right now, and of
+/// the groups the pinger said it holds, those it leads under a committed
+/// membership newer than the pinger's that leaves the pinger out (with that
+/// membership's log id): the pinger missed being told it left them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pong {
     pub node: NodeId,
     pub leads: Vec<GroupId>,
+    pub left: Vec<(GroupId, LogId)>,
+}
+
+/// The answer of a node from before `Pong::left`.
+#[derive(Deserialize)]
+struct PongV1 {
+    #[allow(dead_code)]
+    node: NodeId,
+    leads: Vec<GroupId>,
+}
+
+/// What a ping learned: the groups the peer leads (`None` from a node too
+/// old to list them) and the groups it says this node left.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PingAnswer {
+    pub leads: Option<Vec<GroupId>>,
+    pub left: Vec<(GroupId, LogId)>,
+}
+
+impl PingAnswer {
+    fn decode(body: &[u8]) -> Self {
+        if let Ok(p) = decode::<Pong>(body) {
+            return Self { leads: Some(p.leads), left: p.left };
+        }
+        let leads = decode::<PongV1>(body).ok().map(|p| p.leads);
+        Self { leads, left: Vec::new() }
+    }
 }
 
 /// Routes every group's Raft RPCs to peers over one connection each.
@@ -91,12 +129,11 @@ impl PeerRouter {
         self.inner.links.peers()
     }
 
-    /// Pings `target`: `None` unless it answered within `ttl`; then the
-    /// groups it leads, if its answer lists them (older nodes send only
-    /// their id).
-    pub async fn ping(&self, target: NodeId, ttl: Duration) -> Option<Option<Vec<GroupId>>> {
-        let frame = self.inner.links.call(target, Method::Ping, 0, &[], ttl).await.ok()?;
-        (frame.kind == Kind::Reply).then(|| decode::<Pong>(&frame.body).ok().map(|p| p.leads))
+    /// Pings `target` with `ping` (encoded): `None` unless it answered
+    /// within `ttl`.
+    pub async fn ping(&self, target: NodeId, ping: &[u8], ttl: Duration) -> Option<PingAnswer> {
+        let frame = self.inner.links.call(target, Method::Ping, 0, ping, ttl).await.ok()?;
+        (frame.kind == Kind::Reply).then(|| PingAnswer::decode(&frame.body))
     }
 
     /// One message to `target` and its decoded reply.
@@ -207,5 +244,26 @@ impl GroupRouter<TypeConfig, GroupId> for PeerRouter {
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         let kind = (Method::TransferLeader, RPCTypes::TransferLeader);
         self.rpc(target, kind, group, encode(&req), option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct OldPong {
+        node: NodeId,
+        leads: Vec<GroupId>,
+    }
+
+    #[test]
+    fn pongs_of_every_version_decode() {
+        let at: LogId = serde_json::from_str(r#"{"leader_id":{"term":3,"node_id":1},"index":7}"#).unwrap();
+        let new = Pong { node: 1, leads: vec![0, 2], left: vec![(4, at.clone())] };
+        assert_eq!(PingAnswer::decode(&encode(&new)), PingAnswer { leads: Some(vec![0, 2]), left: vec![(4, at)] });
+        let old = OldPong { node: 1, leads: vec![2] };
+        assert_eq!(PingAnswer::decode(&encode(&old)), PingAnswer { leads: Some(vec![2]), left: vec![] });
+        assert_eq!(PingAnswer::decode(&encode(&1u64)), PingAnswer::default(), "the oldest: only an id");
     }
 }

@@ -4,17 +4,20 @@
 //! message for a group this node does not host, or one that does not decode,
 //! is refused without touching any group; a leadership transfer wakes the
 //! group's timers here (see `quiesce`); pings (node liveness) answer at
-//! once, with the groups this node leads.
+//! once, with the groups this node leads and those of the pinger's that a
+//! committed membership removed it from (it missed being told).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::network::{Ping, Pong};
 use super::quiescer::Quiescer;
-use super::types::{NodeId, Snapshot, SnapshotMeta, Vote};
+use super::types::{LogId, NodeId, Snapshot, SnapshotMeta, Vote};
 use crate::codec::{decode, encode, ByteBuf};
 use crate::peer::Method;
+use crate::routing::GroupId;
 
 pub struct RaftPeerService {
     quiescer: Arc<Quiescer>,
@@ -49,11 +52,31 @@ impl RaftPeerService {
         )
     }
 
+    /// Of the groups `ping`'s sender holds, those this node leads under a
+    /// committed membership that leaves the sender out and is newer than
+    /// the sender's: it was removed and missed being told.
+    fn left(&self, ping: &Ping) -> Vec<(GroupId, LogId)> {
+        use openraft::async_runtime::WatchReceiver;
+        let removed = |&(group, ref theirs): &(GroupId, Option<LogId>)| {
+            let raft = self.quiescer.rafts().get(group as usize)?;
+            let metrics = raft.metrics();
+            let m = metrics.borrow_watched();
+            let ours = m.membership_config.log_id().clone()?;
+            let committed = m.cluster_committed.as_ref().is_some_and(|c| c.index >= ours.index);
+            let without = m.membership_config.membership().get_node(&ping.from).is_none();
+            let newer = theirs.as_ref().is_none_or(|t| *t < ours);
+            (m.state == openraft::ServerState::Leader && committed && without && newer).then_some((group, ours))
+        };
+        ping.hosted.iter().filter_map(removed).collect()
+    }
+
     /// Hands one message to the group it names; the encoded reply, or why not.
     pub async fn handle(&self, method: Method, group: u32, body: Bytes) -> Result<Vec<u8>, String> {
         if method == Method::Ping {
             let leads = (0..self.quiescer.rafts().len() as u32).filter(|&g| self.quiescer.leads(g)).collect();
-            return Ok(encode(&super::network::Pong { node: self.me, leads }));
+            // An older node's ping has no body: it hears of no departures.
+            let left = decode::<Ping>(&body).map(|ping| self.left(&ping)).unwrap_or_default();
+            return Ok(encode(&Pong { node: self.me, leads, left }));
         }
         let raft = self
             .quiescer

@@ -35,11 +35,13 @@ use crate::metrics::Stage;
 use crate::routing::GroupId;
 use crate::storage::Db;
 
-/// Told of every applied entry (with the outcomes of its lock commands)
-/// and every installed snapshot.
+/// Told of every applied entry (with the outcomes of its lock commands),
+/// every installed snapshot, and the removal of this node's replica of a
+/// group (after which this node applies none of that group's entries).
 pub trait ApplyObserver: Send + Sync + 'static {
     fn applied(&self, group: GroupId, index: u64, outcomes: &[Outcome]);
     fn restored(&self, group: GroupId, index: u64, table: &LockTable);
+    fn departed(&self, group: GroupId);
 }
 
 /// The part of a group's state that readers share with the state machine.

@@ -69,6 +69,15 @@ impl ApplyObserver for EffectSink {
         self.keeper.restore(group, table, Instant::now());
         self.history.reset(group, index);
     }
+
+    /// This node will not apply the group's entries any more: its waiters
+    /// retry (with their keys) on a node that will, and its watchers resume
+    /// there (their streams end).
+    fn departed(&self, group: GroupId) {
+        let moved = super::errors::unavailable("this node no longer holds a replica of the lock's group");
+        self.waits.fail_group(group, &moved);
+        self.history.close(group);
+    }
 }
 
 impl EffectSink {

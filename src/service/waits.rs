@@ -9,6 +9,11 @@
 //! here (a timed-out HTTP call, a forwarded wait sent again). Each is a
 //! registration of its own, and all of them hear how the wait ended.
 //!
+//! A node whose replica of a group is removed applies none of its entries
+//! after that, so its waits for that group's locks are answered with a
+//! retryable error (`fail_group`): the clients retry with their keys on a
+//! node that holds a replica, keeping their places in the queues.
+//!
 //! Invariants: a wait is registered *before* its acquire is proposed, so a
 //! grant applied before the proposal's answer arrives is not missed; each
 //! registration is answered at most once, and only removing it (its
@@ -88,6 +93,15 @@ impl Waits {
         }
     }
 
+    /// Answers every wait for a lock of `group` with `err` (this node's
+    /// replica of the group was removed: it will not apply their grants).
+    pub fn fail_group(&self, group: GroupId, err: &ApiError) {
+        let ids: Vec<WaitId> = self.map.iter().map(|e| e.key().clone()).filter(|id| id.0 == group).collect();
+        for id in ids {
+            self.answer(&id, Err(err.clone()));
+        }
+    }
+
     fn answer(&self, id: &WaitId, result: WaitResult) {
         if let Some((_, regs)) = self.map.remove(id) {
             self.registered.fetch_sub(regs.len(), Ordering::Relaxed);
@@ -161,6 +175,22 @@ mod tests {
         waits.on_effects(0, &[Effect::Granted { name: "a".into(), grant: grant.clone(), handoff: true }]);
         assert_eq!((rx2.try_recv().unwrap(), rx3.try_recv().unwrap()), (Ok(grant.clone()), Ok(grant)));
         assert!(!waits.unregister(&second) && !waits.unregister(&third), "answered: nothing left");
+        assert!(waits.is_empty());
+    }
+
+    #[test]
+    fn a_departed_group_answers_its_waits_only() {
+        let waits = Waits::default();
+        let key = LockKey::new("k").unwrap();
+        let (_, mut here) = waits.register(1, "a", &key);
+        let (_, mut twice) = waits.register(1, "b", &key);
+        let (_, mut other) = waits.register(2, "a", &key);
+        let moved = ApiError::new(crate::error::ErrorCode::Unavailable, "moved");
+        waits.fail_group(1, &moved);
+        assert_eq!((here.try_recv().unwrap(), twice.try_recv().unwrap()), (Err(moved.clone()), Err(moved)));
+        assert!(other.try_recv().is_err(), "another group's wait goes on");
+        waits.on_effects(2, &[Effect::WaitEnded { name: "a".into(), key, reason: EndReason::TimedOut }]);
+        assert!(other.try_recv().unwrap().is_err());
         assert!(waits.is_empty());
     }
 }

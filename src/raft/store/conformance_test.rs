@@ -19,6 +19,7 @@ struct Ignore;
 impl ApplyObserver for Ignore {
     fn applied(&self, _: GroupId, _: u64, _: &[Outcome]) {}
     fn restored(&self, _: GroupId, _: u64, _: &LockTable) {}
+    fn departed(&self, _: GroupId) {}
 }
 
 struct Builder;

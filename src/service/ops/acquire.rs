@@ -155,6 +155,14 @@ async fn acquire_here(svc: &LockService, group: GroupId, cmd: AcquireCmd) -> Res
                 return Ok((applied.index, grant));
             }
             Ok(Reply::Queued { enqueue_index, .. }) => {
+                if !svc.cluster().hosts(group) {
+                    // The replica left since the check in `run` (its waits
+                    // were answered before this one registered): this node
+                    // would never apply the grant. The client's retry keeps
+                    // the place, so nothing is cancelled.
+                    wait.disarm();
+                    return Err(unavailable("this node no longer holds a replica of the lock's group"));
+                }
                 wait.arm();
                 if faults::BROKEN_ADMITS_QUEUED {
                     return Ok((enqueue_index, admitted(&command, enqueue_index)));

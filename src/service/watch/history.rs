@@ -9,8 +9,9 @@
 //!   dropping the oldest entry moves `complete_from` past it;
 //! - an installed snapshot replaces what came before: `complete_from`
 //!   moves past the snapshot's index;
-//! - a closed history (a relay's copy whose source is lost) reads as
-//!   `Closed`;
+//! - a closed history (a relay's copy whose source is lost, or the node's
+//!   own when its replica of the group was removed) reads as `Closed`; one
+//!   that records again (the node holds a replica again) reopens;
 //! - recording never blocks on a watcher: it appends under a short mutex
 //!   and bumps the group's applied index, which wakes the watchers.
 
@@ -84,6 +85,7 @@ impl History {
             return; // Applied once already (a replay before a snapshot reset).
         }
         log.applied = index;
+        log.closed = false;
         if !events.is_empty() {
             log.events += events.len();
             log.entries.push_back(Entry { index, events: events.into(), applied_at: Instant::now() });
@@ -180,5 +182,17 @@ mod tests {
         assert_eq!(indexes(history.read(0, 4)), [u64::MAX, 11]);
         assert_eq!(history.applied(0), 10);
         assert!(matches!(history.read(3, 0), Read::Compacted { .. }), "an unknown group");
+    }
+
+    #[test]
+    fn a_closed_history_reads_closed_until_it_records_again() {
+        let history = History::new(1, 8);
+        history.record(0, 1, vec![event(1)]);
+        history.close(0);
+        assert!(matches!(history.read(0, 1), Read::Closed), "the replica left: readers resume elsewhere");
+        history.record(0, 1, vec![event(1)]);
+        assert!(matches!(history.read(0, 1), Read::Closed), "a replay does not reopen it");
+        history.record(0, 5, vec![event(5)]);
+        assert_eq!(indexes(history.read(0, 1)), [1, 5], "a replica again: it reopens");
     }
 }
