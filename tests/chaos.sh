@@ -34,4 +34,4 @@ case "${2:-}" in
 esac
 CHAOS_ROUNDS=$rounds CHAOS_ROUNDS_FACTOR3=$factor3 CHAOS_REPLACEMENTS=$replacements \
   nice -n 10 cargo test --locked "${features[@]}" --test integration t08_faults -- --nocapture --test-threads 1 2>&1 \
-  | awk '/panicked/ { print; getline; print; next } /^chaos:|test result|violation|node logs/ { print }'
+  | awk '/panicked/ { p = 1 } /^stack backtrace|^note: / { p = 0 } p || /^chaos:|test result|violation|node logs/ { print }'

@@ -7,13 +7,12 @@
 //! second place in the queue; an observation stream resumes after the last
 //! index it delivered when its node's stream breaks, so it skips no leader.
 
-use std::time::{Duration, Instant};
-
 use futures::Stream;
 use tonic::Streaming;
 
 use super::guard::LockGuard;
-use super::rpc::{unreachable, Client, RETRY_FOR};
+use super::reopen::Reopen;
+use super::rpc::{unreachable, Client};
 use crate::error::{ApiError, ErrorCode};
 use crate::lock::LockKey;
 use crate::proto::v1 as pb;
@@ -186,13 +185,11 @@ struct Observer {
 
 impl Observer {
     async fn next(&mut self) -> Result<Observation, ApiError> {
-        let deadline = Instant::now() + RETRY_FOR;
-        let (mut attempt, mut redirect, mut backoff) = (0u32, None::<String>, Duration::from_millis(50));
+        let mut reopen = Reopen::new();
         loop {
             let err = match self.stream.as_mut() {
                 None => {
-                    let addr =
-                        redirect.take().unwrap_or_else(|| self.client.addr_for(&self.election, attempt, attempt == 0));
+                    let addr = reopen.addr(&self.client, &self.election);
                     // Resume at the last index delivered, dropping what of it was delivered.
                     let start_index = self.last.map(|(index, _)| index);
                     self.skip = self.last.map_or(0, |(_, n)| n);
@@ -213,18 +210,7 @@ impl Observer {
                 },
             };
             self.stream = None;
-            attempt += 1;
-            if !err.row().retryable || Instant::now() >= deadline {
-                return Err(err);
-            }
-            match (err.code, err.leader) {
-                (ErrorCode::NotLeader, Some(leader)) => redirect = Some(leader),
-                _ => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    let _ = self.client.refresh_topology().await;
-                }
-            }
+            reopen.after(&self.client, err).await?;
         }
     }
 

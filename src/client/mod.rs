@@ -35,6 +35,7 @@
 mod election;
 mod guard;
 mod options;
+mod reopen;
 mod rpc;
 mod session;
 mod topology;

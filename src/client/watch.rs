@@ -11,12 +11,12 @@
 //! also ends after `Compacted`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
 
 use futures::Stream;
 use tonic::Streaming;
 
-use super::rpc::{unreachable, Client, RETRY_FOR};
+use super::reopen::Reopen;
+use super::rpc::{unreachable, Client};
 use crate::error::{ApiError, ErrorCode};
 use crate::proto::v1 as pb;
 use crate::proto::v1::lock_client::LockClient;
@@ -58,9 +58,6 @@ struct Watcher {
     cursors: BTreeMap<u32, u64>,
     progress_ms: u32,
     stream: Option<Streaming<pb::WatchResponse>>,
-    /// A `NOT_LEADER` named this node: try it next.
-    redirect: Option<String>,
-    attempt: u32,
     done: bool,
 }
 
@@ -77,8 +74,6 @@ impl Client {
             cursors: opts.start,
             progress_ms: opts.progress_ms,
             stream: None,
-            redirect: None,
-            attempt: 0,
             done: false,
         };
         futures::stream::unfold(watcher, |mut w| async move {
@@ -101,11 +96,10 @@ impl Watcher {
     }
 
     async fn next(&mut self) -> Result<WatchItem, ApiError> {
-        let deadline = Instant::now() + RETRY_FOR;
-        let mut backoff = Duration::from_millis(50);
+        let mut reopen = Reopen::new();
         loop {
             let err = match self.stream.as_mut() {
-                None => match self.open().await {
+                None => match self.open(&mut reopen).await {
                     Ok(stream) => {
                         self.stream = Some(stream);
                         continue;
@@ -113,35 +107,18 @@ impl Watcher {
                     Err(err) => err,
                 },
                 Some(stream) => match stream.message().await {
-                    Ok(Some(resp)) => {
-                        self.attempt = 0;
-                        return Ok(self.take(resp));
-                    }
+                    Ok(Some(resp)) => return Ok(self.take(resp)),
                     Ok(None) => ApiError::new(ErrorCode::Unavailable, "the watch stream ended: resuming"),
                     Err(status) => ApiError::from_status(&status),
                 },
             };
             self.stream = None;
-            self.attempt += 1;
-            if !err.row().retryable || Instant::now() >= deadline {
-                return Err(err);
-            }
-            match (err.code, err.leader) {
-                (ErrorCode::NotLeader, Some(leader)) => self.redirect = Some(leader),
-                _ => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    let _ = self.client.refresh_topology().await;
-                }
-            }
+            reopen.after(&self.client, err).await?;
         }
     }
 
-    async fn open(&mut self) -> Result<Streaming<pb::WatchResponse>, ApiError> {
-        let addr = match self.redirect.take() {
-            Some(addr) => addr,
-            None => self.client.addr_for(self.name_hint(), self.attempt, self.attempt == 0),
-        };
+    async fn open(&mut self, reopen: &mut Reopen) -> Result<Streaming<pb::WatchResponse>, ApiError> {
+        let addr = reopen.addr(&self.client, self.name_hint());
         let target = match &self.target {
             WatchTarget::Name(name) => pb::watch_request::Target::Name(name.as_bytes().to_vec()),
             WatchTarget::Prefix(prefix) => pb::watch_request::Target::Prefix(prefix.as_bytes().to_vec()),
