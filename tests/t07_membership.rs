@@ -65,3 +65,31 @@ async fn nodes_join_and_leave_and_replicas_follow_placement() {
     assert!(next.fencing_token > 0);
     client.release("member/a", &held.key).await.unwrap();
 }
+
+/// A removed node that keeps running keeps the node list it had when it
+/// left, which the cluster outgrows. A client that reaches it first (its
+/// only seed) takes its list only when no member answers: it follows the
+/// nodes the removed node names to one that is still in the cluster.
+#[tokio::test]
+async fn a_client_does_not_take_its_view_from_a_removed_node() {
+    let mut cluster = Cluster::processes(3, GROUPS, "").await;
+    let admin = cluster.client(3).await;
+    admin.remove_node(1).await.unwrap();
+    cluster.wait_placed(&[2, 3]).await;
+    let four = cluster.spawn_joiner().await;
+    admin.add_node(four, &cluster.addr(four), &cluster.peer_addr(four)).await.unwrap();
+    cluster.wait_placed(&[2, 3, 4]).await;
+
+    // Node 1 still runs, and still lists the cluster of before node 4.
+    let mut stale = pb::admin_client::AdminClient::connect(format!("http://{}", cluster.addr(1))).await.unwrap();
+    let status = stale.status(pb::StatusRequest {}).await.unwrap().into_inner();
+    assert!(status.removed);
+    assert!(status.nodes.iter().all(|n| n.node_id != four), "node 1's list is the old one: {:?}", status.nodes);
+
+    let client = shardlock::client::Client::connect(&cluster.addr(1)).await.unwrap();
+    let mut nodes: Vec<u64> = client.topology().nodes.keys().copied().collect();
+    nodes.sort();
+    assert_eq!(nodes, [2, 3, 4], "the view of a member, not of the removed seed");
+    let grant = client.acquire("member/after", AcquireOptions::default()).await.unwrap();
+    client.release("member/after", &grant.key).await.unwrap();
+}

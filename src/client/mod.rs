@@ -4,7 +4,8 @@
 //! each request straight to its group's leader, corrects itself on
 //! `NotLeader`, and retries transient failures (`row(code).retryable`,
 //! transport errors) for up to [`RETRY_FOR`], refreshing the topology from
-//! any reachable node. An acquire always carries a key — the caller's or one
+//! any reachable node that is still in the cluster (a removed node's view
+//! is used only when no member answers, and the nodes it names are asked). An acquire always carries a key — the caller's or one
 //! the client draws before the first attempt — so a retried acquire can
 //! never take a second grant. [`LockGuard`] keeps a lease alive;
 //! [`Client::watch`] streams changes and resumes across nodes;

@@ -23,6 +23,9 @@ use crate::proto::v1::lock_client::LockClient;
 /// How long a request keeps retrying transient failures.
 pub const RETRY_FOR: Duration = Duration::from_secs(15);
 
+/// How long a node may take to answer the status a topology refresh asks.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -116,23 +119,43 @@ impl Client {
         self.inner.topology.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Reloads the topology from the first node (known or seed) that answers.
+    /// Reloads the topology from the first node (known or seed) that
+    /// answers and is still in the cluster. A removed node's view is not
+    /// kept up to date, so its answer is used only when no member answers;
+    /// the nodes it names are asked too (it names where to go instead).
     pub async fn refresh_topology(&self) -> Result<(), ApiError> {
         let mut candidates: Vec<String> = self.topology().addrs().map(str::to_owned).collect();
         candidates.extend(self.inner.seeds.iter().cloned());
         let mut last = ApiError::new(ErrorCode::Unavailable, "no node address to connect to");
-        for addr in candidates {
+        let mut fallback = None;
+        let mut i = 0;
+        while let Some(addr) = candidates.get(i).cloned() {
+            i += 1;
             let mut admin = AdminClient::new(self.channel(&addr)?);
-            match admin.status(self.request(pb::StatusRequest {})).await {
-                Ok(status) => {
-                    *self.inner.topology.write().unwrap_or_else(|p| p.into_inner()) =
-                        Topology::from_status(&status.into_inner());
-                    return Ok(());
+            let mut req = self.request(pb::StatusRequest {});
+            // A paused node takes the connection but never answers.
+            req.set_timeout(STATUS_TIMEOUT);
+            match admin.status(req).await.map(|s| s.into_inner()) {
+                Ok(status) if status.removed => {
+                    for n in &status.nodes {
+                        if !candidates.contains(&n.client_addr) {
+                            candidates.push(n.client_addr.clone());
+                        }
+                    }
+                    fallback.get_or_insert(status);
                 }
+                Ok(status) => return Ok(self.set_topology(&status)),
                 Err(status) => last = unreachable(&addr, status),
             }
         }
-        Err(last)
+        match fallback {
+            Some(status) => Ok(self.set_topology(&status)),
+            None => Err(last),
+        }
+    }
+
+    fn set_topology(&self, status: &pb::StatusResponse) {
+        *self.inner.topology.write().unwrap_or_else(|p| p.into_inner()) = Topology::from_status(status);
     }
 
     /// The address to send a request about `name` to: its leader if known
