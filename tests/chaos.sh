@@ -21,8 +21,9 @@
 #   tests/chaos.sh [ROUNDS] [FACTOR3] [REPLACEMENTS]   # the real build: expects 0 violations
 #   tests/chaos.sh [ROUNDS] --broken                   # a build that admits queued acquires: expects a catch
 #   CHAOS_NODES=5 tests/chaos.sh [ROUNDS]              # 5 nodes, which adds a 2|3 split to each round
-# About 3.6 s a fault on the proxied runs: `tests/chaos.sh 95 1 20` is about
-# 1,000 faults in 75 minutes (docs/testing.md).
+# About 3.3 s a fault on the proxied runs and 4.5 s a membership fault:
+# `tests/chaos.sh 94 1 30` is 1,010 faults in about 55 minutes
+# (bench/RESULTS.md, "The 1,000-fault run again").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-10}
