@@ -74,8 +74,7 @@ impl ApplyObserver for EffectSink {
     /// retry (with their keys) on a node that will, and its watchers resume
     /// there (their streams end).
     fn departed(&self, group: GroupId) {
-        let moved = super::errors::unavailable("this node no longer holds a replica of the lock's group");
-        self.waits.fail_group(group, &moved);
+        self.waits.fail_group(group, &super::errors::replica_left());
         self.history.close(group);
     }
 }

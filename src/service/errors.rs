@@ -18,6 +18,12 @@ pub fn draining() -> ApiError {
     ApiError::new(ErrorCode::Draining, "this node is shutting down: retry on another node")
 }
 
+/// This node's replica of the lock's group was removed: it applies no more
+/// of the group's entries, so the client retries (same key) elsewhere.
+pub fn replica_left() -> ApiError {
+    unavailable("this node no longer holds a replica of the lock's group")
+}
+
 /// Refused because the cluster removed this node; names the nodes to use.
 pub fn removed(cluster: &Cluster) -> ApiError {
     let me = cluster.me();

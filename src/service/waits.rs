@@ -87,16 +87,17 @@ impl Waits {
     /// Answers every wait with `err` (the node is draining: the clients
     /// retry elsewhere with the same key and keep their place in the queue).
     pub fn fail_all(&self, err: &ApiError) {
-        let ids: Vec<WaitId> = self.map.iter().map(|e| e.key().clone()).collect();
-        for id in ids {
-            self.answer(&id, Err(err.clone()));
-        }
+        self.fail_where(|_| true, err);
     }
 
     /// Answers every wait for a lock of `group` with `err` (this node's
     /// replica of the group was removed: it will not apply their grants).
     pub fn fail_group(&self, group: GroupId, err: &ApiError) {
-        let ids: Vec<WaitId> = self.map.iter().map(|e| e.key().clone()).filter(|id| id.0 == group).collect();
+        self.fail_where(|id| id.0 == group, err);
+    }
+
+    fn fail_where(&self, which: impl Fn(&WaitId) -> bool, err: &ApiError) {
+        let ids: Vec<WaitId> = self.map.iter().map(|e| e.key().clone()).filter(|id| which(id)).collect();
         for id in ids {
             self.answer(&id, Err(err.clone()));
         }

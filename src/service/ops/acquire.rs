@@ -17,7 +17,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::faults;
 use crate::lock::{AcquireCmd, Command, Grant, LockError, LockKey, Mode, Reply, Value};
 use crate::routing::GroupId;
-use crate::service::errors::{internal, unavailable};
+use crate::service::errors::{internal, replica_left, unavailable};
 use crate::service::forward::call;
 use crate::service::wait::WaitGuard;
 use crate::service::{LockService, Meta};
@@ -161,7 +161,7 @@ async fn acquire_here(svc: &LockService, group: GroupId, cmd: AcquireCmd) -> Res
                     // would never apply the grant. The client's retry keeps
                     // the place, so nothing is cancelled.
                     wait.disarm();
-                    return Err(unavailable("this node no longer holds a replica of the lock's group"));
+                    return Err(replica_left());
                 }
                 wait.arm();
                 if faults::BROKEN_ADMITS_QUEUED {
