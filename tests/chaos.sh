@@ -22,7 +22,7 @@
 #   tests/chaos.sh [ROUNDS] --broken                   # a build that admits queued acquires: expects a catch
 #   CHAOS_NODES=5 tests/chaos.sh [ROUNDS]              # 5 nodes, which adds a 2|3 split to each round
 # About 3.3 s a fault on the proxied runs and 4.5 s a membership fault:
-# `tests/chaos.sh 94 1 30` is 1,010 faults in about 55 minutes
+# `tests/chaos.sh 94 1 30` is 1,010 faults in about 56 minutes
 # (bench/RESULTS.md, "The 1,000-fault run again").
 set -euo pipefail
 cd "$(dirname "$0")/.."
