@@ -239,6 +239,13 @@ pub fn stage(stage: Stage, took: std::time::Duration) {
     handles[stage as usize].record(took.as_secs_f64());
 }
 
+/// Records an acquire's time from arrival to grant (the handle is
+/// registered once).
+pub fn wait_duration(took: std::time::Duration) {
+    static HANDLE: OnceLock<metrics::Histogram> = OnceLock::new();
+    HANDLE.get_or_init(|| metrics::histogram!(WAIT_DURATION)).record(took.as_secs_f64());
+}
+
 /// Counts one API request by surface, call and result code, and records
 /// its latency. The handles are registered once per label set (a bounded
 /// set: every label is a `'static` name) and looked up without allocating.

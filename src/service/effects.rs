@@ -4,8 +4,10 @@
 //! blocking: it only answers local waiters, records deadlines and appends
 //! the entry's watch events to the group's history.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+
+use metrics::{Counter, Histogram};
 
 use super::waits::Waits;
 use super::watch::{event::events_of, History};
@@ -22,6 +24,9 @@ pub struct EffectSink {
     pub history: Arc<History>,
 }
 
+const REASONS: [EndReason; 5] =
+    [EndReason::Released, EndReason::Expired, EndReason::Forced, EndReason::TimedOut, EndReason::Cancelled];
+
 fn reason_label(reason: EndReason) -> &'static str {
     match reason {
         EndReason::Released => "released",
@@ -32,27 +37,53 @@ fn reason_label(reason: EndReason) -> &'static str {
     }
 }
 
+/// The apply path's metric handles, registered once: a lookup by name and
+/// labels per effect cost a hash of both on every command.
+struct Counted {
+    /// Immediate, then hand-off.
+    grants: [Counter; 2],
+    /// By [`REASONS`].
+    holds_ended: [Counter; 5],
+    waits_ended: [Counter; 5],
+    queued: Counter,
+    hold_duration: Histogram,
+}
+
+impl Counted {
+    fn get() -> &'static Counted {
+        static COUNTED: OnceLock<Counted> = OnceLock::new();
+        COUNTED.get_or_init(|| {
+            let by_reason = |name| REASONS.map(|r| metrics::counter!(name, "reason" => reason_label(r)));
+            Counted {
+                grants: ["immediate", "handoff"].map(|kind| metrics::counter!(GRANTS, "kind" => kind)),
+                holds_ended: by_reason(HOLDS_ENDED),
+                waits_ended: by_reason(WAITS_ENDED),
+                queued: metrics::counter!(QUEUED),
+                hold_duration: metrics::histogram!(HOLD_DURATION),
+            }
+        })
+    }
+}
+
+fn by_reason(counters: &[Counter], reason: EndReason) -> &Counter {
+    &counters[REASONS.iter().position(|r| *r == reason).unwrap_or(0)]
+}
+
 impl EffectSink {
     /// Counts what happened, once per cluster: only the group leader counts.
     fn count(&self, effects: &[Effect], held: &[std::time::Duration]) {
+        let counted = Counted::get();
         for effect in effects {
             match effect {
-                Effect::Granted { handoff, .. } => {
-                    let kind = if *handoff { "handoff" } else { "immediate" };
-                    metrics::counter!(GRANTS, "kind" => kind).increment(1);
-                }
-                Effect::HoldEnded { reason, .. } => {
-                    metrics::counter!(HOLDS_ENDED, "reason" => reason_label(*reason)).increment(1)
-                }
-                Effect::WaitEnded { reason, .. } => {
-                    metrics::counter!(WAITS_ENDED, "reason" => reason_label(*reason)).increment(1)
-                }
-                Effect::Queued { .. } => metrics::counter!(QUEUED).increment(1),
+                Effect::Granted { handoff, .. } => counted.grants[usize::from(*handoff)].increment(1),
+                Effect::HoldEnded { reason, .. } => by_reason(&counted.holds_ended, *reason).increment(1),
+                Effect::WaitEnded { reason, .. } => by_reason(&counted.waits_ended, *reason).increment(1),
+                Effect::Queued { .. } => counted.queued.increment(1),
                 _ => {}
             }
         }
         for d in held {
-            metrics::histogram!(HOLD_DURATION).record(d.as_secs_f64());
+            counted.hold_duration.record(d.as_secs_f64());
         }
     }
 }

@@ -104,7 +104,7 @@ impl Acquire {
                 tracing::debug!(session = session.id, "grant outlived its session; its lease will expire");
             }
         }
-        metrics::histogram!(crate::metrics::WAIT_DURATION).record(started.elapsed().as_secs_f64());
+        crate::metrics::wait_duration(started.elapsed());
         Ok(Granted { meta: svc.meta(group, index), grant, size })
     }
 }
