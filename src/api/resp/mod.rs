@@ -52,6 +52,11 @@ use crate::upkeep::sessions::{ConnId, SessionId};
 const MAX_IN_FLIGHT: usize = 256;
 /// Replies gathered before they are written, at most.
 const WRITE_AT: usize = 64 * 1024;
+/// Room made in the input buffer before a read. A read into a full
+/// `BytesMut` gets 64 bytes, less than a `LOCK` with a key: a command took
+/// two `recvfrom`s, and a third that found nothing (tokio keeps a socket
+/// readable after a read that filled the buffer).
+const READ_ROOM: usize = 4096;
 
 /// A reply, the protocol to encode it in, and whether it ends a blocking
 /// command (the connection may read on).
@@ -111,6 +116,9 @@ where
                 let _ = wr.shutdown().await;
                 return;
             }
+        }
+        if input.capacity() - input.len() < READ_ROOM / 4 {
+            input.reserve(READ_ROOM);
         }
         tokio::select! {
             // Reading stops while the connection is at its limits (backpressure).
