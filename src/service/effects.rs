@@ -65,8 +65,19 @@ impl Counted {
     }
 }
 
-fn by_reason(counters: &[Counter], reason: EndReason) -> &Counter {
-    &counters[REASONS.iter().position(|r| *r == reason).unwrap_or(0)]
+/// `reason`'s place in [`REASONS`] (a new reason fails to compile here).
+fn slot(reason: EndReason) -> usize {
+    match reason {
+        EndReason::Released => 0,
+        EndReason::Expired => 1,
+        EndReason::Forced => 2,
+        EndReason::TimedOut => 3,
+        EndReason::Cancelled => 4,
+    }
+}
+
+fn by_reason(counters: &[Counter; 5], reason: EndReason) -> &Counter {
+    &counters[slot(reason)]
 }
 
 impl EffectSink {
@@ -125,6 +136,18 @@ impl EffectSink {
             if let Effect::Queued { name, .. } = effect {
                 self.contention.record(name);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_counts_under_its_own_label() {
+        for (i, reason) in REASONS.iter().enumerate() {
+            assert_eq!(slot(*reason), i, "{reason:?}");
         }
     }
 }
