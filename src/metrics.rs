@@ -196,7 +196,8 @@ fn describe() {
 /// The stages of a replicated write, in the order a write meets them.
 ///
 /// - `queue`: a command waits at its group's proposer for the write ahead of it;
-/// - `append`: a node writes entries to its RocksDB log (unsynced);
+/// - `append`: a node encodes entries into a write batch and its log's
+///   cache (the WAL syncer writes the batch);
 /// - `fsync`: one WAL sync, shared by every append that queued for it;
 /// - `replicate`: the leader's AppendEntries round trip to one follower
 ///   (the follower's append and fsync included);

@@ -5,17 +5,22 @@
 //!   they are contiguous, ordered, and purged with one `delete_range`; an
 //!   entry is stored in the current format (postcard; its proposal's bytes
 //!   as they are) and read in either (format 1, the JSON of older versions, still opens: `format1`);
-//! - `append` writes unsynced, so the entries are readable when it returns,
-//!   and acknowledges them (`IOFlushed`) only after the shared [`Syncer`]
-//!   has synced the WAL — one fsync for every group's appends in flight;
+//! - every write to the log goes through the shared [`Syncer`], which makes
+//!   writes in the order they were handed over: `append` hands its batch
+//!   over and acknowledges the entries (`IOFlushed`) only after the syncer
+//!   has written them and synced the WAL — one fsync for every group's
+//!   appends in flight; until then the entries are readable from the cache,
+//!   and a read the cache cannot answer first waits for the syncer (so it
+//!   never misses a write still queued);
 //! - the vote and truncations are durable before their call returns; the
 //!   committed log id is written lazily, with the next append (see
 //!   `save_committed`);
 //! - the last purged log id is written in the same batch as the purge;
 //! - a per-group cache holds a contiguous suffix of the log (`TailCache`),
-//!   kept equal to what is on disk by `append`, `truncate_after` and
-//!   `purge`, so replication and apply, which read what was just
-//!   appended, rarely open a RocksDB iterator.
+//!   kept equal to what is on disk once the syncer has made the writes
+//!   handed to it (`append`, `truncate_after` and `purge` update both), so
+//!   replication and apply, which read what was just appended, rarely open
+//!   a RocksDB iterator.
 
 use std::fmt::Debug;
 use std::io;
@@ -112,10 +117,10 @@ impl LogStore {
         Ok(())
     }
 
-    /// Writes `batch` and waits until it is durable.
+    /// Writes `batch` after every log write handed over before it and
+    /// waits until it is durable.
     async fn write_durable(&self, batch: WriteBatch) -> io::Result<()> {
-        self.db.write_buffered(batch).map_err(io_err)?;
-        self.syncer.sync().await
+        self.syncer.write_durable(batch).await
     }
 
     fn last_entry(&self) -> io::Result<Option<Entry>> {
@@ -155,6 +160,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(entries) = self.cached(start, end) {
             return Ok(entries);
         }
+        // Appends still queued in the syncer are not in RocksDB yet.
+        self.syncer.sync().await?;
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let from = log_key(self.group, start);
         let mut entries = Vec::new();
@@ -177,6 +184,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        self.syncer.sync().await?;
         let last_purged_log_id: Option<LogId> = self.get_meta(MetaTag::LastPurged)?;
         let last_log_id = match self.last_entry()? {
             Some(entry) => Some(entry.log_id),
@@ -222,10 +230,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(cf, log_key(self.group, entry.log_id.index), encode(entry));
         }
         self.take_committed(&mut batch)?;
-        self.db.write_buffered(batch).map_err(io_err)?;
-        crate::metrics::stage(crate::metrics::Stage::Append, started.elapsed());
         self.cache().append(entries);
-        self.syncer.after_sync(Box::new(move |result| callback.io_completed(result)));
+        crate::metrics::stage(crate::metrics::Stage::Append, started.elapsed());
+        self.syncer.write_then(batch, Box::new(move |result| callback.io_completed(result)));
         Ok(())
     }
 
@@ -245,6 +252,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, MetaTag::LastPurged, &log_id)?;
         batch.delete_range_cf(cf, log_key(self.group, 0), log_key(self.group, log_id.index + 1));
-        self.db.write_buffered(batch).map_err(io_err)
+        self.syncer.write_then(
+            batch,
+            Box::new(|result| {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "cannot purge the log; it is purged again with the next purge");
+                }
+            }),
+        );
+        Ok(())
     }
 }
