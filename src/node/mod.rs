@@ -233,8 +233,8 @@ impl Node {
             }
         }
         self.cluster.groups().shutdown().await;
-        // What the groups wrote last (the committed indexes) is still in
-        // RocksDB's WAL buffer: write and sync it.
+        // Whatever was handed to the WAL syncer last (a purge, say) may
+        // still be queued or in RocksDB's WAL buffer: write and sync it.
         if let Err(err) = self.syncer.sync().await {
             tracing::warn!(error = %err, "cannot sync the wal on shutdown");
         }

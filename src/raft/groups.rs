@@ -372,7 +372,7 @@ impl Groups {
             let _ = raft.shutdown().await;
         }
         for (group, log) in self.logs.iter().enumerate() {
-            if let Err(err) = log.flush_committed() {
+            if let Err(err) = log.flush_committed().await {
                 tracing::warn!(group, error = %err, "cannot write the committed index on shutdown");
             }
         }

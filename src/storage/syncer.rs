@@ -16,7 +16,8 @@
 //! truncation or purge never lands before an append queued ahead of it; a
 //! callback fires only after its write and a WAL sync that began after it
 //! (RocksDB's WAL is sequential, so the sync covers the write); a write or
-//! sync error is passed to every callback of that round; in
+//! sync error is passed to every callback of that round and of every round
+//! after it, and nothing is written after it ([`Failure`]); in
 //! `unsafe_no_fsync` mode writes are made on the caller and callbacks fire
 //! at once. The thread exits when every sender is dropped.
 //! For fault-injection tests only, a delay before each sync makes the disk
@@ -255,19 +256,45 @@ fn gather(first: Request, rx: &mpsc::Receiver<Request>, linger: Linger) -> Vec<R
     batch
 }
 
-/// Makes the round's writes in order, then syncs them: the first error, if any.
-fn write_and_sync(db: &Db, round: &mut [Request]) -> Result<(), String> {
+/// Makes the round's writes in order, then syncs them: how long the sync
+/// took, or the first error.
+fn write_and_sync(db: &Db, round: &mut [Request]) -> Result<Duration, String> {
     for request in round.iter_mut() {
         if let Some(batch) = request.write.take() {
             db.write_buffered(batch).map_err(|e| e.to_string())?;
         }
     }
-    db.raw().flush_wal(true).map_err(|e| e.to_string())
+    let syncing = Instant::now();
+    db.raw().flush_wal(true).map_err(|e| e.to_string())?;
+    Ok(syncing.elapsed())
+}
+
+/// The first failed write or sync, kept. Nothing is written after it: a
+/// later round's writes would leave a hole in a group's log (a batch of the
+/// failed round was skipped), and a retried fsync may succeed without the
+/// data the failed one lost. Every request from then on gets the error;
+/// openraft stops the groups, and the node has to be restarted.
+#[derive(Default)]
+struct Failure(Option<String>);
+
+impl Failure {
+    /// Runs `round` unless an earlier one failed; the first error sticks.
+    fn guard<T>(&mut self, round: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+        if let Some(err) = &self.0 {
+            return Err(err.clone());
+        }
+        let result = round();
+        if let Err(err) = &result {
+            self.0 = Some(format!("the wal failed ({err}); nothing is written after it: restart the node"));
+        }
+        result
+    }
 }
 
 fn run(db: Db, rx: mpsc::Receiver<Request>, stats: &Stats, slow: &SlowDisk) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut linger = Linger::default();
+    let mut failure = Failure::default();
     while let Ok(first) = rx.recv() {
         let started = Instant::now();
         let delay = slow.now();
@@ -275,10 +302,12 @@ fn run(db: Db, rx: mpsc::Receiver<Request>, stats: &Stats, slow: &SlowDisk) {
             std::thread::sleep(delay);
         }
         let mut batch = gather(first, &rx, linger);
-        let syncing = Instant::now();
-        let result = write_and_sync(&db, &mut batch);
-        linger = linger.after(batch.len(), syncing.elapsed());
-        crate::metrics::stage(crate::metrics::Stage::Fsync, linger.last_sync);
+        let result = failure.guard(|| write_and_sync(&db, &mut batch));
+        if let Ok(took) = result {
+            linger = linger.after(batch.len(), took);
+            crate::metrics::stage(crate::metrics::Stage::Fsync, took);
+        }
+        let result = result.map(|_| ());
         stats.syncs.fetch_add(1, Relaxed);
         stats.synced_writes.fetch_add(batch.len() as u64, Relaxed);
         stats.sync_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -357,6 +386,21 @@ mod tests {
         let syncs = stats.syncs.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(stats.synced_writes.load(std::sync::atomic::Ordering::Relaxed), 64);
         assert!((1..=64).contains(&syncs));
+    }
+
+    #[test]
+    fn after_a_failure_nothing_more_is_written() {
+        let mut failure = Failure::default();
+        assert_eq!(failure.guard(|| Ok::<_, String>(1)), Ok(1));
+        assert!(failure.guard(|| Err::<u32, _>("disk full".to_string())).is_err());
+        let mut ran = false;
+        let later = failure.guard(|| {
+            ran = true;
+            Ok(2)
+        });
+        assert!(!ran, "a round after the failure is not run");
+        let err = later.unwrap_err();
+        assert!(err.contains("disk full") && err.contains("restart the node"), "{err}");
     }
 
     #[tokio::test]

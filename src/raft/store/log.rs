@@ -66,10 +66,12 @@ impl LogStore {
 
     /// Writes the committed log id openraft last reported, if not yet
     /// written (on shutdown, so a clean restart re-applies everything).
-    pub fn flush_committed(&self) -> io::Result<()> {
+    /// It goes through the syncer, after the appends queued there: a
+    /// committed index must never reach the disk ahead of its entries.
+    pub async fn flush_committed(&self) -> io::Result<()> {
         let mut batch = WriteBatch::default();
         if self.take_committed(&mut batch)? {
-            self.db.write(batch).map_err(io_err)?;
+            self.syncer.write_durable(batch).await?;
         }
         Ok(())
     }
