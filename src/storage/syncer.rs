@@ -295,6 +295,9 @@ fn run(db: Db, rx: mpsc::Receiver<Request>, stats: &Stats, slow: &SlowDisk) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut linger = Linger::default();
     let mut failure = Failure::default();
+    // Registered at the first sync, not here: the node starts this thread
+    // before it installs the metrics recorder.
+    let mut histograms = None;
     while let Ok(first) = rx.recv() {
         let started = Instant::now();
         let delay = slow.now();
@@ -311,8 +314,12 @@ fn run(db: Db, rx: mpsc::Receiver<Request>, stats: &Stats, slow: &SlowDisk) {
         stats.syncs.fetch_add(1, Relaxed);
         stats.synced_writes.fetch_add(batch.len() as u64, Relaxed);
         stats.sync_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-        metrics::histogram!(crate::metrics::WAL_SYNC_DURATION).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(crate::metrics::WAL_SYNC_BATCH).record(batch.len() as f64);
+        let (durations, sizes) = histograms.get_or_insert_with(|| {
+            let name = |n: &'static str| metrics::histogram!(n);
+            (name(crate::metrics::WAL_SYNC_DURATION), name(crate::metrics::WAL_SYNC_BATCH))
+        });
+        durations.record(started.elapsed().as_secs_f64());
+        sizes.record(batch.len() as f64);
         for request in batch {
             (request.done)(result.clone().map_err(std::io::Error::other));
         }

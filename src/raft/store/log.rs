@@ -119,12 +119,6 @@ impl LogStore {
         Ok(())
     }
 
-    /// Writes `batch` after every log write handed over before it and
-    /// waits until it is durable.
-    async fn write_durable(&self, batch: WriteBatch) -> io::Result<()> {
-        self.syncer.write_durable(batch).await
-    }
-
     fn last_entry(&self) -> io::Result<Option<Entry>> {
         let cf = self.db.cf(CF_LOG).map_err(io_err)?;
         let end = log_key(self.group, u64::MAX);
@@ -202,7 +196,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         let mut batch = WriteBatch::default();
         self.put_meta(&mut batch, MetaTag::Vote, vote)?;
-        self.write_durable(batch).await
+        self.syncer.write_durable(batch).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
@@ -245,7 +239,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf, log_key(self.group, from), log_key(self.group, u64::MAX));
         batch.delete_cf(cf, log_key(self.group, u64::MAX));
-        self.write_durable(batch).await
+        self.syncer.write_durable(batch).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
