@@ -57,3 +57,52 @@ async fn redis_cli_speaks_to_any_node() {
     assert_eq!(redis_cli(&three, &["UNLOCK", "cli/orders/42", "cli-key-1"]).await.trim(), "OK");
     assert!(redis_cli(&one, &["GET", "x"]).await.contains("unknown command"));
 }
+
+/// One RESP frame of `args`, as a client sends it.
+fn command(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_pipeline_is_applied_in_the_order_it_was_sent() {
+    use redis_protocol::resp2::{decode::decode, types::OwnedFrame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // One group, so every command below queues behind the same batches in
+    // flight. Each LOCK takes the lock its UNLOCK just freed: a command
+    // applied out of order would answer LOCK_BUSY or NOT_HOLDER.
+    let cluster = Cluster::start(1, 1).await;
+    const ROUNDS: usize = 150;
+    let mut bytes = Vec::new();
+    for i in 0..ROUNDS {
+        let (name, key) = (format!("pipe/{}", i % 3), format!("k{i}"));
+        bytes.extend(command(&["LOCK", &name, "KEY", &key, "TTL", "60000"]));
+        bytes.extend(command(&["UNLOCK", &name, &key]));
+    }
+    let mut stream = tokio::net::TcpStream::connect(cluster.addr(1)).await.expect("connect");
+    stream.write_all(&bytes).await.expect("send the pipeline");
+
+    let (mut buf, mut replies) = (Vec::new(), Vec::new());
+    let read_all = async {
+        while replies.len() < 2 * ROUNDS {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "the node closed the connection after {} replies", replies.len());
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((frame, used)) = decode(&buf).expect("a RESP reply") {
+                replies.push(frame);
+                buf.drain(..used);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read_all).await.expect("every reply came in time");
+    for (i, pair) in replies.chunks(2).enumerate() {
+        let OwnedFrame::Array(fields) = &pair[0] else { panic!("LOCK {i}: not a grant: {:?}", pair[0]) };
+        assert_eq!(fields.get(1), Some(&OwnedFrame::BulkString(format!("k{i}").into_bytes())), "LOCK {i}");
+        assert_eq!(pair[1], OwnedFrame::SimpleString(b"OK".to_vec()), "UNLOCK {i}");
+    }
+}

@@ -2,11 +2,14 @@
 //!
 //! Every command this node proposes through its own Raft goes through the
 //! [`Batcher`] (`routing` sends the others to their leader):
-//! - on a group's leader, the commands that arrive while the group's
-//!   previous write is in flight wait for it, then ride together in one
-//!   entry. "First caller leads": a command that finds nothing in flight is
-//!   proposed at once, on its caller's task, with no added hop; a batch's
-//!   outcomes are handed to its callers from the leader's apply;
+//! - on a group's leader, the commands that arrive while [`FLIGHTS`] of the
+//!   group's batches are in flight wait for one to settle, then ride
+//!   together in one entry. "First caller leads": a command that finds a
+//!   flight free is proposed at once, on its caller's task, with no added
+//!   hop; a batch's outcomes are handed to its callers from the leader's
+//!   apply. Several flights, not one: while one batch is being made durable
+//!   the next ones form and are appended, so the WAL syncer always has the
+//!   next write in hand (measured in `FLIGHTS`'s doc);
 //! - a lone command of a group that had company in the last
 //!   [`CONTENDED_FOR`] (a batch of two or more, or commands queued behind a
 //!   flight) yields to the runtime up to [`LINGER_YIELDS`] times, leaving as
@@ -19,16 +22,20 @@
 //!   fsyncs per hand-off fell from 4.8 to 3.45, hand-offs/s stayed put (the
 //!   round trip per hand-off, not the entry count, bounds it there);
 //!
-//! Invariants: at most one batch per group is in flight from this node;
-//! every queued command is answered exactly once (its outcome, or why it was
-//! not applied); a batch holds at most [`MAX_BATCH`] commands; the queue's
+//! Invariants: at most [`FLIGHTS`] batches per group are in flight from
+//! this node; a group's batches reach its Raft in the order they were
+//! taken from its queue (a group's *turn*, an async FIFO mutex, is held
+//! from taking a batch until Raft has it), so the commands of one
+//! connection's pipeline are applied in the order they were sent; every
+//! queued command is answered exactly once (its outcome, or why it was not
+//! applied); a batch holds at most [`MAX_BATCH`] commands; the queue's
 //! mutex is never held across an `.await` nor while answering.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Mutex as Turn};
 
 use super::errors::{internal, refused, unavailable};
 use crate::error::{ApiError, ErrorCode};
@@ -36,6 +43,14 @@ use crate::lock::{Command, Outcome};
 use crate::metrics::Stage;
 use crate::raft::{Committed, GroupError, Groups};
 use crate::routing::GroupId;
+
+/// Most batches of one group in Raft's hands at once: one being synced,
+/// one queued at the WAL syncer behind it, one forming. Measured on one
+/// node, RESP (`loadtest/ab.sh`; bench/RESULTS.md, "Batches in flight"):
+/// with 1 group, 3 flights against 1 took 16 clients from about 8.5k to
+/// 13k cycles/s and 64 from 21k to 24k, with fewer fsyncs and less CPU per
+/// cycle; 4 and 6 flights did no better than 3.
+pub const FLIGHTS: usize = 3;
 
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 512;
@@ -73,8 +88,9 @@ struct Waiting {
 
 #[derive(Default)]
 struct Queue {
-    /// A batch of this group is in Raft's hands (proposed, not yet settled).
-    in_flight: bool,
+    /// Batches of this group in Raft's hands (proposed, not yet settled),
+    /// or about to be: at most [`FLIGHTS`].
+    in_flight: usize,
     waiting: Vec<Waiting>,
     /// When the group last had company: a batch of more than one command,
     /// or commands queued behind a batch in flight.
@@ -85,11 +101,20 @@ impl Queue {
     fn recently_contended(&self, now: Instant) -> bool {
         self.contended_at.is_some_and(|at| now.saturating_duration_since(at) < CONTENDED_FOR)
     }
+
+    /// Takes a flight if one is free; true if it did.
+    fn take_flight(&mut self) -> bool {
+        let free = self.in_flight < FLIGHTS;
+        self.in_flight += usize::from(free);
+        free
+    }
 }
 
 pub struct Batcher {
     groups: Arc<Groups>,
     queues: Vec<Mutex<Queue>>,
+    /// Each group's turn to take a batch and hand it to Raft.
+    turns: Vec<Turn<()>>,
     /// `shardlock_proposals_total` per group, registered once.
     proposals: Vec<metrics::Counter>,
 }
@@ -98,10 +123,11 @@ impl Batcher {
     pub fn new(groups: Arc<Groups>) -> Arc<Self> {
         let count = groups.count();
         let queues = (0..count).map(|_| Mutex::default()).collect();
+        let turns = (0..count).map(|_| Turn::new(())).collect();
         let proposals = (0..count)
             .map(|group| metrics::counter!(crate::metrics::PROPOSALS, "group" => group.to_string()))
             .collect();
-        Arc::new(Self { groups, queues, proposals })
+        Arc::new(Self { groups, queues, turns, proposals })
     }
 
     fn queue(&self, group: GroupId) -> MutexGuard<'_, Queue> {
@@ -118,7 +144,7 @@ impl Batcher {
         let lead = {
             let mut queue = self.queue(group);
             queue.waiting.push(Waiting { cmd, since: Instant::now(), answer: tx });
-            !std::mem::replace(&mut queue.in_flight, true)
+            queue.take_flight()
         };
         if lead {
             self.submit_next(group).await;
@@ -130,9 +156,11 @@ impl Batcher {
         answer
     }
 
-    /// Proposes what waits in `group`'s queue as one batch, or marks the
-    /// group idle when nothing does. The caller holds the group's turn.
+    /// Proposes what waits in `group`'s queue as one batch, or gives the
+    /// flight back when nothing does. The caller holds one of the group's
+    /// flights.
     async fn submit_next(self: &Arc<Self>, group: GroupId) {
+        let _turn = self.turns[group as usize].lock().await;
         let mut yields = 0;
         let batch = loop {
             match self.take_batch(group, yields < LINGER_YIELDS) {
@@ -156,14 +184,15 @@ impl Batcher {
         self.groups.submit(group, commands, move |result| this.settle(group, answers, result)).await;
     }
 
-    /// Takes `group`'s next batch: empty when nothing waits (the group is
-    /// then idle), `None` when a lone command should linger a moment first.
+    /// Takes `group`'s next batch: empty when nothing waits (the flight is
+    /// then given back), `None` when a lone command should linger a moment
+    /// first.
     fn take_batch(&self, group: GroupId, may_linger: bool) -> Option<Vec<Waiting>> {
         let now = Instant::now();
         let mut queue = self.queue(group);
         let n = queue.waiting.len().min(MAX_BATCH);
         if n == 0 {
-            queue.in_flight = false;
+            queue.in_flight -= 1;
         } else if n == 1 && may_linger && queue.recently_contended(now) {
             return None;
         } else if n > 1 {
@@ -172,8 +201,8 @@ impl Batcher {
         Some(queue.waiting.drain(..n).collect())
     }
 
-    /// Answers a batch's callers, then hands the group's turn on: to a task
-    /// that proposes what queued meanwhile, or back to idle.
+    /// Answers a batch's callers, then hands its flight on: to a task that
+    /// proposes what queued meanwhile, or back to the group.
     fn settle(
         self: Arc<Self>,
         group: GroupId,
@@ -199,11 +228,12 @@ impl Batcher {
         }
         let more = {
             let mut queue = self.queue(group);
-            queue.in_flight = !queue.waiting.is_empty();
-            if queue.in_flight {
+            queue.in_flight -= 1;
+            let more = !queue.waiting.is_empty() && queue.take_flight();
+            if more {
                 queue.contended_at = Some(Instant::now());
             }
-            queue.in_flight
+            more
         };
         if more {
             match tokio::runtime::Handle::try_current() {
@@ -213,12 +243,13 @@ impl Batcher {
         }
     }
 
-    /// Answers everything queued in `group` with a retryable error (no
-    /// runtime is left to propose it: the node is stopping).
+    /// Gives back the flight `settle` took for the next batch and answers
+    /// everything queued in `group` with a retryable error (no runtime is
+    /// left to propose it: the node is stopping).
     fn fail_waiting(&self, group: GroupId) {
         let waiting = {
             let mut queue = self.queue(group);
-            queue.in_flight = false;
+            queue.in_flight -= 1;
             std::mem::take(&mut queue.waiting)
         };
         for w in waiting {
