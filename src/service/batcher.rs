@@ -47,9 +47,10 @@ use crate::routing::GroupId;
 /// Most batches of one group in Raft's hands at once: one being synced,
 /// one queued at the WAL syncer behind it, one forming. Measured on one
 /// node, RESP (`loadtest/ab.sh`; bench/RESULTS.md, "Batches in flight"):
-/// with 1 group, 3 flights against 1 took 16 clients from about 8.5k to
-/// 13k cycles/s and 64 from 21k to 24k, with fewer fsyncs and less CPU per
-/// cycle; 4 and 6 flights did no better than 3.
+/// with 1 group, 3 flights against 1 took 16 clients from 8.6k to 10.9k
+/// cycles/s and 64 from 20.9k to 23.0k, with fewer fsyncs and less CPU per
+/// cycle; 4 and 6 flights did no better than 3. With 4 groups, 64 clients
+/// gained 17% and 256 lost 6%: twelve entries in flight are smaller.
 pub const FLIGHTS: usize = 3;
 
 /// Most commands in one entry.
