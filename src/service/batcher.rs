@@ -23,13 +23,16 @@
 //!   round trip per hand-off, not the entry count, bounds it there);
 //!
 //! Invariants: at most [`FLIGHTS`] batches per group are in flight from
-//! this node; a group's batches reach its Raft in the order they were
-//! taken from its queue (a group's *turn*, an async FIFO mutex, is held
-//! from taking a batch until Raft has it), so the commands of one
-//! connection's pipeline are applied in the order they were sent; every
-//! queued command is answered exactly once (its outcome, or why it was not
-//! applied); a batch holds at most [`MAX_BATCH`] commands; the queue's
-//! mutex is never held across an `.await` nor while answering.
+//! this node; a flight taken is given back exactly once, when its batch
+//! settles or when its task ends without handing a batch to Raft (finished
+//! or cancelled at an `.await`: [`Held`]); a group's batches reach its Raft
+//! in the order they were taken from its queue (a group's *turn*, an async
+//! FIFO mutex, is held from taking a batch until Raft has it), so the
+//! commands of one connection's pipeline are applied in the order they
+//! were sent; every queued command is answered exactly once (its outcome,
+//! or why it was not applied); a batch holds at most [`MAX_BATCH`]
+//! commands; the queue's mutex is never held across an `.await` nor while
+//! answering.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -111,6 +114,25 @@ impl Queue {
     }
 }
 
+/// A flight held by a task that has not handed a batch to Raft yet. When
+/// the task ends without doing so (nothing was left to propose, or its
+/// caller was dropped at an `.await`, as a request is when its client goes
+/// away), dropping this hands the flight on, so no flight is lost and no
+/// queued command is stranded.
+struct Held {
+    batcher: Arc<Batcher>,
+    group: GroupId,
+    armed: bool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.armed {
+            self.batcher.clone().hand_on(self.group);
+        }
+    }
+}
+
 pub struct Batcher {
     groups: Arc<Groups>,
     queues: Vec<Mutex<Queue>>,
@@ -159,8 +181,9 @@ impl Batcher {
 
     /// Proposes what waits in `group`'s queue as one batch, or gives the
     /// flight back when nothing does. The caller holds one of the group's
-    /// flights.
+    /// flights, which this takes over.
     async fn submit_next(self: &Arc<Self>, group: GroupId) {
+        let mut held = Held { batcher: self.clone(), group, armed: true };
         let _turn = self.turns[group as usize].lock().await;
         let mut yields = 0;
         let batch = loop {
@@ -182,19 +205,19 @@ impl Batcher {
             })
             .unzip();
         let this = self.clone();
+        // From here the batch's completion owns the flight: `settle` hands
+        // it on, also when this future is dropped (see `Groups::submit`).
+        held.armed = false;
         self.groups.submit(group, commands, move |result| this.settle(group, answers, result)).await;
     }
 
-    /// Takes `group`'s next batch: empty when nothing waits (the flight is
-    /// then given back), `None` when a lone command should linger a moment
-    /// first.
+    /// Takes `group`'s next batch: empty when nothing waits, `None` when a
+    /// lone command should linger a moment first.
     fn take_batch(&self, group: GroupId, may_linger: bool) -> Option<Vec<Waiting>> {
         let now = Instant::now();
         let mut queue = self.queue(group);
         let n = queue.waiting.len().min(MAX_BATCH);
-        if n == 0 {
-            queue.in_flight -= 1;
-        } else if n == 1 && may_linger && queue.recently_contended(now) {
+        if n == 1 && may_linger && queue.recently_contended(now) {
             return None;
         } else if n > 1 {
             queue.contended_at = Some(now);
@@ -227,6 +250,12 @@ impl Batcher {
                 answers.into_iter().for_each(|a| drop(a.send(Err(err.clone()))));
             }
         }
+        self.hand_on(group);
+    }
+
+    /// Gives back a flight of `group` and, if commands of it queued
+    /// meanwhile, takes it again for a task that proposes them.
+    fn hand_on(self: Arc<Self>, group: GroupId) {
         let more = {
             let mut queue = self.queue(group);
             queue.in_flight -= 1;
