@@ -73,8 +73,9 @@ async fn a_pipeline_is_applied_in_the_order_it_was_sent() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     // One group, so every command below queues behind the same batches in
-    // flight. Each LOCK takes the lock its UNLOCK just freed: a command
-    // applied out of order would answer LOCK_BUSY or NOT_HOLDER.
+    // flight. LOCK i takes the lock UNLOCK i-3 freed and UNLOCK i frees it
+    // for LOCK i+3: a command applied before one it follows on the same
+    // name answers LOCK_BUSY or NOT_HOLDER.
     let cluster = Cluster::start(1, 1).await;
     const ROUNDS: usize = 150;
     let mut bytes = Vec::new();
@@ -104,5 +105,67 @@ async fn a_pipeline_is_applied_in_the_order_it_was_sent() {
         let OwnedFrame::Array(fields) = &pair[0] else { panic!("LOCK {i}: not a grant: {:?}", pair[0]) };
         assert_eq!(fields.get(1), Some(&OwnedFrame::BulkString(format!("k{i}").into_bytes())), "LOCK {i}");
         assert_eq!(pair[1], OwnedFrame::SimpleString(b"OK".to_vec()), "UNLOCK {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_holds_up_no_one_else() {
+    use tokio::io::AsyncWriteExt;
+
+    // One group, so both clients' commands share its batches and flights.
+    let cluster = Cluster::start(1, 1).await;
+    let addr: std::net::SocketAddr = cluster.addr(1).parse().unwrap();
+    // Clients with a small receive buffer pipeline many commands and never
+    // read their replies: the node's writes to them block, and it stops
+    // polling those connections' commands.
+    let mut floods = Vec::new();
+    for c in 0..4 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut slow = socket.connect(addr).await.expect("connect");
+        let mut bytes = Vec::new();
+        for i in 0..20_000 {
+            bytes.extend(command(&["LOCK", &format!("slow/{c}/{i}"), "TTL", "60000"]));
+        }
+        floods.push(tokio::spawn(async move {
+            let _ = slow.write_all(&bytes).await;
+            slow // kept open, unread, until the test ends
+        }));
+    }
+    // Another client's commands on the same group are answered meanwhile.
+    let mut other = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut buf = Vec::new();
+    for i in 0..50 {
+        let name = format!("other/{i}");
+        other.write_all(&command(&["LOCK", &name, "KEY", "k"])).await.expect("send");
+        other.write_all(&command(&["UNLOCK", &name, "k"])).await.expect("send");
+        let replies = tokio::time::timeout(Duration::from_secs(10), read_replies(&mut other, &mut buf, 2))
+            .await
+            .unwrap_or_else(|_| panic!("round {i}: no answer while another client stopped reading"));
+        assert_eq!(replies[1], redis_protocol::resp2::types::OwnedFrame::SimpleString(b"OK".to_vec()), "round {i}");
+    }
+    floods.iter().for_each(|f| f.abort());
+}
+
+/// Reads `n` RESP2 replies from `stream`, keeping what is left in `buf`.
+async fn read_replies(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    n: usize,
+) -> Vec<redis_protocol::resp2::types::OwnedFrame> {
+    use tokio::io::AsyncReadExt;
+    let mut replies = Vec::new();
+    loop {
+        while let Some((frame, used)) = redis_protocol::resp2::decode::decode(buf).expect("a RESP reply") {
+            replies.push(frame);
+            buf.drain(..used);
+            if replies.len() == n {
+                return replies;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await.expect("read");
+        assert!(read > 0, "the node closed the connection after {} replies", replies.len());
+        buf.extend_from_slice(&chunk[..read]);
     }
 }

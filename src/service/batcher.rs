@@ -4,10 +4,11 @@
 //! [`Batcher`] (`routing` sends the others to their leader):
 //! - on a group's leader, the commands that arrive while [`FLIGHTS`] of the
 //!   group's batches are in flight wait for one to settle, then ride
-//!   together in one entry. "First caller leads": a command that finds a
-//!   flight free is proposed at once, on its caller's task, with no added
-//!   hop; a batch's outcomes are handed to its callers from the leader's
-//!   apply. Several flights, not one: while one batch is being made durable
+//!   together in one entry. A command that finds a flight free is
+//!   proposed at once, by a task spawned for it (not on its caller's task,
+//!   which a slow or departed client can stall or drop); a batch's
+//!   outcomes are handed to its callers from the leader's apply. Several
+//!   flights, not one: while one batch is being made durable
 //!   the next ones form and are appended, so the WAL syncer always has the
 //!   next write in hand (measured in `FLIGHTS`'s doc);
 //! - a lone command of a group that had company in the last
@@ -170,7 +171,13 @@ impl Batcher {
             queue.take_flight()
         };
         if lead {
-            self.submit_next(group).await;
+            // On a task of its own, never on the caller's: a caller is not
+            // always polled (a RESP connection stops polling its commands
+            // while a slow client leaves a reply unread) and may be dropped
+            // (its client went away), and either would hold up the group's
+            // turn, or fail a batch that carries other clients' commands.
+            let this = self.clone();
+            tokio::spawn(async move { this.submit_next(group).await });
         }
         let answer = rx.await.unwrap_or_else(|_| Err(unavailable("the proposal was dropped")));
         if let Some(at) = answer.as_ref().ok().and_then(|a| a.applied_at) {
