@@ -8,9 +8,9 @@
 //!   proposed at once, by a task spawned for it (not on its caller's task,
 //!   which a slow or departed client can stall or drop); a batch's
 //!   outcomes are handed to its callers from the leader's apply. Several
-//!   flights, not one: while one batch is being made durable
-//!   the next ones form and are appended, so the WAL syncer always has the
-//!   next write in hand (measured in `FLIGHTS`'s doc);
+//!   flights, not one: while one batch is being made durable the next ones
+//!   form and are appended, so the WAL syncer always has the next write in
+//!   hand (measured in `FLIGHTS`'s doc);
 //! - a lone command of a group that had company in the last
 //!   [`CONTENDED_FOR`] (a batch of two or more, or commands queued behind a
 //!   flight) yields to the runtime up to [`LINGER_YIELDS`] times, leaving as
@@ -25,8 +25,8 @@
 //!
 //! Invariants: at most [`FLIGHTS`] batches per group are in flight from
 //! this node; a flight taken is given back exactly once, when its batch
-//! settles or when its task ends without handing a batch to Raft (finished
-//! or cancelled at an `.await`: [`Held`]); a group's batches reach its Raft
+//! settles or when its task ends without handing a batch to Raft
+//! ([`Held`]); a group's batches reach its Raft
 //! in the order they were taken from its queue (a group's *turn*, an async
 //! FIFO mutex, is held from taking a batch until Raft has it), so the
 //! commands of one connection's pipeline are applied in the order they
@@ -116,10 +116,9 @@ impl Queue {
 }
 
 /// A flight held by a task that has not handed a batch to Raft yet. When
-/// the task ends without doing so (nothing was left to propose, or its
-/// caller was dropped at an `.await`, as a request is when its client goes
-/// away), dropping this hands the flight on, so no flight is lost and no
-/// queued command is stranded.
+/// the task ends without doing so (nothing was left to propose, or the
+/// runtime dropped it while stopping), dropping this hands the flight on,
+/// so no flight is lost and no queued command is stranded.
 struct Held {
     batcher: Arc<Batcher>,
     group: GroupId,
@@ -171,19 +170,26 @@ impl Batcher {
             queue.take_flight()
         };
         if lead {
-            // On a task of its own, never on the caller's: a caller is not
-            // always polled (a RESP connection stops polling its commands
-            // while a slow client leaves a reply unread) and may be dropped
-            // (its client went away), and either would hold up the group's
-            // turn, or fail a batch that carries other clients' commands.
-            let this = self.clone();
-            tokio::spawn(async move { this.submit_next(group).await });
+            self.clone().start(group);
         }
         let answer = rx.await.unwrap_or_else(|_| Err(unavailable("the proposal was dropped")));
         if let Some(at) = answer.as_ref().ok().and_then(|a| a.applied_at) {
             crate::metrics::stage(Stage::Reply, at.elapsed());
         }
         answer
+    }
+
+    /// Starts a task that proposes `group`'s next batch with the flight the
+    /// caller took. A task of its own, never the caller's: a caller is not
+    /// always polled (a RESP connection stops polling its commands while a
+    /// slow client leaves a reply unread) and may be dropped (its client
+    /// went away), and either would hold up the group's turn, or fail a
+    /// batch that carries other clients' commands.
+    fn start(self: Arc<Self>, group: GroupId) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn(async move { self.submit_next(group).await })),
+            Err(_) => self.fail_waiting(group),
+        }
     }
 
     /// Proposes what waits in `group`'s queue as one batch, or gives the
@@ -273,14 +279,11 @@ impl Batcher {
             more
         };
         if more {
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => drop(handle.spawn(async move { self.submit_next(group).await })),
-                Err(_) => self.fail_waiting(group),
-            }
+            self.start(group);
         }
     }
 
-    /// Gives back the flight `settle` took for the next batch and answers
+    /// Gives back the flight taken for `group`'s next batch and answers
     /// everything queued in `group` with a retryable error (no runtime is
     /// left to propose it: the node is stopping).
     fn fail_waiting(&self, group: GroupId) {
