@@ -69,8 +69,8 @@ fn command(args: &[&str]) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_pipeline_is_applied_in_the_order_it_was_sent() {
-    use redis_protocol::resp2::{decode::decode, types::OwnedFrame};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use redis_protocol::resp2::types::OwnedFrame;
+    use tokio::io::AsyncWriteExt;
 
     // One group, so every command below queues behind the same batches in
     // flight. LOCK i takes the lock UNLOCK i-3 freed and UNLOCK i frees it
@@ -87,20 +87,9 @@ async fn a_pipeline_is_applied_in_the_order_it_was_sent() {
     let mut stream = tokio::net::TcpStream::connect(cluster.addr(1)).await.expect("connect");
     stream.write_all(&bytes).await.expect("send the pipeline");
 
-    let (mut buf, mut replies) = (Vec::new(), Vec::new());
-    let read_all = async {
-        while replies.len() < 2 * ROUNDS {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "the node closed the connection after {} replies", replies.len());
-            buf.extend_from_slice(&chunk[..n]);
-            while let Some((frame, used)) = decode(&buf).expect("a RESP reply") {
-                replies.push(frame);
-                buf.drain(..used);
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), read_all).await.expect("every reply came in time");
+    let mut buf = Vec::new();
+    let read_all = read_replies(&mut stream, &mut buf, 2 * ROUNDS);
+    let replies = tokio::time::timeout(Duration::from_secs(60), read_all).await.expect("every reply came in time");
     for (i, pair) in replies.chunks(2).enumerate() {
         let OwnedFrame::Array(fields) = &pair[0] else { panic!("LOCK {i}: not a grant: {:?}", pair[0]) };
         assert_eq!(fields.get(1), Some(&OwnedFrame::BulkString(format!("k{i}").into_bytes())), "LOCK {i}");
